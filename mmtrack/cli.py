@@ -1,0 +1,192 @@
+"""`mmtrack`: the command line. Thin typer wrappers; the work lives in the concept modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmtrack.errors import MMTrackError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark model multiplicity: train configurations as MLflow runs, measure accuracy "
+                       "under intervention, build multiplicity sheets and simulate model selection.")
+console = Console()
+err = Console(stderr=True)
+
+TrackingUri = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
+DataDir = Annotated[Optional[str], typer.Option(
+    "--data-dir", help="Root folder of real datasets (default: $MMTRACK_DATA, else ./data).")]
+InterventionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--intervention", "-i", help="Intervention spec, repeatable or ';'-separated, e.g. pgd_linf:0.005,0.01 "
+                                 "output_noise:5 group:race/asian ood:fairface mia. Default: all defaults.")]
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "art", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _interventions(specs: list[str] | None):
+    from mmtrack import interventions
+
+    if not specs or specs == ["default"]:
+        return interventions.parse(interventions.DEFAULT_SPECS)
+    flat = [s for spec in specs for s in spec.split(";") if s.strip()]
+    return interventions.parse(interventions.DEFAULT_SPECS if flat == ["default"] else flat)
+
+
+def _metrics_table(metrics: dict[str, float], title: str) -> Table:
+    table = Table(title=title, show_edge=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in sorted(metrics.items(), key=lambda kv: (kv[0] != "acc", kv[0])):
+        table.add_row(name, f"{100 * value:.2f}%" if name.startswith("acc") or name.endswith("accuracy")
+                      else f"{value:.4f}")
+    return table
+
+
+def ui_url(exp_id: str, run_id: str | None = None) -> str:
+    base = f"http://127.0.0.1:5000/#/experiments/{exp_id}"
+    return f"{base}/runs/{run_id}" if run_id else base
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset name (`mmtrack datasets` lists them).")] = "digits-skewed",
+    arch: Annotated[str, typer.Option(help="resnet18 | resnet50 | wide_resnet50_2")] = "resnet18",
+    width: Annotated[float, typer.Option(help="Channel-count factor (1 = torchvision's widths).")] = 0.125,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.1,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    augment: Annotated[str, typer.Option(help="randaugment | trivialaugment | none")] = "randaugment",
+    optimizer: Annotated[str, typer.Option(help="sgd | adam")] = "sgd",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    seed: Annotated[int, typer.Option(help="The one seed behind all randomness.")] = 0,
+    image_size: Annotated[Optional[int], typer.Option(help="Image size (default: the dataset's).")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: the dataset name).")] = None,
+    intervention: InterventionOpt = None,
+    pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = 10,
+    pgd_max_examples: Annotated[int, typer.Option(help="Test images attacked by PGD (fixed subset).")] = 1000,
+    noise_draws: Annotated[int, typer.Option(help="Seeded noise draws averaged per noise metric.")] = 5,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Train and evaluate one configuration as one MLflow run."""
+    from mmtrack import tracking
+    from mmtrack.config import RunConfig
+    from mmtrack.interventions import EvalSettings
+    from mmtrack.run import run_config
+
+    _quiet()
+    cfg = RunConfig(dataset=dataset, arch=arch, width=width, lr=lr, batch_size=batch_size, augment=augment,
+                    optimizer=optimizer, epochs=epochs, seed=seed, image_size=image_size)
+    ivs = _interventions(intervention)
+    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:
+        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
+    client = tracking.connect(tracking_uri)
+    exp_id = None if os.environ.get("MLFLOW_RUN_ID") else tracking.experiment_id(client, experiment or dataset, create=True)
+    console.print(f"[bold]{cfg.run_name}[/] on {dataset} (config {cfg.hash})")
+    result = run_config(cfg, client, exp_id, ivs, settings, data_dir=data_dir,
+                        on_epoch=lambda s: console.print(f"  epoch {s.epoch + 1}/{cfg.epochs}  loss {s.train_loss:.4f}  "
+                                                         f"acc {100 * s.train_acc:.2f}%  ({s.seconds:.1f}s)"))
+    console.print(_metrics_table(result.metrics, f"run {result.run_id}"))
+    for name, error in result.failed_interventions.items():
+        err.print(f"[yellow]warning:[/] intervention {name} failed: {error}")
+    exp_id = exp_id or client.get_run(result.run_id).info.experiment_id
+    console.print(f"run {result.run_id} FINISHED in {tracking.resolve_uri(tracking_uri)}\n"
+                  f"open it: `mmtrack server`, then {ui_url(exp_id, result.run_id)}")
+
+
+@app.command()
+def evaluate(
+    run_id: Annotated[Optional[str], typer.Option(help="The run whose logged model to evaluate.")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="Evaluate every FINISHED run of this experiment.")] = None,
+    intervention: InterventionOpt = None,
+    pgd_steps: Annotated[int, typer.Option(help="PGD iterations.")] = 10,
+    pgd_max_examples: Annotated[int, typer.Option(help="Test images attacked by PGD (fixed subset).")] = 1000,
+    noise_draws: Annotated[int, typer.Option(help="Seeded noise draws averaged per noise metric.")] = 5,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Add intervention metrics to already-logged runs (reloads each model; other metrics are untouched)."""
+    from mmtrack import tracking
+    from mmtrack.interventions import EvalSettings
+    from mmtrack.run import evaluate_run
+
+    _quiet()
+    if (run_id is None) == (experiment is None):
+        raise MMTrackError("give exactly one of --run-id or --experiment")
+    ivs = _interventions(intervention)
+    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+    client = tracking.connect(tracking_uri)
+    if run_id:
+        try:
+            client.get_run(run_id)
+        except Exception:  # noqa: BLE001
+            raise MMTrackError(f"unknown run id {run_id!r} in {tracking.resolve_uri(tracking_uri)}") from None
+        run_ids = [run_id]
+    else:
+        exp_id = tracking.experiment_id(client, experiment)
+        runs = client.search_runs([exp_id], "attributes.status = 'FINISHED'", max_results=50000)
+        run_ids = [r.info.run_id for r in runs]
+        if not run_ids:
+            raise MMTrackError(f"experiment {experiment!r} has no FINISHED runs to evaluate")
+    failed = 0
+    for rid in run_ids:
+        result = evaluate_run(client, rid, ivs, settings, data_dir)
+        console.print(_metrics_table(result.metrics, f"run {rid}"))
+        for name, error in result.failed_interventions.items():
+            failed += 1
+            err.print(f"[yellow]warning:[/] run {rid}: intervention {name} failed: {error}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def datasets():
+    """List the datasets, their groups and OOD sets (real datasets need --data-dir / $MMTRACK_DATA)."""
+    from mmtrack.datasets import dataset_names
+
+    for name in dataset_names():
+        console.print(name)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    tracking_uri: TrackingUri = None,
+):
+    """Start the MLflow UI/server over the tracking store (default: the local store under tracking/)."""
+    from mmtrack import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    tracking.connect(uri)  # creates the local store if needed
+    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if tracking.is_local_sqlite(uri):
+        args += ["--default-artifact-root", str(tracking.tracking_dir() / "artifacts")]
+    console.print(f"MLflow UI on http://{host}:{port} over {uri}")
+    os.execv(sys.executable, args)
+
+
+def main() -> None:
+    try:
+        app()
+    except MMTrackError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""One configuration, one MLflow run: load the data, train, log the model and predictions, then compute and
+log every intervention (each logged as soon as it is computed; a failing intervention is recorded and the
+others are kept)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from mmtrack import __version__, interventions as iv_mod, tracking
+from mmtrack.config import RunConfig
+from mmtrack.datasets import Dataset, load_dataset
+from mmtrack.interventions import EvalSettings, Evaluator, Intervention
+from mmtrack.train import EpochStats, pick_device, train_model
+
+log = logging.getLogger("mmtrack")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    failed_interventions: dict[str, str] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    pkgs = ("torch", "torchvision", "mlflow", "adversarial-robustness-toolbox", "numpy", "scikit-learn")
+    tags = {f"mmtrack.version.{p}": version(p) for p in pkgs}
+    tags.update({"mmtrack.version.mmtrack": __version__, "mmtrack.version.python": platform.python_version()})
+    return tags
+
+
+def predictions_frame(logits: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
+    proba = torch.softmax(logits, 1).numpy()
+    df = pd.DataFrame({"index": range(len(labels)), "label": labels.numpy(), "pred": logits.argmax(1).numpy()})
+    return pd.concat([df, pd.DataFrame(proba, columns=[f"prob_{c}" for c in range(proba.shape[1])])], axis=1)
+
+
+def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interventions: list[Intervention],
+                      result: RunResult, counts: dict[str, int]) -> None:
+    """Compute and log each intervention; failures are recorded on the run and do not lose other metrics."""
+    for iv in interventions:
+        try:
+            metrics, n = evaluator.run(iv)
+        except Exception as exc:  # noqa: BLE001 - one failing intervention must not lose the others
+            result.failed_interventions[str(iv)] = f"{type(exc).__name__}: {exc}"
+            log.warning("intervention %s failed: %s", iv, exc)
+            continue
+        logger.log_metrics(metrics)
+        result.metrics.update(metrics)
+        counts.update(n)
+    logger.set_tags({tracking.EVAL_N_TAG: json.dumps(counts, sort_keys=True)})
+    if result.failed_interventions:
+        logger.set_tags({"mmtrack.failed_interventions": json.dumps(result.failed_interventions)})
+
+
+def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[Intervention],
+               settings: EvalSettings = EvalSettings(), data_dir: str | None = None,
+               data: Dataset | None = None, extra_tags: dict | None = None,
+               on_epoch=None) -> RunResult:
+    """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` and return its metrics."""
+    data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
+    iv_mod.check_available(interventions, data)
+    device = pick_device()
+    tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
+            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.command": " ".join(sys.argv)[:500],
+            **versions(), **(extra_tags or {})}
+    with tracking.RunLogger(client, exp_id, cfg.run_name, tags) as logger:
+        result = RunResult(logger.run_id)
+        logger.log_params({**cfg.params(), **settings.params(), "interventions": ";".join(map(str, interventions))})
+
+        def epoch_logged(stats: EpochStats) -> None:
+            logger.log_metrics({"train_loss": stats.train_loss, "train_acc": stats.train_acc,
+                                "epoch_seconds": stats.seconds}, step=stats.epoch)
+            if on_epoch is not None:
+                on_epoch(stats)
+
+        model = train_model(cfg, data, device, on_epoch=epoch_logged)
+        evaluator = Evaluator(model, data, settings)
+        logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test.labels), tracking.PREDICTIONS)
+        example = data.test.images[:2].float().div(255).numpy()
+        logger.log_model(model.cpu(), example)
+        model.to(device)
+        log_interventions(logger, evaluator, interventions, result, {})
+    return result
+
+
+def evaluate_run(client, run_id: str, interventions: list[Intervention], settings: EvalSettings,
+                 data_dir: str | None = None) -> RunResult:
+    """Reload a logged model and add intervention metrics to its (finished) run; other metrics are untouched."""
+    run = client.get_run(run_id)
+    p = run.data.params
+    image_size = None if p.get("image_size", "default") == "default" else int(p["image_size"])
+    data = load_dataset(p["dataset"], data_dir, image_size)
+    iv_mod.check_available(interventions, data)
+    model = tracking.load_model(client, run_id).to(pick_device())
+    logger = tracking.reopen(client, run_id)
+    result = RunResult(run_id)
+    counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))
+    log_interventions(logger, Evaluator(model, data, settings), interventions, result, counts)
+    tracking.touch(client, run_id)
+    return result

@@ -1,0 +1,278 @@
+"""The one place that talks to MLflow: where the store is, creating experiments, logging a run, reading runs
+back (with an incremental local cache), loading logged models and their stored predictions.
+
+Without MLFLOW_TRACKING_URI (or --tracking-uri) mmtrack uses a local store under `tracking/` (or
+$MMTRACK_TRACKING_DIR): a SQLite database `mlflow.db` plus an artifact folder `artifacts/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from mmtrack.errors import MMTrackError
+
+STUDY_TAG = "mmtrack.study"
+HASH_TAG = "mmtrack.config_hash"
+EVAL_N_TAG = "mmtrack.eval_n"
+
+
+def tracking_dir() -> Path:
+    return Path(os.environ.get("MMTRACK_TRACKING_DIR", "tracking")).resolve()
+
+
+def default_uri() -> str:
+    return f"sqlite:///{tracking_dir() / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local store under tracking/."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
+def is_local_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite:///")
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifact folder next to a local SQLite store; None (the server's choice) for other stores."""
+    if is_local_sqlite(uri):
+        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (released by the OS if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def connect(uri: str | None = None):
+    """Point MLflow at the store, check that it answers, and return an MlflowClient.
+
+    Unreachable servers fail fast with one line naming the URL (MLflow's own client would retry for minutes).
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(uri)
+    if is_local_sqlite(uri):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.exists():
+            # Create the tables once (under a lock: concurrent first use would race on migrations), with the
+            # artifact root next to the database, so experiment 0 ('Default', used by `mlflow run`) stores
+            # its artifacts there too.
+            with file_lock(db.parent / ".init.lock"):
+                if not db.exists():
+                    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                    SqlAlchemyStore(uri, _artifact_root(uri)).engine.dispose()
+    elif uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith(("postgresql", "mysql")):
+        check_database(uri)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise MMTrackError(
+            f"tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); start it (`mmtrack server`, "
+            "or tracking/start-stack.sh) or point MLFLOW_TRACKING_URI / --tracking-uri at a running one"
+        ) from None
+
+
+def check_database(uri: str, timeout: int = 5) -> None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout}
+                                          if uri.startswith("postgresql") else {})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MMTrackError(f"database {_redact(uri)} is unreachable ({first}); start it or fix the URL") from None
+
+
+def _redact(uri: str) -> str:
+    """Hide a password in a database URL."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", uri)
+
+
+# ------------------------------------------------------------------------------------------------ experiments
+
+
+def experiment_id(client, name: str, create: bool = False, tags: dict | None = None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise MMTrackError(f"experiment {name!r} is deleted; restore it (`mlflow experiments restore`) or "
+                               "choose another name")
+        for key, value in (tags or {}).items():
+            client.set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
+    if not create:
+        names = sorted(e.name for e in client.search_experiments())
+        raise MMTrackError(f"unknown experiment {name!r}; the tracking server has: {', '.join(names) or 'none'}")
+    root = _artifact_root(client.tracking_uri)
+    location = f"{root}/{name}" if root else None
+    try:
+        return client.create_experiment(name, artifact_location=location, tags=tags)
+    except Exception:  # created concurrently by another process
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def experiment_study(client, exp_id: str) -> dict | None:
+    tag = client.get_experiment(exp_id).tags.get(STUDY_TAG)
+    return json.loads(tag) if tag else None
+
+
+# ------------------------------------------------------------------------------------------------ one run
+
+
+class RunLogger:
+    """Logs one configuration into one MLflow run (the run `mlflow run` created, when MLFLOW_RUN_ID is set).
+
+    Used as a context manager: an exception inside leaves the run FAILED with the error recorded in the tag
+    `mmtrack.error` (and `error.txt`), then propagates; a normal exit marks it FINISHED.
+    """
+
+    def __init__(self, client, exp_id: str | None, run_name: str, tags: dict[str, str]):
+        import mlflow
+
+        self.client = client
+        env_run = os.environ.get("MLFLOW_RUN_ID")
+        if env_run:  # launched by `mlflow run`: log into the run it created
+            run = mlflow.start_run(run_id=env_run)
+            self.run_id = run.info.run_id
+            self.set_tags({**tags, "mlflow.runName": run_name})
+        else:
+            run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags)
+            self.run_id = run.info.run_id
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        import mlflow
+
+        if exc is None:
+            mlflow.end_run("FINISHED")
+            return False
+        with contextlib.suppress(Exception):
+            import traceback
+
+            self.client.set_tag(self.run_id, "mmtrack.error", f"{exc_type.__name__}: {exc}"[:5000])
+            self.client.log_text(self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        return False
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[i:i + 500])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_model(self, model, input_example) -> None:
+        """The model via mlflow.pytorch.log_model under the name `model`, loadable with `runs:/<id>/model`."""
+        import mlflow
+        import mlflow.pytorch
+
+        from mmtrack import __version__
+
+        reqs = [f"mmtrack=={__version__}", f"torch=={_version('torch')}", f"torchvision=={_version('torchvision')}"]
+        mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs)
+
+    def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / Path(path).name
+            df.to_parquet(local, index=False)
+            parent = str(Path(path).parent)
+            self.client.log_artifact(self.run_id, str(local), None if parent == "." else parent)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def load_model(client, run_id: str):
+    import mlflow.pytorch
+
+    try:
+        return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
+    except Exception as exc:  # noqa: BLE001
+        raise MMTrackError(f"could not load the model of run {run_id} ({type(exc).__name__}: {exc}); "
+                           "was it logged by mmtrack?") from None
+
+
+def reopen(client, run_id: str) -> RunLogger:
+    """A RunLogger on an existing run (for `mmtrack evaluate`), without creating one."""
+    logger = RunLogger.__new__(RunLogger)  # no fluent run: evaluate logs through the client only
+    logger.client, logger.run_id = client, run_id
+    return logger
+
+
+def touch(client, run_id: str) -> None:
+    """Mark a finished run as changed (end_time = now), so incremental run caches pick up new metrics."""
+    client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
+
+
+PREDICTIONS = "predictions/test.parquet"
+
+
+def load_predictions(client, run_ids: list[str]) -> dict[str, "pd.DataFrame"]:
+    """The stored per-example test predictions of each run (runs without them are left out)."""
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            try:
+                local = client.download_artifacts(run_id, PREDICTIONS, tmp)
+            except Exception:  # noqa: BLE001 - a run without predictions is reported by the caller
+                continue
+            out[run_id] = pd.read_parquet(local)
+    return out
