@@ -154,6 +154,71 @@ def evaluate(
 
 
 @app.command()
+def sweep(
+    study: Annotated[str, typer.Argument(help="Study file (YAML), or a preset name from studies/.")],
+    workers: Annotated[int, typer.Option(help="Configurations trained at once on this machine.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna RDB storage URL shared by workers on several "
+                                                        "machines (e.g. postgresql://...).")] = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Run every configuration of a study as one MLflow run each (resumable, parallel)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from mmtrack import sweep as sweep_mod
+    from mmtrack.study import load_study
+
+    _quiet()
+    st = load_study(study)
+    configs = st.configs()
+    if dry_run:
+        table = Table(title=f"{st.name}: {len(configs)} configurations ({st.design}, {len(st.seeds)} seeds)")
+        for col in ("#", "run name", "config hash"):
+            table.add_column(col)
+        for i, cfg in enumerate(configs):
+            table.add_row(str(i), cfg.run_name, cfg.hash)
+        console.print(table)
+        return
+    parent_run = os.environ.pop("MLFLOW_RUN_ID", None)  # under `mlflow run`: one run per configuration instead
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(st.name, total=len(configs))
+        seen: set[str] = set()
+
+        def on_event(ev) -> None:
+            if ev.kind == "start":
+                progress.console.print(f"  training {ev.config}")
+            elif ev.hash not in seen:
+                seen.add(ev.hash)
+                progress.advance(task)
+                if ev.kind == "failed":
+                    progress.console.print(f"  [red]failed[/] {ev.config}: {ev.error}")
+                elif ev.kind == "finished":
+                    progress.console.print(f"  [green]finished[/] {ev.config} ({ev.seconds:.0f}s)")
+
+        if storage:
+            from mmtrack import worker as worker_mod
+
+            summary = worker_mod.sweep_with_storage(st, storage, workers, tracking_uri, on_event)
+        else:
+            summary = sweep_mod.sweep(st, workers, tracking_uri, on_event)
+    console.print(f"[bold]{st.name}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
+                  f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations")
+    for ev in summary.failed:
+        err.print(f"[red]failed[/] {ev.config} (run {ev.run_id or '?'}): {ev.error}")
+    if parent_run:
+        from mmtrack import tracking
+
+        client = tracking.connect(tracking_uri)
+        for key, value in (("finished", summary.finished), ("skipped", summary.skipped), ("failed", summary.failed)):
+            client.log_metric(parent_run, f"sweep/{key}", len(value))
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def datasets():
     """List the datasets, their groups and OOD sets (real datasets need --data-dir / $MMTRACK_DATA)."""
     from mmtrack.datasets import dataset_names

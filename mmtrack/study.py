@@ -1,0 +1,153 @@
+"""Study files: the design of a multiplicity benchmark (dataset, default configuration, axes, seeds, epochs,
+interventions) and its expansion into configurations.
+
+Designs:
+- `ofat`: the paper's one-factor-at-a-time design: the default configuration, plus each axis varied alone
+  around it, crossed with every seed (UTKFace: 9 configurations x 5 seeds = 45 runs).
+- `grid`: the full factorial of all axes, crossed with every seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from mmtrack.config import RunConfig
+from mmtrack.errors import MMTrackError
+from mmtrack.interventions import DEFAULT_SPECS, EvalSettings
+
+AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
+FIXED = ("width", "image_size")
+KEYS = {"name": str, "dataset": str, "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
+        "fixed": dict, "interventions": list, "eval": dict, "description": str}
+REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    dataset: str
+    design: str
+    epochs: int
+    seeds: list[int]
+    default: dict
+    axes: dict[str, list]
+    fixed: dict = field(default_factory=dict)
+    interventions: list[str] = field(default_factory=lambda: list(DEFAULT_SPECS))
+    eval: dict = field(default_factory=dict)
+    description: str = ""
+
+    def configs(self) -> list[RunConfig]:
+        """Every configuration of the study, default configuration first, seeds innermost."""
+        base = {**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs}
+        if self.design == "ofat":
+            points = [dict(self.default)]
+            for axis, values in self.axes.items():
+                points += [{**self.default, axis: v} for v in values if v != self.default[axis]]
+        else:
+            names = list(self.axes)
+            points = [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
+        return [RunConfig(**{**base, **p, "seed": s}) for p in points for s in self.seeds]
+
+    def eval_settings(self) -> EvalSettings:
+        return EvalSettings(**self.eval)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["seed_param"] = "seed"
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _type_name(t) -> str:
+    return {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}[t]
+
+
+def parse_study(raw: dict, source: str = "study") -> Study:
+    """Validate a study mapping (from YAML) and build a Study; errors name the file and the key."""
+    if not isinstance(raw, dict):
+        raise MMTrackError(f"{source}: expected a mapping of keys ({', '.join(KEYS)})")
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise MMTrackError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(KEYS)}")
+    missing = [k for k in REQUIRED if k not in raw]
+    if missing:
+        raise MMTrackError(f"{source}: missing key(s) {', '.join(missing)}")
+    for key, typ in KEYS.items():
+        if key in raw and not (isinstance(raw[key], typ) and not (typ is int and isinstance(raw[key], bool))):
+            raise MMTrackError(f"{source}: {key} must be {_type_name(typ)}, got {raw[key]!r}")
+    design = raw.get("design", "ofat")
+    if design not in ("ofat", "grid"):
+        raise MMTrackError(f"{source}: design must be ofat or grid, got {design!r}")
+    axes, default = raw["axes"], raw["default"]
+    for axis, values in axes.items():
+        if axis not in AXES:
+            raise MMTrackError(f"{source}: unknown axis {axis!r}; axes are: {', '.join(AXES)}")
+        if not isinstance(values, list) or not values:
+            raise MMTrackError(f"{source}: axes.{axis} must be a non-empty list of values")
+        if len(set(map(str, values))) != len(values):
+            raise MMTrackError(f"{source}: axes.{axis} lists a value twice")
+        if axis not in default:
+            raise MMTrackError(f"{source}: default has no value for axis {axis!r}")
+        if default[axis] not in values:
+            raise MMTrackError(f"{source}: default {axis}={default[axis]!r} is not among axes.{axis} {values}")
+    extra = sorted(set(default) - set(axes))
+    if extra:
+        raise MMTrackError(f"{source}: default sets {', '.join(extra)} which are not axes; use `fixed:` for "
+                           "values held constant")
+    fixed = raw.get("fixed", {})
+    bad = sorted(set(fixed) - set(FIXED) or set(fixed) & set(axes))
+    if bad:
+        raise MMTrackError(f"{source}: fixed may set {', '.join(FIXED)} (not an axis), got {', '.join(bad)}")
+    seeds = raw["seeds"]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise MMTrackError(f"{source}: seeds must be a non-empty list of distinct non-negative integers, got {seeds}")
+    eval_keys = {f.name for f in fields(EvalSettings)}
+    unknown_eval = sorted(set(raw.get("eval", {})) - eval_keys)
+    if unknown_eval:
+        raise MMTrackError(f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: "
+                           f"{', '.join(sorted(eval_keys))}")
+    # Axis values must be the types RunConfig expects: ask RunConfig itself (it names allowed values).
+    study = Study(name=raw.get("name") or Path(source).stem, dataset=raw["dataset"], design=design,
+                  epochs=raw["epochs"], seeds=list(seeds), default=dict(default), axes=dict(axes), fixed=dict(fixed),
+                  interventions=list(raw.get("interventions", DEFAULT_SPECS)), eval=dict(raw.get("eval", {})),
+                  description=raw.get("description", ""))
+    base = {**fixed, **default, "dataset": study.dataset, "epochs": study.epochs, "seed": seeds[0]}
+    for axis, values in axes.items():
+        for v in values:
+            try:
+                RunConfig(**{**base, axis: v})
+            except MMTrackError as exc:
+                raise MMTrackError(f"{source}: axes.{axis}: {exc.message}") from None
+            except TypeError:
+                raise MMTrackError(f"{source}: axes.{axis} value {v!r} has the wrong type") from None
+    from mmtrack.interventions import parse
+
+    try:
+        parse(study.interventions)
+    except MMTrackError as exc:
+        raise MMTrackError(f"{source}: interventions: {exc.message}") from None
+    study.eval_settings()
+    return study
+
+
+def load_study(path: str | Path) -> Study:
+    """Load a study file; a bare name (e.g. `digits-skewed`) means studies/<name>.yaml."""
+    p = Path(path)
+    if not p.exists() and p.suffix == "" and Path("studies", f"{p}.yaml").exists():
+        p = Path("studies", f"{p}.yaml")
+    if not p.exists():
+        presets = sorted(x.stem for x in Path("studies").glob("*.yaml")) if Path("studies").is_dir() else []
+        raise MMTrackError(f"study file {path} not found" + (f"; presets: {', '.join(presets)}" if presets else ""))
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise MMTrackError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_study(raw, str(p))

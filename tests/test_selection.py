@@ -1,0 +1,266 @@
+"""Model-selection experiment (paper §5) on hand-computed runs tables."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from mmtrack.errors import MMTrackError
+from mmtrack.selection import (
+    RangeStats,
+    Selection,
+    analyse,
+    figure,
+    render,
+    rich_table,
+    select_pareto,
+    select_top,
+    select_within,
+    top_count,
+)
+
+NAN = float("nan")
+
+
+def make_runs(metrics: dict[str, list[float]], status: list[str] | None = None) -> pd.DataFrame:
+    """A runs table in mlflow.search_runs format with runs r0, r1, ... and the given metric columns."""
+    n = len(next(iter(metrics.values())))
+    table = pd.DataFrame(
+        {
+            "run_id": [f"r{i}" for i in range(n)],
+            "run_name": [f"name-{i}" for i in range(n)],
+            "status": status or ["FINISHED"] * n,
+            "start_time": pd.to_datetime([1_700_000_000 + i for i in range(n)], unit="s", utc=True),
+            "params.seed": [str(i) for i in range(n)],
+        }
+    )
+    for name, values in metrics.items():
+        table[f"metrics.{name}"] = np.asarray(values, dtype=float)
+    return table
+
+
+# a descends, b ascends over r0..r9: top-8 on a = r0..r7, top-8 on b = r2..r9.
+TEN = make_runs(
+    {
+        "a": [0.90, 0.89, 0.88, 0.87, 0.86, 0.85, 0.84, 0.83, 0.82, 0.81],
+        "b": [0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90],
+    }
+)
+
+
+def ids(*numbers: int) -> list[str]:
+    return sorted(f"r{i}" for i in numbers)
+
+
+# ----------------------------------------------------------------------------------------------- top-k
+
+
+def test_top_count_ceil_and_floor():
+    assert top_count(75, 10) == 8  # 7.5 -> 8
+    assert top_count(75, 45) == 34 and top_count(75, 45, "floor") == 33
+    assert top_count(50, 45) == 23 and top_count(50, 45, "floor") == 22
+    assert top_count(70, 10) == 7 and top_count(70, 10, "floor") == 7  # exact products are not bumped
+
+
+def test_top_k_ceil_rule_is_intersection_of_per_metric_sets():
+    sel = select_top(TEN, ["a", "b"], 75)
+    assert sel == Selection(rule="top", k=75.0, eps=None, run_ids=ids(2, 3, 4, 5, 6, 7), n_selected=6)
+    assert select_top(TEN, ["a"], 75).run_ids == ids(*range(8))
+    assert select_top(TEN, ["a", "b"], 50).run_ids == []  # r0..r4 vs r5..r9
+    assert select_top(TEN, ["a", "b"], 55).run_ids == ids(4, 5)  # ceil(5.5)=6: r0..r5 vs r4..r9
+    assert select_top(TEN, ["a", "b"], 55, rounding="floor").run_ids == []  # floor: 5 each
+    assert select_top(TEN, ["metrics.a", "b"], 100).n_selected == 10  # prefix tolerated
+
+
+def test_top_k_keeps_ties_at_the_cut():
+    runs = make_runs({"a": [0.9, 0.8, 0.8, 0.7]})
+    assert select_top(runs, ["a"], 50).run_ids == ids(0, 1, 2)  # cut = 2, r2 ties with r1
+    assert select_top(runs, ["a"], 25).run_ids == ids(0)
+
+
+def test_run_missing_a_by_metric_is_excluded_and_reported():
+    # n(a) = 5 -> ceil(2.5) = 3: r4, r0, r1. n(b) = 4 (r4 lacks b) -> 2: r0, r1.
+    runs = make_runs({"a": [0.9, 0.8, 0.7, 0.6, 0.95], "b": [0.9, 0.8, 0.7, 0.6, NAN]})
+    sel = select_top(runs, ["a", "b"], 50)
+    assert sel.run_ids == ids(0, 1)
+    assert sel.excluded == {"r4": ["b"]}
+    report = analyse(runs, ["a", "b"], unseen=["a"], tops=(50,))
+    assert report.excluded == {"r4": ["b"]}
+    assert any("r4" in w and "b" in w for w in report.warnings)
+    assert report.to_dict()["excluded"] == {"r4": ["b"]}
+
+
+def test_only_finished_runs_are_ranked():
+    status = ["FAILED", "FINISHED", "FINISHED", "RUNNING", "FINISHED"]
+    runs = make_runs({"a": [0.99, 0.9, 0.8, 0.7, 0.6]}, status=status)
+    # FINISHED: r1, r2, r4 -> n = 3, top 50% -> ceil(1.5) = 2.
+    assert select_top(runs, ["a"], 50).run_ids == ids(1, 2)
+
+
+def test_bad_k_and_unknown_metric():
+    with pytest.raises(MMTrackError, match="top-k"):
+        select_top(TEN, ["a"], 0)
+    with pytest.raises(MMTrackError, match=r"nope.*a, b"):
+        select_top(TEN, ["a", "nope"], 50)
+    with pytest.raises(MMTrackError, match="no selection metric"):
+        select_within(TEN, [], 1.0)
+
+
+# ----------------------------------------------------------------------------------------------- within
+
+
+def test_within_eps_percentage_points():
+    runs = make_runs({"a": [0.930, 0.925, 0.920, 0.910], "b": [0.80, 0.85, 0.84, 0.86]})
+    # eps=1: a >= 92 -> r0, r1, r2 (92.0 on the boundary); b >= 85 -> r1 (boundary), r3.
+    sel = select_within(runs, ["a", "b"], 1.0)
+    assert (sel.rule, sel.eps, sel.k, sel.run_ids) == ("within", 1.0, None, ids(1))
+    # eps=2: a >= 91 -> all; b >= 84 -> r1, r2, r3.
+    assert select_within(runs, ["a", "b"], 2.0).run_ids == ids(1, 2, 3)
+    assert select_within(runs, ["a"], 0.0).run_ids == ids(0)
+    # 0.29 * 100 == 28.999999999999996 in floats: the tolerance keeps it within 1 pp of 30.
+    assert select_within(make_runs({"a": [0.30, 0.29, 0.28]}), ["a"], 1.0).run_ids == ids(0, 1)
+    with pytest.raises(MMTrackError, match="eps"):
+        select_within(runs, ["a"], -1)
+
+
+# ----------------------------------------------------------------------------------------------- pareto
+
+
+def test_pareto_two_metrics_with_duplicate_and_tie():
+    runs = make_runs(
+        {
+            "a": [0.9, 0.8, 0.8, 0.5, 0.7, 0.9, 0.99],
+            "b": [0.5, 0.8, 0.8, 0.9, 0.7, 0.4, NAN],
+        }
+    )
+    # r1 and r2 are the same point: both kept. r4 is dominated by r1; r5 ties r0 on a but is worse on b.
+    # r6 would dominate on a but lacks b: excluded.
+    sel = select_pareto(runs, ["a", "b"])
+    assert (sel.rule, sel.k, sel.eps) == ("pareto", None, None)
+    assert sel.run_ids == ids(0, 1, 2, 3)
+    assert sel.excluded == {"r6": ["b"]}
+
+
+def test_pareto_three_metrics_and_single_metric():
+    runs = make_runs(
+        {
+            "a": [1.0, 0.0, 0.0, 0.5, 0.4, 1.0],
+            "b": [0.0, 1.0, 0.0, 0.5, 0.4, 0.0],
+            "c": [0.0, 0.0, 1.0, 0.5, 0.4, 0.0],
+        }
+    )
+    assert select_pareto(runs, ["a", "b", "c"]).run_ids == ids(0, 1, 2, 3, 5)  # r4 dominated by r3
+    assert select_pareto(runs, ["a"]).run_ids == ids(0, 5)  # one metric: every run tied at the best
+
+
+def test_pareto_restores_optuna_verbosity():
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    select_pareto(TEN, ["a", "b"])
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+
+
+# ----------------------------------------------------------------------------------------------- analyse
+
+# r4 is FAILED and must be ignored everywhere. r1 lacks v.
+POOL = make_runs(
+    {
+        "a": [0.90, 0.85, 0.80, 0.70, 0.99],
+        "b": [0.80, 0.85, 0.90, 0.70, 0.99],
+        "u": [0.70, 0.75, 0.60, 0.90, 0.10],
+        "v": [0.50, NAN, 0.55, 0.40, 0.10],
+        "train_loss": [0.1, 0.2, 0.3, 0.4, 0.5],
+    },
+    status=["FINISHED"] * 4 + ["FAILED"],
+)
+
+
+@pytest.fixture(scope="module")
+def report():
+    # top 75 (3 of 4): a -> r0 r1 r2, b -> r2 r1 r0. top 50 (2): a -> r0 r1, b -> r2 r1 -> r1.
+    # within 5 pp: a >= 85 -> r0 r1, b >= 85 -> r1 r2 -> r1. pareto: r3 dominated -> r0 r1 r2.
+    return analyse(POOL, ["a", "b"], within=[5.0], pareto=True, experiment="toy")
+
+
+def test_analyse_default_unseen_and_selections(report):
+    assert report.unseen == ["u", "v"]  # not a, b (by) nor train_loss
+    got = [(o.selection.rule, o.selection.run_ids) for o in report.selections]
+    assert got == [("top", ids(0, 1, 2)), ("top", ids(1)), ("within", ids(1)), ("pareto", ids(0, 1, 2))]
+
+
+def test_analyse_unseen_stats_before_and_after(report):
+    # Percentage points, float noise rounded away (0.55 * 100 = 55.00000000000001 -> 55.0).
+    assert report.before == {"u": RangeStats(60.0, 90.0, 30.0, 4), "v": RangeStats(40.0, 55.0, 15.0, 3)}
+    top75, top50, within, pareto = (o.unseen for o in report.selections)
+    assert top75 == {"u": RangeStats(60.0, 75.0, 15.0, 3), "v": RangeStats(50.0, 55.0, 5.0, 2)}
+    # r1 alone lacks v: no range rather than a zero.
+    assert top50 == within == {"u": RangeStats(75.0, 75.0, 0.0, 1), "v": RangeStats(None, None, None, 0)}
+    assert pareto == top75
+
+
+def test_analyse_reports_missing_unseen_metric(report):
+    text = "\n".join(report.warnings)
+    assert "unseen metric v missing in 1 of 4 runs" in text
+    assert "unseen metric v missing in 1 of 1 runs selected by top 50%" in text
+    assert "1 run(s) not FINISHED were ignored" in text
+
+
+def test_analyse_unknown_unseen_metric_lists_existing():
+    with pytest.raises(MMTrackError, match=r"unseen.*zzz.*a, b, train_loss, u, v"):
+        analyse(POOL, ["a"], unseen=["zzz"])
+
+
+def test_json_layout(report):
+    data = json.loads(render(report, "json"), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings"}
+    assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["a", "b"], ["u", "v"])
+    assert set(data["before"]["u"]) == {"min", "max", "delta_max", "n"}
+    assert data["before"]["v"]["n"] == 3
+    top75, top50, within, pareto = data["selections"]
+    assert set(top75) == {"rule", "k", "n_selected", "run_ids", "unseen"}
+    assert set(within) == {"rule", "eps", "n_selected", "run_ids", "unseen"}
+    assert set(pareto) == {"rule", "n_selected", "run_ids", "unseen"}
+    assert (top75["rule"], top75["k"], top75["n_selected"]) == ("top", 75.0, 3)
+    assert top75["run_ids"] == ["r0", "r1", "r2"]
+    assert (within["rule"], within["eps"]) == ("within", 5.0)
+    assert set(top75["unseen"]["u"]) == {"min", "max", "delta_max"}
+    assert top50["unseen"]["v"] == {"min": None, "max": None, "delta_max": None}
+    assert top75["unseen"]["u"] == {"min": 60.0, "max": 75.0, "delta_max": 15.0}
+    assert data["before"]["v"] == {"min": 40.0, "max": 55.0, "delta_max": 15.0, "n": 3}
+    assert data["excluded"] == {}
+
+
+def test_csv_reads_back_with_pandas(report):
+    table = pd.read_csv(io.StringIO(render(report, "csv")))
+    assert len(table) == 5 * 2  # (before + 4 selections) x (u, v)
+    before_u = table[(table["selection"] == "before") & (table["metric"] == "u")].iloc[0]
+    assert (before_u["min"], before_u["max"], before_u["delta_max"], before_u["n"]) == (60.0, 90.0, 30.0, 4)
+    top50_v = table[(table["selection"] == "top 50%") & (table["metric"] == "v")].iloc[0]
+    assert np.isnan(top50_v["min"]) and top50_v["n"] == 0 and top50_v["k"] == 50
+
+
+def test_text_renderings(report):
+    cell = "60.00–90.00 (Δ 30.00)"
+    md = render(report, "markdown")
+    assert "| metric | before (n=4) | top 75% (n=3) | top 50% (n=1) | within 5 pp (n=1) | pareto (n=3) |" in md
+    assert cell in md and "| v |" in md and "n/a" in md
+    assert r"top 75\% (n=3)" in render(report, "latex") and r"\toprule" in render(report, "latex")
+    assert "<td>60.00–90.00 (Δ 30.00)</td>" in render(report, "html")
+    console = Console(record=True, width=250)
+    console.print(rich_table(report))
+    shown = console.export_text()
+    assert "top 75% (n=3)" in shown and cell in shown
+    with pytest.raises(MMTrackError, match="markdown"):
+        render(report, "xlsx")
+
+
+def test_figure_writes_png_and_svg(report, tmp_path):
+    paths = figure(report, POOL, tmp_path / "fig" / "selection")
+    assert [p.name for p in paths] == ["selection.png", "selection.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<svg" in paths[1].read_text()
