@@ -218,6 +218,205 @@ def sweep(
         raise typer.Exit(1)
 
 
+FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="rich (terminal) | csv | markdown | latex | html | json")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the output to this file.")]
+REPORT_TAG = "mmtrack.report"
+
+
+def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
+    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
+    from mmtrack import tracking
+
+    client = tracking.connect(tracking_uri)
+    exp_id = tracking.experiment_id(client, experiment)
+    if refresh:
+        tracking.drop_cache()
+    runs = tracking.load_runs(client, exp_id)
+    if f"tags.{REPORT_TAG}" in runs:
+        runs = runs[runs[f"tags.{REPORT_TAG}"].isna()]
+    if runs.empty:
+        raise MMTrackError(f"experiment {experiment!r} has no finished runs yet; run `mmtrack sweep` or "
+                           "`mmtrack train --experiment ...` first")
+    return client, exp_id, tracking.experiment_study(client, exp_id), runs
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        err.print(f"wrote {out}")
+
+
+def _slug(metric: str) -> str:
+    return metric.replace("/", "_")
+
+
+def _log_report(client, exp_id: str, name: str, files: dict[str, str], figures: list[Path]) -> str:
+    """Record a report (sheet or selection) as a run of its own in the experiment, openable in the MLflow UI."""
+    import tempfile
+
+    run = client.create_run(exp_id, run_name=name, tags={REPORT_TAG: name.split("-")[0]})
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, text in files.items():
+            (Path(tmp) / fname).write_text(text)
+            client.log_artifact(run.info.run_id, str(Path(tmp) / fname))
+    for fig in figures:
+        client.log_artifact(run.info.run_id, str(fig))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise MMTrackError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+@app.command()
+def sheet(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment holding the study's runs.")],
+    metric: Annotated[Optional[list[str]], typer.Option(help="Metric (repeatable). Default: every acc* metric.")] = None,
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+    figure: Annotated[Optional[Path], typer.Option(help="Folder for heatmap figures (PNG and SVG, one per metric).")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="One row per metric: Δmax^all, ratio to acc, top axis.")] = False,
+    default: Annotated[Optional[list[str]], typer.Option(help="Override an axis default, e.g. --default lr=0.1 (repeatable).")] = None,
+    seed_param: Annotated[str, typer.Option(help="The param whose values are the rows.")] = "seed",
+    predictions: Annotated[bool, typer.Option(help="Compute prediction disagreement from stored predictions.")] = True,
+    log: Annotated[bool, typer.Option("--log", help="Record the sheet (HTML, JSON, figure) as a run in MLflow.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Drop the local runs cache first.")] = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Multiplicity sheets: per metric, one table per axis (rows = seeds), Δmax per row/column and Δmax^all."""
+    import tempfile
+
+    from mmtrack import sheet as sh, tracking
+
+    _quiet()
+    _check_format(fmt)
+    client, exp_id, study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    overrides = {}
+    for item in default or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise MMTrackError(f"--default takes AXIS=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if study and not overrides and seed_param == study.get("seed_param", "seed"):
+        design = sh.Design.from_study({**study, "default": {**study.get("fixed", {}), **study["default"]}})
+    else:
+        design = sh.infer_design(runs, seed_param=seed_param, defaults=overrides)
+    metrics = metric or sh.sheet_metrics(runs)
+    if not metrics:
+        raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
+    if summary:
+        df = sh.summary(runs, design, metrics, experiment=experiment)
+        if fmt == "rich" and out is None:
+            console.print(sh.rich_summary(df))
+        else:
+            _emit(sh.render_summary(df, "markdown" if fmt == "rich" else fmt), out)
+        return
+    sheets = []
+    for m in metrics:
+        preds = None
+        if predictions:
+            cells = sh.build_sheet(runs, m, design, experiment)
+            ids = sorted({r for t in cells.tables for row in t.run_ids for r in row if r})
+            preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, ids).items()}
+        sheets.append(sh.build_sheet(runs, m, design, experiment, predictions=preds))
+    ui = "http://127.0.0.1:5000"
+    if fmt == "rich" and out is None:
+        for s in sheets:
+            console.print(sh.rich_tables(s))
+            for line in s.missing + s.warnings:
+                err.print(f"[yellow]warning:[/] {line}")
+    else:
+        texts = [sh.render(s, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id) for s in sheets]
+        if fmt == "json" and len(texts) > 1:
+            text = "[\n" + ",\n".join(t.rstrip() for t in texts) + "\n]\n"
+        elif fmt == "csv" and len(texts) > 1:
+            import pandas as pd
+
+            text = pd.concat([sh.sheet_csv_frame(s).assign(metric=s.metric) for s in sheets]).to_csv(index=False)
+        else:
+            text = "\n".join(texts)
+        _emit(text, out)
+    written: list[Path] = []
+    if figure is not None or log:
+        fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-sheet-"))
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for s in sheets:
+            written += sh.figure(s, fig_dir / f"sheet-{_slug(s.metric)}")
+        if figure is not None:
+            err.print(f"wrote {len(written)} figure files to {fig_dir}")
+    if log:
+        for s in sheets:
+            figs = [p for p in written if p.stem == f"sheet-{_slug(s.metric)}"]
+            files = {"sheet.html": sh.render(s, "html", ui_url=ui, experiment_id=exp_id), "sheet.json": sh.render(s, "json")}
+            rid = _log_report(client, exp_id, f"sheet-{_slug(s.metric)}", files, figs)
+            err.print(f"logged sheet {s.metric} as run {rid}: {ui_url(exp_id, rid)}")
+
+
+@app.command("select")
+def select_cmd(
+    experiment: Annotated[str, typer.Option(help="MLflow experiment holding the study's runs.")],
+    by: Annotated[str, typer.Option(help="Selection metrics, comma-separated (higher is better).")],
+    top: Annotated[str, typer.Option(help="Top-k% rules, comma-separated percentages.")] = "75,50",
+    unseen: Annotated[Optional[str], typer.Option(help="Unseen metrics, comma-separated (default: all others).")] = None,
+    within: Annotated[Optional[str], typer.Option(help="Rashomon rules: keep runs within EPS points of the best on "
+                                                       "every --by metric (comma-separated EPS values).")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="Also keep the Pareto front over the --by metrics.")] = False,
+    rounding: Annotated[str, typer.Option(help="ceil (default) or floor for ⌈k·n/100⌉.")] = "ceil",
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+    figure: Annotated[Optional[Path], typer.Option(help="Figure path stem (writes .png and .svg).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Drop the local runs cache first.")] = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Model selection: keep the runs good on several metrics at once; how much do unseen metrics still vary?"""
+    import tempfile
+
+    from mmtrack import selection
+
+    _quiet()
+    _check_format(fmt)
+
+    def numbers(text: str | None, what: str) -> list[float]:
+        try:
+            return [float(x) for x in (text or "").split(",") if x.strip()]
+        except ValueError:
+            raise MMTrackError(f"{what} takes comma-separated numbers, got {text!r}") from None
+
+    if rounding not in ("ceil", "floor"):
+        raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
+    client, exp_id, _study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    by_list = [m.strip() for m in by.split(",") if m.strip()]
+    unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
+    report = selection.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"),
+                               within=numbers(within, "--within"), pareto=pareto, experiment=experiment,
+                               rounding=rounding)
+    if fmt == "rich" and out is None:
+        console.print(selection.rich_table(report))
+        for line in report.warnings:
+            err.print(f"[yellow]warning:[/] {line}")
+    else:
+        _emit(selection.render(report, "markdown" if fmt == "rich" else fmt), out)
+    figs: list[Path] = []
+    if figure is not None or log:
+        stem = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-")) / "selection"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        figs = selection.figure(report, runs, stem)
+        if figure is not None:
+            err.print(f"wrote {', '.join(map(str, figs))}")
+    if log:
+        files = {"selection.json": selection.render(report, "json"), "selection.html": selection.render(report, "html"),
+                 "selection.md": selection.render(report, "markdown")}
+        rid = _log_report(client, exp_id, "select", files, figs)
+        err.print(f"logged selection as run {rid}: {ui_url(exp_id, rid)}")
+
+
 @app.command()
 def datasets():
     """List the datasets, their groups and OOD sets (real datasets need --data-dir / $MMTRACK_DATA)."""

@@ -75,7 +75,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
             **versions(), **(extra_tags or {})}
     with tracking.RunLogger(client, exp_id, cfg.run_name, tags) as logger:
         result = RunResult(logger.run_id)
-        logger.log_params({**cfg.params(), **settings.params(), "interventions": ";".join(map(str, interventions))})
+        logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
 
         def epoch_logged(stats: EpochStats) -> None:
             logger.log_metrics({"train_loss": stats.train_loss, "train_acc": stats.train_acc,

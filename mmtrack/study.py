@@ -62,7 +62,7 @@ class Study:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.to_dict())  # axis order matters: default-first tables
 
 
 def _type_name(t) -> str:

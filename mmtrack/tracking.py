@@ -195,9 +195,11 @@ class RunLogger:
         return False
 
     def log_params(self, params: dict) -> None:
+        """Log params; those already on the run (`mlflow run -P ...` logs its own) are kept as they are."""
         from mlflow.entities import Param
 
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        existing = self.client.get_run(self.run_id).data.params
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -276,3 +278,78 @@ def load_predictions(client, run_ids: list[str]) -> dict[str, "pd.DataFrame"]:
                 continue
             out[run_id] = pd.read_parquet(local)
     return out
+
+
+# ------------------------------------------------------------------------------------------------ reading runs
+
+
+def _runs_frame(runs) -> pd.DataFrame:
+    """Runs as a DataFrame in `mlflow.search_runs` format (run_id, status, times, params.*, metrics.*, tags.*)."""
+    rows = []
+    for r in runs:
+        row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "experiment_id": r.info.experiment_id,
+               "status": r.info.status, "start_time": r.info.start_time, "end_time": r.info.end_time}
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["run_id", "run_name", "experiment_id", "status", "start_time", "end_time"])
+    for col in ("start_time", "end_time"):
+        df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
+    return df
+
+
+def _search_all(client, exp_id: str, filter_string: str = "") -> list:
+    out, token = [], None
+    while True:
+        page = client.search_runs([exp_id], filter_string, max_results=50000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
+    """Every run of an experiment that has ended (FINISHED, FAILED, KILLED), in `mlflow.search_runs` format.
+
+    With `use_cache`, runs are cached locally (tracking/cache/runs/) and refreshed incrementally: only runs whose
+    end_time is newer than the newest cached one are fetched. `mmtrack evaluate` moves a run's end_time when it
+    adds metrics, so those are refreshed too. Deleted runs stay cached until the cache is dropped
+    (`--refresh`)."""
+    import hashlib
+
+    ended = "attributes.status != 'RUNNING' AND attributes.status != 'SCHEDULED'"
+    if not use_cache:
+        return _runs_frame(_search_all(client, exp_id, ended))
+    key = hashlib.sha256(f"{client.tracking_uri}|{exp_id}".encode()).hexdigest()[:16]
+    path = tracking_dir() / "cache" / "runs" / f"{key}.parquet"
+    cached = None
+    if path.exists():
+        try:
+            cached = pd.read_parquet(path)
+        except Exception:  # noqa: BLE001 - a broken cache is rebuilt
+            cached = None
+    if cached is None or cached.empty:
+        fresh = _runs_frame(_search_all(client, exp_id, ended))
+        merged = fresh
+    else:
+        since = int(cached["end_time"].max().timestamp() * 1000)
+        # >= : runs ending in the same millisecond as the newest cached one are re-read, never missed
+        fresh = _runs_frame(_search_all(client, exp_id, f"{ended} AND attributes.end_time >= {since}"))
+        if fresh.empty:
+            return cached
+        merged = pd.concat([cached[~cached["run_id"].isin(fresh["run_id"])], fresh], ignore_index=True)
+    if not merged.empty:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        merged.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    return merged
+
+
+def drop_cache() -> None:
+    import shutil
+
+    shutil.rmtree(tracking_dir() / "cache" / "runs", ignore_errors=True)

@@ -1,0 +1,312 @@
+"""Multiplicity sheets on hand-made runs tables (mlflow.search_runs format), every number checked by hand."""
+
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+from scipy.stats import studentized_range
+
+from mmtrack.errors import MMTrackError
+from mmtrack.sheet import (Design, build_sheet, figure, infer_design, noise_floor, render, render_summary,
+                           rich_summary, rich_tables, sheet_metrics, summary)
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+
+# OFAT design, 2 axes x 3 seeds. (lr, batch_size, seed) -> acc. Params are written in varied string forms.
+ACC = {
+    ("0.1", "128", "0"): 0.9300, ("0.10", "128", "1"): 0.9250, ("0.1", "128.0", "2"): 0.9310,  # default
+    ("0.05", "128", "0"): 0.9200, ("0.05", "128", "1"): 0.9280, ("0.05", "128", "2"): 0.9150,
+    ("0.01", "128", "0"): 0.9100, ("1e-2", "128", "1"): 0.9220, ("0.01", "128", "2"): 0.9260,
+    ("0.1", "256", "0"): 0.9350, ("0.1", "256", "1"): 0.9180, ("0.1", "256", "2"): 0.9240,
+}
+RUN_ID = {k: f"r-{float(k[0]):g}-{float(k[1]):g}-{k[2]}" for k in ACC}  # e.g. r-0.05-128-1
+STUDY = {"name": "toy", "design": "ofat", "seed_param": "seed",
+         "default": {"lr": 0.1, "batch_size": 128},
+         "axes": {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256]}, "seeds": [0, 1, 2]}
+
+# Hand-computed (percentage points).
+LR_SCORES = [[93.00, 92.00, 91.00], [92.50, 92.80, 92.20], [93.10, 91.50, 92.60]]
+LR_DPS = [2.00, 0.60, 1.60]
+LR_DPV = [0.60, 1.30, 1.60]
+BS_SCORES = [[93.00, 93.50], [92.50, 91.80], [93.10, 92.40]]
+BS_DPS = [0.50, 0.70, 0.70]
+BS_DPV = [0.60, 1.70]
+DELTA_ALL = 93.50 - 91.00
+
+
+def row(run_id, lr, bs, seed, acc, status="FINISHED", end=0, eval_n='{"acc": 5000, "acc/group/g": 500}', **extra):
+    r = {"run_id": run_id, "run_name": run_id, "status": status,
+         "start_time": T0, "end_time": T0 + pd.Timedelta(minutes=end),
+         "params.lr": lr, "params.batch_size": bs, "params.seed": seed, "params.epochs": "10",
+         "params.momentum": "0.9", "metrics.acc": acc, "metrics.acc/group/g": 2 * acc - 1,
+         "metrics.train_loss": 0.1, "tags.mmtrack.eval_n": eval_n}
+    r.update(extra)
+    return r
+
+
+def make_runs(extra_rows=(), drop=()):
+    rows = [row(RUN_ID[k], *k, acc, end=i) for i, (k, acc) in enumerate(ACC.items()) if RUN_ID[k] not in drop]
+    # A FAILED run that would change every number if it were counted.
+    rows.append(row("failed", "0.05", "128", "0", 0.99, status="FAILED", end=100))
+    return pd.DataFrame(rows + list(extra_rows))
+
+
+def sheet_of(runs=None, **kw):
+    return build_sheet(make_runs() if runs is None else runs, "acc", Design.from_study(STUDY), "toy", **kw)
+
+
+def test_every_number_of_the_sheet():
+    s = sheet_of()
+    assert [t.axis for t in s.tables] == ["lr", "batch_size"]
+    lr, bs = s.tables
+    assert lr.values == [0.1, 0.05, 0.01] and lr.seeds == [0, 1, 2]
+    assert bs.values == [128, 256]
+    np.testing.assert_allclose(lr.scores, LR_SCORES)
+    np.testing.assert_allclose(lr.delta_max_per_seed, LR_DPS)
+    np.testing.assert_allclose(lr.delta_max_per_value, LR_DPV)
+    np.testing.assert_allclose(bs.scores, BS_SCORES)
+    np.testing.assert_allclose(bs.delta_max_per_seed, BS_DPS)
+    np.testing.assert_allclose(bs.delta_max_per_value, BS_DPV)
+    assert s.delta_max_all == pytest.approx(DELTA_ALL)
+    assert s.n_models == 12  # the default configuration counted once
+    assert lr.run_ids[1] == ["r-0.1-128-1", "r-0.05-128-1", "r-0.01-128-1"]
+    assert bs.run_ids[2] == ["r-0.1-128-2", "r-0.1-256-2"]
+    assert s.missing == [] and s.warnings == []
+    assert s.default == {"lr": 0.1, "batch_size": 128}
+
+
+def test_design_from_study_puts_default_first_and_normalises():
+    d = Design.from_study({"default": {"lr": "0.05"}, "axes": {"lr": ["0.1", "0.050", "0.01"]}})
+    assert d.axes == {"lr": [0.05, 0.1, 0.01]} and d.default == {"lr": 0.05} and d.seeds is None
+    with pytest.raises(MMTrackError, match="not among the axis values"):
+        Design.from_study({"default": {"lr": 0.2}, "axes": {"lr": [0.1]}})
+
+
+def test_infer_design_axes_defaults_and_ordering():
+    d = infer_design(make_runs())
+    assert list(d.axes) == ["lr", "batch_size"]  # epochs/momentum constant, seed excluded
+    assert d.default == {"lr": 0.1, "batch_size": 128}  # most frequent: 6 and 9 of the 12 FINISHED runs
+    assert d.axes["lr"] == [0.1, 0.01, 0.05]  # default first, then numeric order
+    assert d.axes["batch_size"] == [128, 256]
+    assert d.seeds == [0, 1, 2]
+    # defaults override; the sheet then reads lr=0.05 as the default column
+    d2 = infer_design(make_runs(), defaults={"lr": "0.05"})
+    assert d2.axes["lr"] == [0.05, 0.01, 0.1] and d2.default["lr"] == 0.05
+    with pytest.raises(MMTrackError, match="matches no FINISHED run"):
+        infer_design(make_runs(), defaults={"lr": "0.3"})
+    with pytest.raises(MMTrackError, match="not an axis"):
+        infer_design(make_runs(), defaults={"arch": "resnet18"})
+
+
+def test_infer_design_ties_numeric_sort_and_ignore():
+    rows = [row(f"x{i}", "0.1", bs, seed, 0.9) for i, (bs, seed) in enumerate(
+        [("1024", "10"), ("1024", "2"), ("64", "10"), ("64", "2"), ("128", "2"), ("128", "10")])]
+    rows.append(row("y", "0.1", "64", "2", 0.9, **{"params.epochs": "20"}))
+    d = infer_design(pd.DataFrame(rows))
+    assert list(d.axes) == ["batch_size"]  # epochs varies but is ignored by default
+    assert d.axes["batch_size"] == [64, 128, 1024]  # 64 most frequent (3), then numeric (not string) order
+    assert d.seeds == [2, 10]
+    rows[-1]["params.batch_size"] = "128"  # now 64/128/1024 -> 2/3/2: 128 wins
+    rows.append(row("z", "0.1", "1024", "2", 0.9))  # 2/3/3: tie between 128 and 1024 -> first sorted
+    assert infer_design(pd.DataFrame(rows)).default["batch_size"] == 128
+    assert "epochs" in infer_design(pd.DataFrame(rows), ignore=()).axes
+
+
+def test_missing_cells_are_nan_and_reported_not_zero():
+    extra = [row("running", "0.1", "256", "1", 0.5, status="RUNNING", end=50),
+             row("nometric", "0.01", "128", "2", np.nan, end=60)]
+    runs = make_runs(extra, drop={"r-0.1-256-1", "r-0.01-128-2"})
+    s = sheet_of(runs)
+    lr, bs = s.tables
+    assert math.isnan(bs.scores[1, 1]) and bs.run_ids[1][1] is None
+    assert math.isnan(lr.scores[2, 2]) and lr.run_ids[2][2] is None
+    np.testing.assert_allclose(bs.delta_max_per_seed, [0.50, np.nan, 0.70])  # one value left in seed 1's row
+    np.testing.assert_allclose(bs.delta_max_per_value, [0.60, 93.50 - 92.40])
+    np.testing.assert_allclose(lr.delta_max_per_seed, [2.00, 0.60, 93.10 - 91.50])
+    np.testing.assert_allclose(lr.delta_max_per_value, [0.60, 1.30, 92.20 - 91.00])
+    assert s.delta_max_all == pytest.approx(93.50 - 91.00)
+    assert s.n_models == 10
+    assert len(s.missing) == 2
+    assert any("no FINISHED run" in m and "batch_size=256" in m and "seed=1" in m and "RUNNING running" in m
+               for m in s.missing)
+    assert any("nometric" in m and "no metric 'acc'" in m for m in s.missing)
+    d = s.to_dict()
+    assert d["tables"][1]["scores"][1] == [92.5, None]
+    assert d["tables"][1]["delta_max_per_seed"][1] is None
+
+
+def test_duplicate_cell_uses_latest_and_warns_with_both_ids():
+    extra = [row("redo-new", "0.1", "128", "0", 0.9400, end=500), row("redo-old", "0.1", "128", "0", 0.9000, end=-5)]
+    s = sheet_of(make_runs(extra))
+    lr, bs = s.tables
+    assert lr.scores[0, 0] == pytest.approx(94.0) and lr.run_ids[0][0] == "redo-new"
+    assert bs.scores[0, 0] == pytest.approx(94.0)
+    assert lr.delta_max_per_seed[0] == pytest.approx(94.0 - 91.0)
+    assert lr.delta_max_per_value[0] == pytest.approx(94.0 - 92.5)
+    assert s.delta_max_all == pytest.approx(94.0 - 91.0)
+    assert len(s.warnings) == 1  # the same cell sits in both tables: one warning
+    w = s.warnings[0]
+    assert "redo-new" in w and "redo-old" in w and "r-0.1-128-0" in w and "3 FINISHED runs" in w
+
+
+def test_unknown_metric_lists_the_metrics_that_exist():
+    with pytest.raises(MMTrackError, match=r"unknown metric 'acc/ood/x'.*acc, acc/group/g, train_loss"):
+        build_sheet(make_runs(), "acc/ood/x", Design.from_study(STUDY))
+
+
+def test_noise_floor_matches_scipy_and_marks_within_noise():
+    q3 = studentized_range.ppf(0.95, 3, np.inf)
+    assert noise_floor(np.array([93.0, 92.0, 91.0]), 5000) == pytest.approx(q3 * math.sqrt(0.92 * 0.08 / 5000) * 100)
+    assert noise_floor(np.array([93.0, 92.0, 91.0]), 5000) == pytest.approx(1.2717, abs=1e-4)  # by hand
+    assert noise_floor(np.array([93.0, np.nan]), 5000) is None and noise_floor(np.array([93.0, 92.0]), None) is None
+    s = sheet_of()
+    lr, bs = s.tables
+    floor0 = q3 * math.sqrt(0.92 * 0.08 / 5000) * 100  # row seed 0: 93, 92, 91 -> Δmax 2.00 > 1.27
+    floor1 = q3 * math.sqrt(0.925 * 0.075 / 5000) * 100  # row seed 1: mean 92.5 -> Δmax 0.60 < 1.23
+    assert lr.noise_floor_per_seed[0] == pytest.approx(floor0)
+    assert lr.noise_floor_per_seed[1] == pytest.approx(floor1)
+    assert lr.within_noise_per_seed[:2] == [False, True]
+    p = (93.50 + 91.80 + 92.40) / 300  # column batch_size=256
+    assert bs.noise_floor_per_value[1] == pytest.approx(q3 * math.sqrt(p * (1 - p) / 5000) * 100)
+    p_all = np.mean(list(ACC.values()))
+    assert s.noise_floor_all == pytest.approx(studentized_range.ppf(0.95, 12, np.inf)
+                                              * math.sqrt(p_all * (1 - p_all) / 5000) * 100)
+    assert s.within_noise_all is False and s.eval_n == 5000
+    # The group metric is measured on 500 examples: wider floor. Without the tag the floor is unknown.
+    g = build_sheet(make_runs(), "acc/group/g", Design.from_study(STUDY))
+    assert g.tables[0].noise_floor_per_seed[0] > 3 * lr.noise_floor_per_seed[0]
+    runs = make_runs().drop(columns="tags.mmtrack.eval_n")
+    s2 = sheet_of(runs)
+    assert s2.noise_floor_all is None and s2.tables[0].within_noise_per_seed == [None, None, None]
+    assert s2.to_dict()["noise_floor_all"] is None
+
+
+def test_disagreement_on_hand_made_predictions():
+    base = np.array([0, 1, 2, 3, 4])
+    preds = {rid: base.copy() for rid in RUN_ID.values()}
+    preds["r-0.05-128-0"] = np.array([0, 1, 2, 3, 0])  # differs at example 4
+    preds["r-0.01-128-0"] = np.array([1, 1, 2, 3, 4])  # differs at example 0
+    s = sheet_of(predictions=preds)
+    lr, bs = s.tables
+    assert lr.disagreement_per_seed == pytest.approx([0.4, 0.0, 0.0])
+    assert lr.disagreement_per_value == pytest.approx([0.0, 0.2, 0.2])
+    assert bs.disagreement_per_seed == pytest.approx([0.0, 0.0, 0.0])
+    assert s.disagreement_all == pytest.approx(0.4)
+    # Only one run of a row with predictions -> None; runs without predictions are reported.
+    s2 = sheet_of(predictions={"r-0.1-128-0": base, "r-0.05-128-0": base})
+    assert s2.tables[0].disagreement_per_seed == [0.0, None, None]
+    assert s2.tables[0].disagreement_per_value == [None, None, None]
+    assert sum("no predictions" in w for w in s2.warnings) == 10
+    assert sheet_of().tables[0].disagreement_per_seed == [None, None, None]
+    with pytest.raises(MMTrackError, match="different lengths"):
+        sheet_of(predictions={**preds, "r-0.1-128-0": np.zeros(7, dtype=int)})
+
+
+def test_json_layout_is_strict_and_exact():
+    runs = make_runs(drop={"r-0.1-256-1"})
+    d = json.loads(render(sheet_of(runs), "json"))
+    for key in ("experiment", "metric", "unit", "default", "seed_param", "tables", "delta_max_all"):
+        assert key in d
+    assert (d["experiment"], d["metric"], d["unit"], d["seed_param"]) == ("toy", "acc", "%", "seed")
+    assert d["default"] == {"lr": 0.1, "batch_size": 128}
+    t = d["tables"][0]
+    assert {"axis", "values", "seeds", "scores", "delta_max_per_seed", "delta_max_per_value", "run_ids"} <= set(t)
+    assert t["axis"] == "lr" and t["values"] == [0.1, 0.05, 0.01] and t["seeds"] == [0, 1, 2]
+    np.testing.assert_allclose(t["scores"], LR_SCORES)
+    np.testing.assert_allclose(t["delta_max_per_seed"], LR_DPS)
+    np.testing.assert_allclose(t["delta_max_per_value"], LR_DPV)
+    assert t["run_ids"][0] == ["r-0.1-128-0", "r-0.05-128-0", "r-0.01-128-0"]
+    b = d["tables"][1]
+    assert b["scores"][1] == [92.5, None] and b["run_ids"][1] == ["r-0.1-128-1", None]
+    assert b["delta_max_per_seed"][1] is None
+    assert d["delta_max_all"] == pytest.approx(DELTA_ALL)
+    assert len(d["missing"]) == 1 and d["warnings"] == []
+    assert "NaN" not in render(sheet_of(runs), "json")
+
+
+def test_csv_reads_back_with_pandas():
+    df = pd.read_csv(io.StringIO(render(sheet_of(), "csv")))
+    assert list(df.columns) == ["kind", "axis", "seed", "value", "score", "run_id", "noise_floor", "within_noise",
+                                "disagreement"]
+    cells = df[df.kind == "score"]
+    assert len(cells) == 9 + 6
+    lr = cells[cells.axis == "lr"].pivot(index="seed", columns="value", values="score")
+    np.testing.assert_allclose(lr.loc[[0, 1, 2], [0.1, 0.05, 0.01]].to_numpy(), LR_SCORES)
+    dps = df[(df.kind == "delta_max_per_seed") & (df.axis == "batch_size")]
+    np.testing.assert_allclose(dps.score, BS_DPS)
+    dpv = df[(df.kind == "delta_max_per_value") & (df.axis == "lr")]
+    np.testing.assert_allclose(dpv.score, LR_DPV)
+    assert df[df.kind == "delta_max_all"].score.item() == pytest.approx(DELTA_ALL)
+    assert set(cells.run_id) == set(RUN_ID.values())
+
+
+def test_markdown_latex_html_contain_the_numbers():
+    s = sheet_of(make_runs(drop={"r-0.1-256-1"}))
+    numbers = ["93.00", "92.80", "91.00", "2.00", "1.30", "1.60", "0.50", "2.50"]
+    for fmt in ("markdown", "latex", "html"):
+        text = render(s, fmt)
+        for n in numbers:
+            assert n in text, (fmt, n)
+        assert "lr=0.1" in text and "batch" in text
+    md = render(s, "markdown")
+    assert "| seed \\ lr | 0.1 | 0.05 | 0.01 | Δmax |" in md
+    assert "| 1 | 92.50 | — | — |" in md  # missing cell shown as a dash, never 0
+    assert "0.60~" in md  # within the noise floor
+    assert "Δmax^all** = 2.50" in md
+    tex = render(s, "latex")
+    assert r"\begin{tabular}" in tex and "batch\\_size" in tex and r"$\Delta_{\max}$" in tex
+    html = render(s, "html", ui_url="http://mlflow:5000/", experiment_id="7")
+    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
+    assert 'href="http://mlflow:5000/#/experiments/7/runs/r-0.05-128-1"' in html
+    assert "Δmax^all = 2.50" in html and "metric: acc" in html
+    assert html.count("background:#") == 14 + 10  # scores and Δmax cells coloured (not the missing ones)
+    assert "href=" not in render(s, "html")
+    with pytest.raises(MMTrackError, match="unknown format"):
+        render(s, "xlsx")
+
+
+def test_rich_tables_show_dashes_marks_and_footer():
+    s = sheet_of(make_runs(drop={"r-0.1-256-1"}))
+    console = Console(record=True, width=220, color_system="truecolor")
+    console.print(rich_tables(s))
+    text = console.export_text()
+    assert "—" in text and "0.60~" in text and "93.00" in text
+    assert "Δmax^all = 2.50" in text and "default: lr=0.1, batch_size=128" in text and "metric: acc" in text
+    assert "batch_size=256, seed=1" in text  # the missing cell is listed
+
+
+def test_figure_writes_png_and_svg(tmp_path):
+    paths = figure(sheet_of(make_runs(drop={"r-0.1-256-1"})), tmp_path / "out" / "sheet-acc")
+    assert [p.name for p in paths] == ["sheet-acc.png", "sheet-acc.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[0].stat().st_size > 5000
+    svg = paths[1].read_text()
+    assert "<svg" in svg and paths[1].stat().st_size > 5000
+
+
+def test_summary_and_sheet_metrics():
+    runs = make_runs()
+    runs["metrics.acc/ood/x"] = np.nan  # logged nowhere -> NaN spread, not an error
+    runs["metrics.mia/loss/auc"] = 0.5
+    assert sheet_metrics(runs) == ["acc", "acc/group/g", "acc/ood/x"]
+    df = summary(runs, Design.from_study(STUDY), ["acc", "acc/group/g", "acc/ood/x"])
+    assert list(df.columns[:5]) == ["metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_delta_max"]
+    acc, grp, ood = df.to_dict(orient="records")
+    assert acc["delta_max_all"] == pytest.approx(2.50) and acc["ratio_to_acc"] == pytest.approx(1.0)
+    assert acc["top_axis"] == "lr" and acc["top_axis_delta_max"] == pytest.approx(2.00)  # lr 2.00 > bs 1.70
+    assert grp["delta_max_all"] == pytest.approx(5.00) and grp["ratio_to_acc"] == pytest.approx(2.0)
+    assert math.isnan(ood["delta_max_all"]) and pd.isna(ood["top_axis"])
+    no_acc = summary(runs, Design.from_study(STUDY), ["acc/group/g"])  # acc still read from the runs
+    assert no_acc.ratio_to_acc.item() == pytest.approx(2.0)
+    assert math.isnan(summary(runs.drop(columns="metrics.acc"), Design.from_study(STUDY),
+                              ["acc/group/g"]).ratio_to_acc.item())
+    assert pd.read_csv(io.StringIO(render_summary(df, "csv"))).delta_max_all.iloc[1] == pytest.approx(5.0)
+    assert json.loads(render_summary(df, "json"))[2]["delta_max_all"] is None
+    assert "| acc/group/g | 5.00 | 2.0× | lr |" in render_summary(df, "markdown")
+    assert "acc/group/g" in render_summary(df, "latex") and "5.00" in render_summary(df, "html")
+    console = Console(record=True, width=160)
+    console.print(rich_summary(df))
+    assert "acc/group/g" in console.export_text()
