@@ -160,6 +160,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
     storage: Annotated[Optional[str], typer.Option(help="Optuna RDB storage URL shared by workers on several "
                                                         "machines (e.g. postgresql://...).")] = None,
+    data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
     """Run every configuration of a study as one MLflow run each (resumable, parallel)."""
@@ -170,6 +171,8 @@ def sweep(
     from mmtrack.study import load_study
 
     _quiet()
+    if data_dir:
+        os.environ["MMTRACK_DATA"] = data_dir  # read by every worker process
     st = load_study(study)
     configs = st.configs()
     if dry_run:
