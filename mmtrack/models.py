@@ -16,7 +16,7 @@ ARCHS = {
     "resnet50": (Bottleneck, [3, 4, 6, 3], 64),
     "wide_resnet50_2": (Bottleneck, [3, 4, 6, 3], 128),
 }
-SMALL_IMAGE_MAX = 64  # images up to this size get the 3x3 / stride 1 / no max-pool stem
+SMALL_IMAGE_MAX = 32  # images up to this size (CIFAR-sized) get the 3x3 / stride 1 / no max-pool stem; larger ones torchvision's 7x7 / stride 2 / max-pool stem
 
 
 class ScaledResNet(ResNet):

@@ -1,0 +1,135 @@
+"""Shared fixtures: one thread for torch, the embedded dataset loaded once, an isolated MLflow store per test,
+one tiny trained model per session, and helpers to call the `mmtrack` command line in-process or as a
+subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+# A tiny configuration: trains one epoch of digits-skewed in about a second on one CPU thread.
+TINY = dict(width=0.0625, epochs=1, augment="none", batch_size=256)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """`digits-skewed`, loaded once per session (load_dataset caches it in this process)."""
+    from mmtrack.datasets import load_dataset
+
+    return load_dataset("digits-skewed")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """No test talks to a real tracking server, a `mlflow run` parent run, or a GPU (determinism, speed)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.setenv("MMTRACK_DEVICE", "cpu")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    yield
+    import mlflow
+
+    while mlflow.active_run() is not None:  # never leak a fluent run into the next test
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def _empty_store(tmp_path_factory) -> Path:
+    """An empty, migrated MLflow SQLite database, created once (migrations take seconds) and copied per test."""
+    from mmtrack import tracking
+
+    root = tmp_path_factory.mktemp("store-template")
+    old = os.environ.get("MMTRACK_TRACKING_DIR")
+    os.environ["MMTRACK_TRACKING_DIR"] = str(root)
+    try:
+        tracking.connect(tracking.default_uri())
+    finally:
+        if old is None:
+            os.environ.pop("MMTRACK_TRACKING_DIR")
+        else:
+            os.environ["MMTRACK_TRACKING_DIR"] = old
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def tracking_dir(tmp_path, monkeypatch, _empty_store) -> Path:
+    """A fresh local tracking store under tmp_path (MMTRACK_TRACKING_DIR points at it)."""
+    d = tmp_path / "tracking"
+    d.mkdir()
+    shutil.copy(_empty_store, d / "mlflow.db")
+    monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def client(tracking_dir):
+    from mmtrack import tracking
+
+    return tracking.connect()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(digits):
+    """resnet18 at width 1/16 trained 2 epochs on digits-skewed (about 70% test accuracy), in eval mode."""
+    from mmtrack.config import RunConfig
+    from mmtrack.train import train_model
+
+    cfg = RunConfig(**{**TINY, "epochs": 2})
+    return train_model(cfg, digits, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys, monkeypatch, *args: str) -> CliResult:
+    """Run `mmtrack ARGS` in this process through the console entry point (mmtrack.cli:main), so the
+    error handling (one line `error: ...`, exit code 2) is exercised and the dataset cache is reused."""
+    from mmtrack.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mmtrack", *map(str, args)])
+    capsys.readouterr()
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)
+
+
+def mmtrack_command() -> list[str]:
+    """The installed console script `mmtrack` next to this interpreter (else the same entry point via -c)."""
+    script = Path(sys.executable).parent / "mmtrack"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from mmtrack.cli import main; main()"]
+
+
+def subprocess_env(tracking: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MMTRACK_TRACKING_DIR=str(tracking), MMTRACK_DEVICE="cpu", OMP_NUM_THREADS="1",
+               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONWARNINGS="ignore")
+    return env
+
+
+def start_mmtrack(args: list[str], cwd: Path, tracking: Path, **kw) -> subprocess.Popen:
+    return subprocess.Popen([*mmtrack_command(), *map(str, args)], cwd=cwd, env=subprocess_env(tracking),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)

@@ -1,0 +1,159 @@
+"""The embedded dataset `digits-skewed`: sizes, the split by source digit, the colour skew, the fairness group,
+the OOD set `digits-gray`, the fingerprint, and the errors of the dataset interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from mmtrack import datasets
+from mmtrack.datasets import DataOptions, fingerprint, load_dataset
+from mmtrack.errors import MMTrackError
+
+N_SOURCE = 1797  # scikit-learn's digits
+N_TEST_SOURCE = N_SOURCE // 2  # TEST_FRACTION = 0.5, floor
+N_VARIANTS = 6
+
+
+def is_gray(images: torch.Tensor) -> torch.Tensor:
+    """Per image: R == G == B at every pixel."""
+    return ((images[:, 0] == images[:, 1]) & (images[:, 1] == images[:, 2])).flatten(1).all(1)
+
+
+def strokes(images: torch.Tensor) -> torch.Tensor:
+    """The grey stroke pattern under the tint: a tint's brightest channel is exactly 1 (HSV value 1), so the
+    channel maximum of a colour image equals the grey image it was tinted from."""
+    return images.max(dim=1).values
+
+
+def test_sizes_and_interface(digits):
+    assert digits.name == "digits-skewed"
+    assert digits.classes == tuple(str(i) for i in range(10))
+    assert digits.num_classes == 10
+    assert len(digits.test) == N_TEST_SOURCE * N_VARIANTS == 5388
+    assert len(digits.train) == (N_SOURCE - N_TEST_SOURCE) * N_VARIANTS == 5394
+    for split in (digits.train, digits.test):
+        assert split.images.dtype == torch.uint8
+        assert tuple(split.images.shape[1:]) == (3, digits.image_size, digits.image_size)
+        assert split.labels.dtype == torch.int64
+        assert set(split.labels.tolist()) == set(range(10))
+    assert set(digits.ood) == {"digits-gray"}
+    assert digits.fairness_group == ("skew", "gs-minority")
+    assert digits.test.group_values == {"color": ("color", "gray"), "skew": ("majority", "gs-minority", "color-minority")}
+
+
+def test_split_by_source_digit_without_overlap(digits):
+    """Every image's first (identity) variant is one of scikit-learn's digits; each source digit lands in
+    exactly one split, and no image (of any variant) appears in both splits."""
+    src = load_digits().images
+    key_of_source = {np.round(x / 16 * 255).astype(np.uint8).tobytes(): i for i, x in enumerate(src)}
+    assert len(key_of_source) == N_SOURCE  # the source digits are distinct images
+
+    def sources(split):
+        identity = strokes(split.images)[::N_VARIANTS]  # source-major order, identity variant first
+        return [key_of_source.get(x.numpy().tobytes()) for x in identity]
+
+    train_src, test_src = sources(digits.train), sources(digits.test)
+    assert None not in train_src and None not in test_src
+    assert len(set(train_src)) == len(train_src) and len(set(test_src)) == len(test_src)
+    assert set(train_src).isdisjoint(test_src)
+    assert set(train_src) | set(test_src) == set(range(N_SOURCE))
+    # every variant of a source digit carries the source's label
+    target = load_digits().target
+    assert torch.equal(digits.train.labels, torch.from_numpy(np.repeat(target[train_src], N_VARIANTS)))
+    assert torch.equal(digits.test.labels, torch.from_numpy(np.repeat(target[test_src], N_VARIANTS)))
+    train_images = {x.numpy().tobytes() for x in strokes(digits.train.images)}
+    test_images = {x.numpy().tobytes() for x in strokes(digits.test.images)}
+    assert train_images.isdisjoint(test_images)
+
+
+@pytest.mark.parametrize("split_name", ["train", "test"])
+def test_colour_skew_per_class(digits, split_name):
+    split = getattr(digits, split_name)
+    gray = is_gray(split.images)
+    for c in range(10):
+        in_class = split.labels == c
+        n = int(in_class.sum())
+        minority = int(round(0.05 * n))
+        n_gray = int((gray & in_class).sum())
+        if c < 5:  # colour-majority classes: exactly round(5%) grayscale
+            assert n_gray == minority, (c, n, n_gray)
+        else:  # grayscale-majority classes: exactly round(5%) colour
+            assert n - n_gray == minority, (c, n, n_gray)
+    # the group attributes agree with the pixels
+    assert torch.equal(split.group_mask("color", "gray"), gray)
+    assert torch.equal(split.group_mask("color", "color"), ~gray)
+    first_half = split.labels < 5
+    assert torch.equal(split.group_mask("skew", "gs-minority"), gray & first_half)
+    assert torch.equal(split.group_mask("skew", "color-minority"), ~gray & ~first_half)
+    assert torch.equal(split.group_mask("skew", "majority"), (gray & ~first_half) | (~gray & first_half))
+
+
+def test_colour_does_not_tell_the_class(digits):
+    """Colour images are tinted with many hues, in every colour-majority class."""
+    test = digits.test
+    colour = ~is_gray(test.images)
+    # the dominant channel of each colour image: all three occur within every class 0-4
+    dominant = test.images.float().sum(dim=(2, 3)).argmax(1)
+    for c in range(5):
+        assert set(dominant[colour & (test.labels == c)].tolist()) == {0, 1, 2}
+
+
+def test_fairness_group_is_large_enough(digits):
+    attr, value = digits.fairness_group
+    gs_minority = digits.test.group_mask(attr, value)
+    assert int(gs_minority.sum()) >= 100
+    assert set(digits.test.labels[gs_minority].tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_ood_digits_gray_is_the_test_split_in_grayscale(digits):
+    ood = digits.ood["digits-gray"]
+    assert len(ood) == len(digits.test)
+    assert bool(is_gray(ood.images).all())
+    assert torch.equal(ood.labels, digits.test.labels)
+    # the same strokes as the test images (grayscale majority images are identical)
+    assert torch.equal(ood.images[:, 0], strokes(digits.test.images))
+    gray = is_gray(digits.test.images)
+    assert torch.equal(ood.images[gray], digits.test.images[gray])
+
+
+def test_fingerprint_is_stable_and_sensitive(digits):
+    again = datasets.load_digits_skewed(DataOptions())  # rebuilt from scratch, not the cached object
+    assert again is not digits
+    assert again.fingerprint == digits.fingerprint
+    assert torch.equal(again.train.images, digits.train.images)
+    assert torch.equal(again.test.images, digits.test.images)
+    assert load_dataset("digits-skewed") is digits  # cached within a process
+    changed = digits.test.images.clone()
+    changed[0, 0, 0, 0] ^= 1
+    same = fingerprint(digits.test.images, digits.test.labels, extra="v")
+    assert fingerprint(digits.test.images, digits.test.labels, extra="v") == same
+    assert fingerprint(changed, digits.test.labels, extra="v") != same
+    assert fingerprint(digits.test.images, digits.test.labels, extra="w") != same
+    assert len(digits.fingerprint) == 16
+
+
+def test_group_mask_errors_list_what_exists(digits):
+    with pytest.raises(MMTrackError, match=r"unknown group attribute 'race'; this dataset has: color, skew"):
+        digits.test.group_mask("race", "asian")
+    with pytest.raises(MMTrackError, match=r"unknown value 'purple'.*it has: color, gray"):
+        digits.test.group_mask("color", "purple")
+    # an OOD set has no groups
+    with pytest.raises(MMTrackError, match="this dataset has: none"):
+        digits.ood["digits-gray"].group_mask("color", "gray")
+
+
+def test_unknown_dataset_and_fixed_image_size():
+    with pytest.raises(MMTrackError, match=r"unknown dataset 'mnist'; choose one of: .*digits-skewed"):
+        load_dataset("mnist")
+    with pytest.raises(MMTrackError, match="fixed image size"):
+        datasets.load_digits_skewed(DataOptions(image_size=32))
+
+
+def test_split_rejects_malformed_tensors():
+    with pytest.raises(ValueError, match="uint8"):
+        datasets.Split(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="differ in length"):
+        datasets.Split(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))

@@ -1,0 +1,300 @@
+"""Models, configuration validation, deterministic training, and one configuration logged as one MLflow run
+(params, metrics, tags, predictions, the reloadable model, FAILED on an exception)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from mmtrack import run as run_mod
+from mmtrack import tracking
+from mmtrack.config import RECIPE, RunConfig
+from mmtrack.errors import MMTrackError
+from mmtrack.interventions import EvalSettings, parse
+from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_stats
+from mmtrack.run import run_config
+from mmtrack.train import predict_logits, train_model
+
+from conftest import TINY
+
+CPU = torch.device("cpu")
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_models_output_shape_at_tiny_width(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, image_size=8, width=0.0625).eval()
+    x = torch.rand(4, 3, 8, 8)  # images in [0, 1]
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (4, 10)
+    assert torch.isfinite(out).all()
+    net = model[1]
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)  # the small-image stem
+    assert isinstance(net.maxpool, nn.Identity)
+    assert net.conv1.out_channels == 4  # round(64 / 16)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_full_width_is_torchvisions_architecture(arch):
+    """At width 1 with the ImageNet stem (large images) the layers are exactly torchvision's."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        ours = build_model(arch, num_classes=10, image_size=224, width=1.0)[1]
+        theirs = getattr(torchvision.models, arch)(num_classes=10)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
+    assert isinstance(ours.maxpool, nn.MaxPool2d)
+
+
+def test_width_scales_parameter_count():
+    counts = [n_params(build_model("resnet18", 10, 8, width=w)) for w in (0.0625, 0.125, 0.25)]
+    assert counts[0] < counts[1] < counts[2]
+    # conv weights dominate and scale with width squared
+    assert 3.5 < counts[1] / counts[0] < 4.1 and 3.5 < counts[2] / counts[1] < 4.1
+    assert build_model("resnet50", 10, 8, width=0.125)[1].fc.in_features == 2048 // 8
+    assert build_model("wide_resnet50_2", 10, 8, width=0.125)[1].layer1[0].conv2.out_channels == 2 * 64 // 8
+
+
+def test_input_normalisation_lives_inside_the_model():
+    torch.manual_seed(0)
+    mean, std = [0.2, 0.3, 0.4], [0.5, 0.25, 0.125]
+    model = build_model("resnet18", 10, 8, width=0.0625, mean=mean, std=std).eval()
+    assert isinstance(model, Classifier) and isinstance(model[0], Normalize)
+    x = torch.rand(2, 3, 8, 8)
+    expected = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(model[0](x), expected)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model[1](expected))
+    # mean and std travel with the weights
+    assert {"0.mean", "0.std"} <= set(model.state_dict())
+
+
+def test_channel_stats_in_unit_range():
+    images = torch.zeros(2, 3, 2, 2, dtype=torch.uint8)
+    images[:, 0] = 255
+    images[0, 1] = 255  # channel 1: half the pixels at 255
+    mean, std = channel_stats(images)
+    assert mean == pytest.approx([1.0, 0.5, 0.0])
+    assert std[0] == pytest.approx(1e-3) and std[2] == pytest.approx(1e-3)  # clamped, never zero
+    assert std[1] == pytest.approx(float(torch.tensor([1.0] * 4 + [0.0] * 4).std()))
+
+
+def test_unknown_arch_in_build_model():
+    with pytest.raises(MMTrackError, match="unknown arch 'vgg'; choose one of: resnet18, resnet50, wide_resnet50_2"):
+        build_model("vgg", 10, 8)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"arch": "foo"}, r"unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2"),
+        ({"dataset": "foo"}, r"unknown dataset 'foo'; choose one of: .*digits-skewed"),
+        ({"augment": "mixup"}, r"unknown augment 'mixup'; choose one of: randaugment, trivialaugment, none"),
+        ({"optimizer": "rmsprop"}, r"unknown optimizer 'rmsprop'; choose one of: sgd, adam"),
+        ({"lr": 0}, r"lr must be a positive number, got 0"),
+        ({"lr": -0.1}, r"lr must be a positive number"),
+        ({"lr": float("nan")}, r"lr must be a positive number"),
+        ({"width": 0.0}, r"width must be a positive number"),
+        ({"batch_size": 0}, r"batch_size must be a positive integer, got 0"),
+        ({"batch_size": -8}, r"batch_size must be a positive integer"),
+        ({"batch_size": 12.5}, r"batch_size must be a positive integer"),
+        ({"epochs": 0}, r"epochs must be a positive integer, got 0"),
+        ({"seed": -1}, r"seed must be a non-negative integer"),
+        ({"image_size": 4}, r"image_size must be an integer >= 8"),
+    ],
+)
+def test_bad_config_raises_before_training(changes, message, monkeypatch):
+    monkeypatch.setattr(run_mod, "train_model", lambda *a, **k: pytest.fail("trained despite a bad config"))
+    with pytest.raises(MMTrackError, match=message):
+        RunConfig(**{**TINY, **changes})
+    with pytest.raises(MMTrackError, match=message):
+        RunConfig(**TINY).replace(**changes)
+
+
+def test_config_hash_name_and_params():
+    cfg = RunConfig(**TINY)
+    assert cfg.hash == RunConfig(**TINY).hash  # stable
+    assert cfg.hash != cfg.replace(seed=1).hash  # the hash includes the seed
+    assert cfg.hash != cfg.replace(lr=0.05).hash
+    assert RunConfig(width=1).hash == RunConfig(width=1.0).hash  # numbers are normalised
+    assert RunConfig(lr=1).hash == RunConfig(lr=1.0).hash
+    # pinned: a change would orphan every logged run (sweeps resume by this hash)
+    assert RunConfig().hash == "cb266c334da9666e"
+    assert cfg.run_name == "resnet18-w0.0625-lr0.1-bs256-none-sgd-e1-s0"
+    assert RunConfig(width=1.0, arch="resnet50", seed=3).run_name == "resnet50-lr0.1-bs128-randaugment-sgd-e10-s3"
+    params = cfg.params()
+    assert params["lr"] == 0.1 and params["batch_size"] == 256 and params["image_size"] == "default"
+    for key, value in RECIPE.items():
+        assert params[key] == value
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_same_seed_same_model_other_seed_differs(digits):
+    cfg = RunConfig(**{**TINY, "augment": "randaugment"})  # augmentation is seeded too
+    a = predict_logits(train_model(cfg, digits, CPU), digits.test.images)
+    b = predict_logits(train_model(cfg, digits, CPU), digits.test.images)
+    c = predict_logits(train_model(cfg.replace(seed=1), digits, CPU), digits.test.images)
+    assert torch.equal(a, b)
+    acc = lambda logits: float((logits.argmax(1) == digits.test.labels).float().mean())  # noqa: E731
+    assert acc(a) == acc(b)
+    assert not torch.equal(a.argmax(1), c.argmax(1))
+    assert acc(a) != acc(c)
+
+
+def test_training_learns_and_reports_epochs(digits):
+    seen = []
+    model = train_model(RunConfig(**{**TINY, "epochs": 2, "optimizer": "adam", "lr": 0.01}), digits, CPU,
+                        on_epoch=seen.append)
+    assert [s.epoch for s in seen] == [0, 1]
+    assert seen[1].train_loss < seen[0].train_loss
+    assert 0 <= seen[0].train_acc <= 1
+    assert not model.training
+    acc = float((predict_logits(model, digits.test.images).argmax(1) == digits.test.labels).float().mean())
+    assert acc > 0.3  # far above chance (0.1) after two tiny epochs
+
+
+def test_divergence_raises_floating_point_error(digits):
+    with pytest.raises(FloatingPointError, match="diverged at epoch 0"):
+        train_model(RunConfig(**{**TINY, "lr": 1e6}), digits, CPU)
+
+
+# ------------------------------------------------------------------------------------------------ one run
+
+
+@pytest.fixture(scope="module")
+def logged(digits, tmp_path_factory, _empty_store):
+    """One tiny configuration (RandAugment, seed 0) logged end to end, with cheap interventions."""
+    d = tmp_path_factory.mktemp("logged")
+    shutil.copy(_empty_store, d / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMTRACK_TRACKING_DIR", str(d))
+        mp.setenv("MMTRACK_DEVICE", "cpu")
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        client = tracking.connect()
+        exp_id = tracking.experiment_id(client, "logged", create=True)
+        cfg = RunConfig(**{**TINY, "augment": "randaugment"})
+        ivs = parse(["acc", "group", "ood"])
+        result = run_config(cfg, client, exp_id, ivs, EvalSettings(), data=digits)
+        yield types.SimpleNamespace(uri=tracking.resolve_uri(), client=client, exp_id=exp_id, cfg=cfg,
+                                    result=result, run=client.get_run(result.run_id))
+
+
+def _predictions(logged) -> pd.DataFrame:
+    tracking.connect(logged.uri)
+    return tracking.load_predictions(logged.client, [logged.run.info.run_id])[logged.run.info.run_id]
+
+
+def test_run_is_finished_with_params(logged):
+    run = logged.run
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == logged.cfg.run_name
+    assert run.info.experiment_id == logged.exp_id
+    p = run.data.params
+    assert (p["dataset"], p["arch"], p["augment"], p["optimizer"]) == ("digits-skewed", "resnet18", "randaugment", "sgd")
+    assert float(p["lr"]) == 0.1 and int(p["batch_size"]) == 256 and int(p["epochs"]) == 1
+    assert int(p["seed"]) == 0 and float(p["width"]) == 0.0625
+    assert float(p["momentum"]) == 0.9 and float(p["weight_decay"]) == 5e-4 and p["lr_schedule"] == "cosine"
+    assert int(p["eval.pgd_steps"]) == EvalSettings().pgd_steps
+    assert p["interventions"] == "acc;group;ood"
+
+
+def test_run_metrics_and_tags(logged, digits):
+    m, tags = logged.run.data.metrics, logged.run.data.tags
+    expected = {"acc", "train_loss", "train_acc", "epoch_seconds", "acc/ood/digits-gray", "acc/group/color/color",
+                "acc/group/color/gray", "acc/group/skew/majority", "acc/group/skew/gs-minority",
+                "acc/group/skew/color-minority"}
+    assert set(m) == expected
+    assert m["acc"] == logged.result.metrics["acc"]
+    assert all(0 <= m[k] <= 1 for k in expected if k.startswith("acc"))
+    assert tags[tracking.HASH_TAG] == logged.cfg.hash
+    assert tags["mmtrack.data_fingerprint"] == digits.fingerprint
+    assert tags["mmtrack.version.torch"] == torch.__version__
+    assert tags["mmtrack.version.mlflow"]
+    assert tags["mmtrack.version.mmtrack"]
+    eval_n = json.loads(tags[tracking.EVAL_N_TAG])
+    assert eval_n["acc"] == len(digits.test) == 5388
+    assert eval_n["acc/group/skew/gs-minority"] == int(digits.test.group_mask("skew", "gs-minority").sum())
+    assert eval_n["acc/ood/digits-gray"] == 5388
+
+
+def test_predictions_artifact(logged, digits):
+    df = _predictions(logged)
+    assert list(df.columns[:3]) == ["index", "label", "pred"]
+    prob = df[[f"prob_{c}" for c in range(10)]].to_numpy()
+    assert len(df) == len(digits.test)
+    np.testing.assert_array_equal(df["label"].to_numpy(), digits.test.labels.numpy())
+    np.testing.assert_allclose(prob.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(prob.argmax(1), df["pred"].to_numpy())
+    assert float((df["pred"] == df["label"]).mean()) == pytest.approx(logged.run.data.metrics["acc"], abs=1e-7)
+    gs = digits.test.group_mask("skew", "gs-minority").numpy()
+    assert float((df["pred"] == df["label"])[gs].mean()) == pytest.approx(
+        logged.run.data.metrics["acc/group/skew/gs-minority"], abs=1e-7)
+
+
+def test_logged_model_reloads_to_the_same_predictions(logged, digits):
+    df = _predictions(logged)
+    model = tracking.load_model(logged.client, logged.run.info.run_id)
+    logits = predict_logits(model, digits.test.images)
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), df["pred"].to_numpy())
+    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), df[[f"prob_{c}" for c in range(10)]].to_numpy(),
+                               atol=1e-5)
+
+
+def test_retraining_reproduces_the_logged_run(logged, digits):
+    """Determinism end to end: the same config and seed, retrained, give the logged acc and predictions."""
+    model = train_model(logged.cfg, digits, CPU)
+    logits = predict_logits(model, digits.test.images)
+    np.testing.assert_array_equal(logits.argmax(1).numpy(), _predictions(logged)["pred"].to_numpy())
+    assert float((logits.argmax(1) == digits.test.labels).float().mean()) == logged.run.data.metrics["acc"]
+
+
+def test_unknown_run_model_errors(logged):
+    tracking.connect(logged.uri)
+    with pytest.raises(MMTrackError, match="could not load the model of run"):
+        tracking.load_model(logged.client, "0" * 32)
+
+
+def test_exception_during_training_leaves_run_failed(client, digits, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(run_mod, "train_model", boom)
+    exp_id = tracking.experiment_id(client, "fails", create=True)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_config(RunConfig(**TINY), client, exp_id, parse(["acc"]), data=digits)
+    (run,) = client.search_runs([exp_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["mmtrack.error"] == "RuntimeError: boom"
+    assert run.data.params["lr"] == "0.1"  # params were logged before training
+    local = client.download_artifacts(run.info.run_id, "error.txt", str(client.tracking_uri[10:]) + ".d")
+    assert "RuntimeError: boom" in open(local).read()
+
+
+def test_divergence_leaves_run_failed(client, digits):
+    exp_id = tracking.experiment_id(client, "diverges", create=True)
+    with pytest.raises(FloatingPointError):
+        run_config(RunConfig(**{**TINY, "lr": 1e6}), client, exp_id, parse(["acc"]), data=digits)
+    (run,) = client.search_runs([exp_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["mmtrack.error"].startswith("FloatingPointError: training diverged")
+    assert "acc" not in run.data.metrics
