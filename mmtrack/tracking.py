@@ -222,7 +222,8 @@ class RunLogger:
         from mmtrack import __version__
 
         reqs = [f"mmtrack=={__version__}", f"torch=={_version('torch')}", f"torchvision=={_version('torchvision')}"]
-        mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs)
+        mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
+                                 serialization_format="pickle")  # an nn.Module back, not an ExportedProgram
 
     def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
         import tempfile
