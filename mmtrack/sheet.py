@@ -944,7 +944,10 @@ def rich_summary(df: pd.DataFrame, digits: int = 2):
 
     rt = RichTable(title="Multiplicity per metric (Δmax^all)")
     for h in _SUMMARY_HEADERS:
-        rt.add_column(h, justify="left" if h in ("metric", "top axis") else "right")
+        if h == "metric":  # metric names are the point of the table: never cut them
+            rt.add_column(h, justify="left", no_wrap=True, min_width=max(map(len, df["metric"]), default=6))
+        else:
+            rt.add_column(h, justify="left" if h == "top axis" else "right")
     for row in _summary_cells(df, digits):
         rt.add_row(*row)
     return rt

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -64,6 +65,8 @@ DEFAULT_MAX_RETRY = 3  # expiries retried per configuration and round
 PARAM = "config"  # the Optuna parameter: the configuration's index in study.configs()
 LOCK_TIMEOUT_S = 120  # PostgreSQL frees the queue lock of a session idle this long inside its transaction
 
+log = logging.getLogger("mmtrack")
+
 
 def _redact(url: str) -> str:
     return tracking._redact(url)
@@ -71,11 +74,14 @@ def _redact(url: str) -> str:
 
 def _driver_url(url: str) -> str:
     """`postgresql://` means psycopg (v3) to SQLAlchemy 2.1; use psycopg2 when that is what is installed."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    scheme, _, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
         try:
             import psycopg  # noqa: F401
+
+            return "postgresql://" + rest
         except ImportError:
-            return "postgresql+psycopg2://" + url.split("://", 1)[1]
+            return "postgresql+psycopg2://" + rest
     return url
 
 
@@ -115,11 +121,15 @@ def check_storage(url: str, timeout: int = 5) -> None:
 def _storage_errors(url: str) -> Iterator[None]:
     """Database errors while talking to the storage become one line naming it."""
     import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
 
     try:
         yield
-    except sqlalchemy.exc.DBAPIError as exc:
-        raise _unreachable(url, exc) from None
+    except (sqlalchemy.exc.DBAPIError, StorageInternalError) as exc:
+        cause = exc if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc.__cause__
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            raise _unreachable(url, cause) from None
+        raise
 
 
 class _Lock:
@@ -319,7 +329,8 @@ class ConfigQueue:
             trials = [t for t in self._trials() if t.user_attrs.get("round") == round_]
         best: dict[int, Event] = {}
         for t in sorted(trials, key=lambda t: t.number):
-            cfg = self.configs[int(t.system_attrs.get("fixed_params", t.params)[PARAM])]
+            index = int(t.system_attrs.get("fixed_params", t.params)[PARAM])
+            cfg = self.configs[index]
             if t.state == TrialState.COMPLETE:
                 kind = "finished" if t.user_attrs.get("outcome") == "finished" else "skipped"
                 ev = Event(kind, cfg.run_name, cfg.hash, t.user_attrs.get("run_id"), seconds=t.values[0])
@@ -328,9 +339,8 @@ class ConfigQueue:
                 ev = Event("failed", cfg.run_name, cfg.hash, t.user_attrs.get("run_id"), error)
             else:
                 continue
-            prev = best.get(int(t.system_attrs.get("fixed_params", t.params)[PARAM]))
-            if prev is None or prev.kind == "failed":  # a later retry that settled replaces an expired claim
-                best[self.configs.index(cfg)] = ev
+            if index not in best or best[index].kind == "failed":  # a settled retry replaces an expired claim
+                best[index] = ev
         return list(best.values())
 
     def close(self) -> None:
@@ -432,7 +442,9 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
             if ev.kind == "failed" and (problem := _tracking_problem(uri)) is not None:
                 queue.hand_back(claim, "tracking server unreachable")
                 raise problem
-            queue.finish(claim, ev, time.perf_counter() - start)
+            if not queue.finish(claim, ev, time.perf_counter() - start):
+                log.warning("the claim on %s had expired before it finished (heartbeat stalled > %ss); another "
+                            "worker may have trained it too", cfg.run_name, grace)
     finally:
         torch.set_num_threads(previous)
         queue.close()
@@ -449,8 +461,6 @@ def _worker_main(study: Study, storage_url: str, uri: str, threads: int, options
     from mmtrack.sweep import _die_with_parent
 
     _die_with_parent()
-    import logging
-
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "art", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
