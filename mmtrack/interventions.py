@@ -62,7 +62,7 @@ class EvalSettings:
     pgd_steps: int = 10
     pgd_step_ratio: float = 2.5  # step size = ratio * δ / steps
     pgd_random_start: bool = False
-    pgd_max_examples: int = 1000
+    pgd_max_examples: int = 500
     mia_examples: int = 1000
     mia_attack_model: str = "rf"
     subset_seed: int = 0
