@@ -102,13 +102,17 @@ class CliResult:
 def run_cli(capsys, monkeypatch, *args: str) -> CliResult:
     """Run `mmtrack ARGS` in this process through the console entry point (mmtrack.cli:main), so the
     error handling (one line `error: ...`, exit code 2) is exercised and the dataset cache is reused."""
-    from mmtrack.cli import main
+    from rich.console import Console
+
+    from mmtrack import cli
 
     monkeypatch.setattr(sys, "argv", ["mmtrack", *map(str, args)])
+    monkeypatch.setattr(cli, "console", Console(width=250))  # wide: tables and summaries stay on one line
+    monkeypatch.setattr(cli, "err", Console(stderr=True, width=250))
     capsys.readouterr()
     code = 0
     try:
-        main()
+        cli.main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     captured = capsys.readouterr()
@@ -126,7 +130,7 @@ def mmtrack_command() -> list[str]:
 def subprocess_env(tracking: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MMTRACK_TRACKING_DIR=str(tracking), MMTRACK_DEVICE="cpu", OMP_NUM_THREADS="1",
-               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONWARNINGS="ignore")
+               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONWARNINGS="ignore", COLUMNS="250")
     return env
 
 
