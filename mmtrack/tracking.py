@@ -222,8 +222,18 @@ class RunLogger:
         from mmtrack import __version__
 
         reqs = [f"mmtrack=={__version__}", f"torch=={_version('torch')}", f"torchvision=={_version('torchvision')}"]
-        mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
-                                 serialization_format="pickle")  # an nn.Module back, not an ExportedProgram
+        import logging
+
+        # Pickle, not pt2: `mmtrack evaluate` needs an nn.Module back to attack it. MLflow logs a caution about
+        # pickle on every call; it is expected here, so it is silenced for this call only.
+        pt_log = logging.getLogger("mlflow.pytorch")
+        level = pt_log.level
+        pt_log.setLevel(logging.ERROR)
+        try:
+            mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
+                                     serialization_format="pickle")
+        finally:
+            pt_log.setLevel(level)
 
     def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
         import tempfile
