@@ -31,6 +31,9 @@ InterventionOpt = Annotated[Optional[list[str]], typer.Option(
 
 
 def _quiet() -> None:
+    import mlflow  # noqa: F401  (importing mlflow resets its loggers' levels: import first, then quiet them)
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "art", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -445,6 +448,11 @@ def server(
         args += ["--default-artifact-root", str(tracking.tracking_dir() / "artifacts")]
     console.print(f"MLflow UI on http://{host}:{port} over {uri}")
     os.execv(sys.executable, args)
+
+
+from mmtrack.worker import worker_command  # noqa: E402  (light import: heavy modules load when it runs)
+
+app.command("worker")(worker_command)
 
 
 def main() -> None:

@@ -50,14 +50,15 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 
-from mmtrack import tracking
 from mmtrack.errors import MMTrackError
-from mmtrack.study import Study
-from mmtrack.sweep import Event, Summary
+
+if TYPE_CHECKING:  # kept out of import time: `mmtrack --help` registers worker_command without torch
+    from mmtrack.study import Study
+    from mmtrack.sweep import Event, Summary
 
 DEFAULT_HEARTBEAT = 10  # seconds between heartbeats of a training worker
 DEFAULT_GRACE = 30  # seconds without heartbeat after which a claim is expired and its configuration retried
@@ -69,6 +70,8 @@ log = logging.getLogger("mmtrack")
 
 
 def _redact(url: str) -> str:
+    from mmtrack import tracking
+
     return tracking._redact(url)
 
 
@@ -110,11 +113,15 @@ def check_storage(url: str, timeout: int = 5) -> None:
 
     try:
         engine = sqlalchemy.create_engine(_driver_url(url), connect_args={"connect_timeout": timeout})
-        with engine.connect():
-            pass
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            mlflow_db = inspector.has_table("experiments") and inspector.has_table("runs")
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
         raise _unreachable(url, exc) from None
+    if mlflow_db:  # Optuna and MLflow both keep an `alembic_version` table: they cannot share a database
+        raise MMTrackError(f"Optuna storage {_redact(url)} is MLflow's database; give Optuna a database of its "
+                           "own on the same server (tracking/start-stack.sh creates `mmtrack_optuna`)")
 
 
 @contextlib.contextmanager
@@ -148,6 +155,8 @@ class _Lock:
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self.engine is None:  # SQLite: one machine, a file lock next to the database
+            from mmtrack import tracking
+
             with tracking.file_lock(Path(self.url[len("sqlite:///"):] + f".{self.key & 0xFFFFFFFF:08x}.lock")):
                 yield
             return
@@ -325,6 +334,8 @@ class ConfigQueue:
         """The settled outcome of each configuration of a round (finished/skipped/failed), from the trials."""
         from optuna.trial import TrialState
 
+        from mmtrack.sweep import Event
+
         with _storage_errors(self.url):
             trials = [t for t in self._trials() if t.user_attrs.get("round") == round_]
         best: dict[int, Event] = {}
@@ -376,6 +387,8 @@ class _Heartbeat:
 
 def _tracking_problem(uri: str) -> MMTrackError | None:
     """The tracking store's unreachability as an error, or None when it answers."""
+    from mmtrack import tracking
+
     try:
         if uri.startswith(("http://", "https://")):
             tracking.check_server(uri)
@@ -399,13 +412,16 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
 
     `new_round=False` only joins a round in progress (the workers of `sweep_with_storage`); `poll` is the
-    wait between looks at the queue while other workers hold the rest (default: the heartbeat interval)."""
+    wait between looks at the queue while other workers hold the rest (default: the heartbeat interval, at
+    most 5 s)."""
     import torch
 
-    from mmtrack import sweep
+    from mmtrack import sweep, tracking
+    from mmtrack.sweep import Summary
 
     uri = tracking.resolve_uri(tracking_uri)
-    client = tracking.connect(uri)  # one line naming the server when unreachable
+    check_storage(storage_url)  # both fail fast, in one line naming the URL
+    client = tracking.connect(uri)
     queue = ConfigQueue(study, storage_url, heartbeat, grace, max_retry)
     summary = Summary()
 
@@ -428,11 +444,18 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
                 continue
             cfg = queue.configs[claim.index]
             outcome: list[Event] = []
+
+            def settle(ev: Event) -> None:  # "start" now; the outcome once it is known not to be a lost server
+                if ev.kind == "start":
+                    report(ev)
+                else:
+                    outcome.append(ev)
+
             start = time.perf_counter()
             try:
                 with _Heartbeat(queue.storage, claim.trial_id, queue.heartbeat):
                     # since_ms=0: "one attempt per round" is the queue's job (a retried claim must train)
-                    sweep.execute(study, cfg, client, exp_id, lambda ev: (outcome.append(ev), report(ev)), 0)
+                    sweep.execute(study, cfg, client, exp_id, settle, 0)
             except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
                 queue.hand_back(claim, type(exc).__name__)
                 if isinstance(exc, Exception):
@@ -442,6 +465,7 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
             if ev.kind == "failed" and (problem := _tracking_problem(uri)) is not None:
                 queue.hand_back(claim, "tracking server unreachable")
                 raise problem
+            report(ev)
             if not queue.finish(claim, ev, time.perf_counter() - start):
                 log.warning("the claim on %s had expired before it finished (heartbeat stalled > %ss); another "
                             "worker may have trained it too", cfg.run_name, grace)
@@ -454,6 +478,9 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
 
 
 def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM: stop like Ctrl-C (the run is marked KILLED, the claim handed back); a second one while
+    cleaning up is ignored (the claim would expire after the grace period anyway)."""
+    signal.signal(signum, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -461,6 +488,9 @@ def _worker_main(study: Study, storage_url: str, uri: str, threads: int, options
     from mmtrack.sweep import _die_with_parent
 
     _die_with_parent()
+    import mlflow  # noqa: F401 - importing it configures its loggers: quieten them after
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "art", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -480,11 +510,13 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
     processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
     (those trained by workers elsewhere included)."""
-    from mmtrack import sweep
+    from mmtrack import sweep, tracking
+    from mmtrack.sweep import Event, Summary
 
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
     uri = tracking.resolve_uri(tracking_uri)
+    check_storage(storage_url)
     client = tracking.connect(uri)
     queue = ConfigQueue(study, storage_url, heartbeat, grace, max_retry)
     summary = Summary()
@@ -544,6 +576,8 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
 StorageOpt = Annotated[str, typer.Option(
     "--storage", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
     "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).")]
+WorkerDataDir = Annotated[Optional[str], typer.Option(
+    "--data-dir", help="Root folder of real datasets on this machine (default: $MMTRACK_DATA, else ./data).")]
 WorkerTrackingUri = Annotated[Optional[str], typer.Option(
     "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
 
@@ -557,13 +591,19 @@ def worker_command(
     grace: Annotated[int, typer.Option(help="Seconds without heartbeat after which a claim expires and its "
                                             "configuration is retried by another worker.")] = DEFAULT_GRACE,
     max_retry: Annotated[int, typer.Option(help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
+    data_dir: WorkerDataDir = None,
 ):
     """Train the study's configurations handed out through --storage until none is left (any number of
     workers, on any machines, logging to one tracking server)."""
+    import mlflow  # noqa: F401 - importing it resets its loggers' levels: before _quiet()
+
     from mmtrack.cli import _quiet, console, err
     from mmtrack.study import load_study
 
     _quiet()
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the worker prints its own lines
+    if data_dir:
+        os.environ["MMTRACK_DATA"] = data_dir  # where run_config finds real datasets
     st = load_study(study)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # hand the configuration back instead of waiting to expire
 
@@ -577,9 +617,14 @@ def worker_command(
         else:
             console.print(f"  [red]failed[/] {ev.config}: {ev.error}")
 
+    check_storage(storage)
     console.print(f"worker {worker_id()} on {st.name} (queue in {_redact(storage)})")
-    summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
-                         max_retry=max_retry)
+    try:
+        summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
+                             max_retry=max_retry)
+    except KeyboardInterrupt:
+        err.print("[yellow]stopped[/]: the configuration in training went back to the queue")
+        raise typer.Exit(130) from None
     console.print(f"[bold]{st.name}[/]: this worker finished {len(summary.finished)}, skipped "
                   f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim")
     for ev in summary.failed:
