@@ -142,7 +142,7 @@ def evaluate(
     else:
         exp_id = tracking.experiment_id(client, experiment)
         runs = client.search_runs([exp_id], "attributes.status = 'FINISHED'", max_results=50000)
-        run_ids = [r.info.run_id for r in runs]
+        run_ids = [r.info.run_id for r in runs if tracking.REPORT_TAG not in r.data.tags]  # not sheet/select reports
         if not run_ids:
             raise MMTrackError(f"experiment {experiment!r} has no FINISHED runs to evaluate")
     failed = 0
@@ -227,7 +227,6 @@ def sweep(
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="rich (terminal) | csv | markdown | latex | html | json")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the output to this file.")]
-REPORT_TAG = "mmtrack.report"
 
 
 def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
@@ -239,8 +238,8 @@ def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = 
     if refresh:
         tracking.drop_cache()
     runs = tracking.load_runs(client, exp_id)
-    if f"tags.{REPORT_TAG}" in runs:
-        runs = runs[runs[f"tags.{REPORT_TAG}"].isna()]
+    if f"tags.{tracking.REPORT_TAG}" in runs:
+        runs = runs[runs[f"tags.{tracking.REPORT_TAG}"].isna()]
     if runs.empty:
         raise MMTrackError(f"experiment {experiment!r} has no finished runs yet; run `mmtrack sweep` or "
                            "`mmtrack train --experiment ...` first")
@@ -264,7 +263,9 @@ def _log_report(client, exp_id: str, name: str, files: dict[str, str], figures: 
     """Record a report (sheet or selection) as a run of its own in the experiment, openable in the MLflow UI."""
     import tempfile
 
-    run = client.create_run(exp_id, run_name=name, tags={REPORT_TAG: name.split("-")[0]})
+    from mmtrack import tracking
+
+    run = client.create_run(exp_id, run_name=name, tags={tracking.REPORT_TAG: name.split("-")[0]})
     with tempfile.TemporaryDirectory() as tmp:
         for fname, text in files.items():
             (Path(tmp) / fname).write_text(text)

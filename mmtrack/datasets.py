@@ -13,7 +13,7 @@ handwritten digits, so a study runs out of the box on two CPU cores:
 1. `sklearn.datasets.load_digits()`: 1,797 real 8x8 digits (16 grey levels).
 2. Split *by source digit* with its own fixed seed (`SPLIT_SEED`, independent of the training seed): half of
    the source digits go to train, half to test, so no source digit appears in both splits.
-3. Each source digit is upsampled to 16x16 and expanded into `N_VARIANTS` deterministic affine variants
+3. Each source digit (kept at its native 8x8) is expanded into `N_VARIANTS` deterministic affine variants
    (identity plus fixed small rotations, shifts and scalings), giving ~5,400 images per split.
 4. Colour skew, identical in both splits: in every class exactly round(5%) of the images take the class's
    minority mode. Classes 0-4 are colour-majority (95% colour, 5% grayscale), classes 5-9 grayscale-majority.

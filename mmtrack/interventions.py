@@ -217,7 +217,8 @@ class Evaluator:
         correct = 0
         for _ in range(self.s.noise_draws):
             for images, labels in zip(test.images.split(self.s.batch_size), test.labels.split(self.s.batch_size)):
-                u = torch.rand(images.shape, generator=g) - 0.5  # Laplace(0, 1) by inverse CDF, seeded
+                # Laplace(0, 1) by inverse CDF, seeded; rand can return exactly 0.0, where log1p(-2|u|) = -inf
+                u = torch.rand(images.shape, generator=g).clamp_min(2.0 ** -24) - 0.5
                 noise = -torch.sign(u) * torch.log1p(-2 * u.abs()) * lam * std
                 x = images.float().div(255) + noise
                 with torch.no_grad():
@@ -306,20 +307,3 @@ class Evaluator:
             record("black_box", (score >= 0.5).astype(float), truth, score)
         return metrics, counts
 
-
-def metric_names(interventions: list[Intervention], data: Dataset) -> list[str]:
-    """The metric names the interventions produce on `data` (for documentation and checks)."""
-    names = []
-    for iv in interventions:
-        if iv.kind == "acc":
-            names.append("acc")
-        elif iv.kind == "group":
-            for attr, values in data.test.group_values.items():
-                names += [f"acc/group/{attr}/{v}" for v in values]
-        elif iv.kind == "ood":
-            names += [f"acc/ood/{n}" for n in ([iv.arg] if iv.arg else data.ood)]
-        elif iv.kind == "mia":
-            names += [f"mia/{a}/{m}" for a in ([iv.arg] if iv.arg else MIA_ATTACKS) for m in ("accuracy", "advantage")]
-        else:
-            names.append(f"acc/{iv.kind}/{_fmt(iv.arg)}")
-    return names

@@ -16,6 +16,7 @@ import torch
 from mmtrack import __version__, interventions as iv_mod, tracking
 from mmtrack.config import RunConfig
 from mmtrack.datasets import Dataset, load_dataset
+from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.train import EpochStats, pick_device, train_model
 
@@ -98,6 +99,9 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
     """Reload a logged model and add intervention metrics to its (finished) run; other metrics are untouched."""
     run = client.get_run(run_id)
     p = run.data.params
+    if "dataset" not in p:
+        raise MMTrackError(f"run {run_id} has no dataset param; only runs logged by `mmtrack train` / `mmtrack sweep` "
+                           "can be evaluated")
     image_size = None if p.get("image_size", "default") == "default" else int(p["image_size"])
     data = load_dataset(p["dataset"], data_dir, image_size)
     iv_mod.check_available(interventions, data)

@@ -24,6 +24,7 @@ from mmtrack.errors import MMTrackError
 STUDY_TAG = "mmtrack.study"
 HASH_TAG = "mmtrack.config_hash"
 EVAL_N_TAG = "mmtrack.eval_n"
+REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
 
 
 def tracking_dir() -> Path:

@@ -134,6 +134,13 @@ def subprocess_env(tracking: Path) -> dict[str, str]:
     return env
 
 
-def start_mmtrack(args: list[str], cwd: Path, tracking: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen([*mmtrack_command(), *map(str, args)], cwd=cwd, env=subprocess_env(tracking),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+# `mmtrack` believing the machine has one CPU: a sweep then trains with one torch thread (it splits
+# os.cpu_count() between its workers), so two sweeps running at once do not oversubscribe two cores.
+ONE_CPU = [sys.executable, "-c",
+           "import os, sys; os.cpu_count = lambda: 1; sys.argv[0] = 'mmtrack'; from mmtrack.cli import main; main()"]
+
+
+def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = False) -> subprocess.Popen:
+    command = ONE_CPU if one_cpu else mmtrack_command()
+    return subprocess.Popen([*command, *map(str, args)], cwd=cwd, env=subprocess_env(tracking),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

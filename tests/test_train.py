@@ -160,16 +160,15 @@ def test_same_seed_same_model_other_seed_differs(digits):
     assert acc(a) != acc(c)
 
 
-def test_training_learns_and_reports_epochs(digits):
+def test_training_learns_and_reports_epochs(digits, tiny_model):
     seen = []
-    model = train_model(RunConfig(**{**TINY, "epochs": 2, "optimizer": "adam", "lr": 0.01}), digits, CPU,
-                        on_epoch=seen.append)
-    assert [s.epoch for s in seen] == [0, 1]
-    assert seen[1].train_loss < seen[0].train_loss
-    assert 0 <= seen[0].train_acc <= 1
-    assert not model.training
-    acc = float((predict_logits(model, digits.test.images).argmax(1) == digits.test.labels).float().mean())
-    assert acc > 0.3  # far above chance (0.1) after two tiny epochs
+    train_model(RunConfig(**{**TINY, "batch_size": 2048, "lr": 0.01}), digits, CPU, on_epoch=seen.append)
+    assert [s.epoch for s in seen] == [0]
+    assert seen[0].train_loss > 0 and 0 <= seen[0].train_acc <= 1 and seen[0].seconds > 0
+    assert not tiny_model.training
+    # two tiny epochs (the session's model) are far above chance (0.1)
+    acc = float((predict_logits(tiny_model, digits.test.images).argmax(1) == digits.test.labels).float().mean())
+    assert acc > 0.3
 
 
 def test_divergence_raises_floating_point_error(digits):
