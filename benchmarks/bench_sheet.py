@@ -1,4 +1,5 @@
-"""`mmtrack sheet` on a local store of 10,000 runs, cold (no runs cache) and warm (cache), against
+"""`mmtrack sheet` (read the runs, build the sheet, render it as JSON) on a local store of 10,000 runs, cold (no
+runs cache) and warm (cache), against
 `mlflow.search_runs` of the same experiment, in one process. Targets: warm <= 1 s; cold no slower than
 search_runs.
 
@@ -74,7 +75,7 @@ def main() -> None:
         runs = tracking.load_runs(client, exp_id)
         design = sh.Design(axes=AXES, default=DEFAULT)
         s = sh.build_sheet(runs, "acc/pgd_linf/0.005", design, name)
-        sh.rich_tables(s)
+        sh.render(s, "json")
         return time.perf_counter() - t, len(runs)
 
     t = time.perf_counter()

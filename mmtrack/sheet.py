@@ -31,6 +31,7 @@ Everything here is a pure function of the runs table (``mlflow.search_runs`` for
 
 from __future__ import annotations
 
+import functools
 import html as html_lib
 import json
 import math
@@ -541,12 +542,18 @@ def _delta_max(sheet: Sheet) -> float:
 
 
 def _colour(cmap: str, x: float, lo: float, hi: float) -> tuple[str, str]:
-    """(background, foreground) hex colours for x on colormap `cmap` over [lo, hi]."""
+    """(background, foreground) hex colours for x on colormap `cmap` over [lo, hi] (256 levels)."""
+    frac = 0.5 if hi <= lo else min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return _level_colour(cmap, round(255 * frac))
+
+
+@functools.lru_cache(maxsize=4096)
+def _level_colour(cmap: str, level: int) -> tuple[str, str]:
+    """Cached: matplotlib rebuilds a colormap's lookup table on every `colormaps[...]` access."""
     from matplotlib import colormaps
     from matplotlib.colors import to_hex
 
-    frac = 0.5 if hi <= lo else min(max((x - lo) / (hi - lo), 0.0), 1.0)
-    r, g, b, _ = colormaps[cmap](0.08 + 0.8 * frac)
+    r, g, b, _ = colormaps[cmap](0.08 + 0.8 * level / 255)
     fg = "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.5 else "#ffffff"
     return to_hex((r, g, b)), fg
 

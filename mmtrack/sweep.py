@@ -68,6 +68,16 @@ class Summary:
         return self._of("failed")
 
 
+def cpu_budget() -> int:
+    """Torch threads a sweep shares between its workers: $MMTRACK_THREADS, else the CPUs this process may use."""
+    value = os.environ.get("MMTRACK_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise MMTrackError(f"MMTRACK_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def finished_hashes(client, exp_id: str) -> set[str]:
     runs = client.search_runs([exp_id], "attributes.status = 'FINISHED'", max_results=50000)
     return {r.data.tags.get(tracking.HASH_TAG) for r in runs}
@@ -202,7 +212,7 @@ def sweep(study: Study, workers: int = 1, uri: str | None = None,
         summary.add(ev)
         on_event(ev)
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, cpu_budget() // workers)
     if workers == 1 or len(todo) <= 1:
         import torch
 
@@ -213,28 +223,37 @@ def sweep(study: Study, workers: int = 1, uri: str | None = None,
         finally:
             torch.set_num_threads(previous)
         return summary
-    ctx = mp.get_context("spawn")  # torch's thread pools are not fork-safe
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(study, todo, uri, exp_id, threads, since_ms, queue), daemon=True)
-             for _ in range(min(workers, len(todo)))]
-    for p in procs:
-        p.start()
-    running = len(procs)
-    while running:
-        try:
-            ev = queue.get(timeout=1.0)
-        except Exception:  # noqa: BLE001 - queue.Empty: check that the workers are alive
-            if not any(p.is_alive() for p in procs):
-                break
-            continue
-        if ev is None:
-            running -= 1
-        else:
-            emit(ev)
-    for p in procs:
-        p.join()
-    crashed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    crashed, _errors = run_processes(_worker_main, (study, todo, uri, exp_id, threads, since_ms),
+                                     min(workers, len(todo)), emit)
     if crashed:
         raise MMTrackError(f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
                            "finish the remaining configurations (finished runs are kept)")
     return summary
+
+
+def run_processes(target, args: tuple, n: int, emit: Callable[[Event], None]) -> tuple[list[int], list[str]]:
+    """Run `target(*args, queue)` in `n` spawned processes (torch's thread pools are not fork-safe) and forward
+    the Events they put on the queue to `emit` until each has put None. Workers report an error they stopped on
+    as ("error", message). Returns the exit codes of crashed processes and the reported errors."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, queue), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    running, errors = len(procs), []
+    while running:
+        try:
+            item = queue.get(timeout=1.0)
+        except Exception:  # noqa: BLE001 - queue.Empty: check that the workers are alive
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if item is None:
+            running -= 1
+        elif isinstance(item, tuple):
+            errors.append(item[1])
+        else:
+            emit(item)
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs if p.exitcode not in (0, None)], errors

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -430,7 +429,7 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
         emit(ev)
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
+    torch.set_num_threads(max(1, threads or sweep.cpu_budget()))
     try:
         exp_id = tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
         queue.prepare(sweep.finished_hashes(client, exp_id), new_round)
@@ -533,36 +532,14 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
                 emit(Event("skipped", cfg.run_name, cfg.hash))
         round_ = queue.prepare(finished, new_round=True)
         options = {"heartbeat": heartbeat, "grace": grace, "max_retry": max_retry}
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        errors: list[str] = []
-        ctx = mp.get_context("spawn")  # torch's thread pools are not fork-safe
-        events = ctx.Queue()
-        procs = [ctx.Process(target=_worker_main, args=(study, storage_url, uri, threads, options, events),
-                             daemon=True) for _ in range(workers)]
-        for p in procs:
-            p.start()
-        running = len(procs)
-        while running:
-            try:
-                item = events.get(timeout=1.0)
-            except Exception:  # noqa: BLE001 - queue.Empty: check that the workers are alive
-                if not any(p.is_alive() for p in procs):
-                    break
-                continue
-            if item is None:
-                running -= 1
-            elif isinstance(item, tuple):
-                errors.append(item[1])
-            else:
-                emit(item)
-        for p in procs:
-            p.join()
+        threads = max(1, sweep.cpu_budget() // workers)
+        crashed, errors = sweep.run_processes(_worker_main, (study, storage_url, uri, threads, options), workers,
+                                              emit)
         if errors:
             raise MMTrackError(errors[0])
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
             if ev.hash not in summary.outcomes:
                 emit(ev)
-        crashed = [p.exitcode for p in procs if p.exitcode not in (0, None)]
         if crashed and queue.active():
             raise MMTrackError(f"{len(crashed)} worker(s) died (exit codes {crashed}) with configurations left; "
                                "rerun the sweep or start `mmtrack worker` to finish them (finished runs are kept)")

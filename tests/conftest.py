@@ -134,13 +134,11 @@ def subprocess_env(tracking: Path) -> dict[str, str]:
     return env
 
 
-# `mmtrack` believing the machine has one CPU: a sweep then trains with one torch thread (it splits
-# os.cpu_count() between its workers), so two sweeps running at once do not oversubscribe two cores.
-ONE_CPU = [sys.executable, "-c",
-           "import os, sys; os.cpu_count = lambda: 1; sys.argv[0] = 'mmtrack'; from mmtrack.cli import main; main()"]
-
-
 def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = False) -> subprocess.Popen:
-    command = ONE_CPU if one_cpu else mmtrack_command()
-    return subprocess.Popen([*command, *map(str, args)], cwd=cwd, env=subprocess_env(tracking),
+    """`mmtrack ARGS` in the background; with `one_cpu` a sweep trains with one torch thread in all
+    (MMTRACK_THREADS=1), so two sweeps running at once do not oversubscribe two cores."""
+    env = subprocess_env(tracking)
+    if one_cpu:
+        env["MMTRACK_THREADS"] = "1"
+    return subprocess.Popen([*mmtrack_command(), *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -37,9 +37,10 @@ TINY_STUDY = {
 
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
-    """A sweep splits os.cpu_count() torch threads between its workers; on a shared 2-core machine one thread
-    per sweep keeps these tests fast and steady (subprocesses get the same via start_mmtrack(one_cpu=True))."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    """A sweep splits $MMTRACK_THREADS (default: the usable CPUs) torch threads between its workers; on a shared
+    2-core machine one thread per sweep keeps these tests fast and steady (subprocesses get the same via
+    start_mmtrack(one_cpu=True))."""
+    monkeypatch.setenv("MMTRACK_THREADS", "1")
 
 
 def write_study(tmp_path: Path, **changes) -> Path:
