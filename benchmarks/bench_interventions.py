@@ -1,7 +1,7 @@
 """Cost of each default intervention next to one training epoch of the default config (digits-skewed).
 Target: evaluating all defaults costs less than training does.
 
-    .venv/bin/python benchmarks/bench_interventions.py [--epochs 10] [--threads 2]
+    .venv/bin/python benchmarks/bench_interventions.py [--epochs 8] [--threads 2]
 """
 
 import argparse
@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -35,7 +35,7 @@ def build(client, exp_id: str, n_runs: int) -> None:
     rng = random.Random(0)
     start = time.perf_counter()
     for i in range(n_runs):
-        p = {**points[i % len(points)], "seed": i // len(points), "dataset": "digits-skewed", "epochs": 10}
+        p = {**points[i % len(points)], "seed": i // len(points), "dataset": "digits-skewed", "epochs": 8}
         run = client.create_run(exp_id, run_name=f"r{i}")
         now = int(time.time() * 1000)
         client.log_batch(run.info.run_id,

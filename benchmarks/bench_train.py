@@ -1,7 +1,7 @@
 """Training overhead of mmtrack (MLflow run, params, per-epoch metrics, model + predictions logging) against a
 bare PyTorch loop over the same model and data, in one process. Target: ratio <= 1.05.
 
-    .venv/bin/python benchmarks/bench_train.py [--epochs 10] [--threads 2]
+    .venv/bin/python benchmarks/bench_train.py [--epochs 8] [--threads 2]
 """
 
 import argparse
@@ -45,7 +45,7 @@ def bare_loop(cfg, data) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="alternate bare/mmtrack this many times; keep the best")
     args = ap.parse_args()

@@ -37,7 +37,7 @@ class RunConfig:
     batch_size: int = 128
     augment: str = "randaugment"
     optimizer: str = "sgd"
-    epochs: int = 10
+    epochs: int = 8
     seed: int = 0
     image_size: int | None = None  # None: the dataset's default
 

@@ -249,7 +249,10 @@ class ConfigQueue:
             if not new_round or self._trials((TrialState.WAITING, TrialState.RUNNING)):
                 return current
             current += 1
-            for i, cfg in enumerate(self.configs):
+            from mmtrack.sweep import relative_cost
+
+            # most expensive first, so that the workers finish together
+            for i, cfg in sorted(enumerate(self.configs), key=lambda ic: -relative_cost(ic[1])):
                 if cfg.hash not in finished:
                     self.study.enqueue_trial({PARAM: i}, user_attrs={"round": current, "hash": cfg.hash,
                                                                      "run_name": cfg.run_name})
