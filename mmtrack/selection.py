@@ -539,9 +539,9 @@ def rich_table(report: SelectionReport) -> Any:
     from rich.table import Table
 
     table = Table(title=_caption(report))
-    table.add_column("metric", style="bold")
+    table.add_column("metric", style="bold", no_wrap=True)  # metric names and numbers are never cut
     for label in column_labels(report):
-        table.add_column(label, justify="center")
+        table.add_column(label, justify="center", overflow="fold", min_width=11)
     for row in wide_table(report).itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     return table

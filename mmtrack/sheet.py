@@ -849,7 +849,9 @@ def figure(sheet: Sheet, path_stem: str | Path, digits: int = 2, dpi: int = 150)
                 ax.text(c, r, label, ha="center", va="center", fontsize=8, color=fg)
         ax.axvline(V - 0.5, color="white", lw=3)
         ax.axhline(S - 0.5, color="white", lw=3)
-        ax.set_xticks(range(V + 1), [format_value(v) for v in t.values] + ["Δmax"], fontsize=8)
+        labels = [format_value(v) for v in t.values] + ["Δmax"]
+        long = max(map(len, labels)) > 8  # e.g. trivialaugment, wide_resnet50_2: tilt instead of overlapping
+        ax.set_xticks(range(V + 1), labels, fontsize=8, rotation=25 if long else 0, ha="right" if long else "center")
         ax.set_yticks(range(S + 1), [format_value(s) for s in t.seeds] + ["Δmax"], fontsize=8)
         ax.tick_params(length=0)
         ax.set_title(t.axis, fontsize=10)
