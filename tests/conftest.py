@@ -4,6 +4,7 @@ subprocess."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -142,3 +143,19 @@ def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = Fa
         env["MMTRACK_THREADS"] = "1"
     return subprocess.Popen([*mmtrack_command(), *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def module_store(tmp_path_factory, empty_store: Path, name: str):
+    """For module-scoped fixtures: a private copy of the empty store, tracking pointed at it while the
+    fixture is alive; yields (folder, client)."""
+    from mmtrack import tracking
+
+    d = tmp_path_factory.mktemp(name)
+    shutil.copy(empty_store, d / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MMTRACK_TRACKING_DIR", str(d))
+        mp.setenv("MMTRACK_DEVICE", "cpu")
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield d, tracking.connect()

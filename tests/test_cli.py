@@ -4,7 +4,6 @@ logged) and `mmtrack evaluate` (adds metrics to logged runs, leaves the others u
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import types
 
@@ -16,7 +15,7 @@ from mmtrack.config import RunConfig
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention, parse
 from mmtrack.run import run_config
 
-from conftest import TINY, mmtrack_command, run_cli, subprocess_env
+from conftest import TINY, mmtrack_command, module_store, run_cli, subprocess_env
 
 TINY_ARGS = ["--width", "0.0625", "--epochs", "1", "--augment", "none", "--batch-size", "256"]
 
@@ -118,14 +117,7 @@ def test_train_logs_one_run(capsys, monkeypatch, tracking_dir, digits):
 @pytest.fixture(scope="module")
 def evaluated(digits, tmp_path_factory, _empty_store):
     """An experiment with two FINISHED runs (seeds 0, 1) and one FAILED run (diverged)."""
-    d = tmp_path_factory.mktemp("evaluate")
-    shutil.copy(_empty_store, d / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMTRACK_TRACKING_DIR", str(d))
-        mp.setenv("MMTRACK_DEVICE", "cpu")
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        client = tracking.connect()
+    with module_store(tmp_path_factory, _empty_store, "evaluate") as (d, client):
         exp_id = tracking.experiment_id(client, "evaluate-me", create=True)
         ids = [run_config(RunConfig(**{**TINY, "seed": s}), client, exp_id, parse(["acc", "group"]), data=digits).run_id
                for s in (0, 1)]

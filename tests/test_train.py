@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import types
 
 import numpy as np
@@ -23,7 +22,7 @@ from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_st
 from mmtrack.run import run_config
 from mmtrack.train import predict_logits, train_model
 
-from conftest import TINY
+from conftest import TINY, module_store
 
 CPU = torch.device("cpu")
 
@@ -182,14 +181,7 @@ def test_divergence_raises_floating_point_error(digits):
 @pytest.fixture(scope="module")
 def logged(digits, tmp_path_factory, _empty_store):
     """One tiny configuration (RandAugment, seed 0) logged end to end, with cheap interventions."""
-    d = tmp_path_factory.mktemp("logged")
-    shutil.copy(_empty_store, d / "mlflow.db")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MMTRACK_TRACKING_DIR", str(d))
-        mp.setenv("MMTRACK_DEVICE", "cpu")
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        client = tracking.connect()
+    with module_store(tmp_path_factory, _empty_store, "logged") as (d, client):
         exp_id = tracking.experiment_id(client, "logged", create=True)
         cfg = RunConfig(**{**TINY, "augment": "randaugment"})
         ivs = parse(["acc", "group", "ood"])
