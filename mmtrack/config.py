@@ -21,7 +21,6 @@ RECIPE = {
     "lr_schedule": "cosine",  # CosineAnnealingLR over all epochs, stepped per epoch
     "adam_betas": "0.9,0.999",
     "loss": "cross_entropy",
-    "zero_init_residual": True,  # torchvision's ResNet option: deep ResNets at small width train in few epochs
     "augment_group": 8,  # consecutive images of a shuffled batch sharing one sampled augmentation op
 }
 

@@ -23,7 +23,7 @@ class ScaledResNet(ResNet):
     """torchvision's ResNet with channel counts scaled by `width` (1.0 = torchvision's) and a choice of stem."""
 
     def __init__(self, block, layers, num_classes: int, width: float = 1.0, width_per_group: int = 64,
-                 small_stem: bool = True, zero_init_residual: bool = True):
+                 small_stem: bool = True):
         nn.Module.__init__(self)
         planes = [max(1, int(round(p * width))) for p in (64, 128, 256, 512)]
         self._norm_layer = nn.BatchNorm2d
@@ -51,12 +51,6 @@ class ScaledResNet(ResNet):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
-        if zero_init_residual:  # torchvision's option: each residual branch starts as the identity
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.constant_(m.bn3.weight, 0)
-                elif isinstance(m, BasicBlock):
-                    nn.init.constant_(m.bn2.weight, 0)
 
 
 class Normalize(nn.Module):
@@ -76,12 +70,12 @@ class Classifier(nn.Sequential):
 
 
 def build_model(arch: str, num_classes: int, image_size: int, width: float = 1.0,
-                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), zero_init_residual: bool = True) -> Classifier:
+                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)) -> Classifier:
     if arch not in ARCHS:
         raise MMTrackError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
     block, layers, wpg = ARCHS[arch]
     net = ScaledResNet(block, layers, num_classes, width=width, width_per_group=wpg,
-                       small_stem=image_size <= SMALL_IMAGE_MAX, zero_init_residual=zero_init_residual)
+                       small_stem=image_size <= SMALL_IMAGE_MAX)
     return Classifier(Normalize(mean, std), net)
 
 

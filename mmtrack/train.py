@@ -73,8 +73,7 @@ def train_model(cfg: RunConfig, data: Dataset, device: torch.device | None = Non
     device = device or pick_device()
     seed_everything(cfg.seed)
     mean, std = channel_stats(data.train.images)
-    model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std,
-                        zero_init_residual=RECIPE["zero_init_residual"]).to(device)
+    model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std).to(device)
     x, y = data.train.images.to(device), data.train.labels.to(device)
     augment = Augmenter(cfg.augment) if cfg.augment != "none" else None
     optimizer = make_optimizer(cfg, model.parameters())
