@@ -324,14 +324,11 @@ def sheet(
         else:
             _emit(sh.render_summary(df, "markdown" if fmt == "rich" else fmt), out)
         return
-    sheets = []
-    for m in metrics:
-        preds = None
-        if predictions:
-            cells = sh.build_sheet(runs, m, design, experiment)
-            ids = sorted({r for t in cells.tables for row in t.run_ids for r in row if r})
-            preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, ids).items()}
-        sheets.append(sh.build_sheet(runs, m, design, experiment, predictions=preds))
+    sheets = [sh.build_sheet(runs, m, design, experiment) for m in metrics]
+    if predictions:  # download each cell run's predictions once, for all metrics, then add disagreement
+        ids = sorted({r for s in sheets for t in s.tables for row in t.run_ids for r in row if r})
+        preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, ids).items()}
+        sheets = [sh.build_sheet(runs, m, design, experiment, predictions=preds) for m in metrics]
     ui = "http://127.0.0.1:5000"
     if fmt == "rich" and out is None:
         for s in sheets:
