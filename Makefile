@@ -16,15 +16,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on the embedded default: sweep the digits-skewed study (27 runs, all interventions), then print
+# The main job on the embedded default: sweep the digits-skewed study (45 runs, all interventions), then print
 # the multiplicity sheets, their summary and the model-selection experiment.
 demo: $(STAMP)
 	$(BIN)/mmtrack sweep studies/digits-skewed.yaml --workers 2
 	$(BIN)/mmtrack sheet --experiment digits-skewed --metric acc --metric acc/group/skew/gs-minority \
-		--metric acc/ood/digits-gray --metric acc/output_noise/5 --metric acc/pgd_linf/0.005 --figure outputs/sheets
+		--metric acc/ood/digits-warped --metric acc/output_noise/5 --metric acc/pgd_linf/0.005 --figure outputs/sheets
 	$(BIN)/mmtrack sheet --experiment digits-skewed --summary
 	$(BIN)/mmtrack select --experiment digits-skewed \
-		--by acc/group/skew/gs-minority,acc/ood/digits-gray,acc/output_noise/5,acc/pgd_linf/0.005 --top 75,50 \
+		--by acc/group/skew/gs-minority,acc/ood/digits-warped,acc/output_noise/5,acc/pgd_linf/0.005 --top 75,50 \
 		--unseen acc/group/color/gray,acc/group/skew/color-minority,acc/input_noise/1,acc/pgd_linf/0.01 \
 		--figure outputs/selection
 	@echo "Browse every run: $(BIN)/mmtrack server  ->  http://127.0.0.1:5000"

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AXES = {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256, 640], "augment": ["randaugment", "trivialaugment"],
         "optimizer": ["sgd", "adam"], "arch": ["resnet18", "resnet50", "wide_resnet50_2"]}
 DEFAULT = {axis: values[0] for axis, values in AXES.items()}
-METRICS = ["acc", "acc/group/skew/gs-minority", "acc/group/color/gray", "acc/ood/digits-gray"] + \
+METRICS = ["acc", "acc/group/skew/gs-minority", "acc/group/color/gray", "acc/ood/digits-warped"] + \
     [f"acc/output_noise/{l}" for l in (1, 2, 3, 4, 5)] + [f"acc/pgd_linf/{d}" for d in (0.0001, 0.0005, 0.001, 0.005, 0.01)]
 
 

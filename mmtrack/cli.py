@@ -73,7 +73,7 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     augment: Annotated[str, typer.Option(help="randaugment | trivialaugment | none")] = "randaugment",
     optimizer: Annotated[str, typer.Option(help="sgd | adam")] = "sgd",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 20,
     seed: Annotated[int, typer.Option(help="The one seed behind all randomness.")] = 0,
     image_size: Annotated[Optional[int], typer.Option(help="Image size (default: the dataset's).")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: the dataset name).")] = None,

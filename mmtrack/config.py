@@ -16,9 +16,12 @@ OPTIMIZERS = ("sgd", "adam")
 # The recipe's fixed choices (the paper does not state them; see README "Training recipe"). Logged as params.
 RECIPE = {
     "momentum": 0.9,  # SGD
-    "weight_decay": 5e-4,  # SGD and Adam (L2, as torch.optim's weight_decay)
+    "weight_decay": 2e-3,  # SGD and Adam (L2, as torch.optim's weight_decay)
     "nesterov": False,
-    "lr_schedule": "cosine",  # CosineAnnealingLR over all epochs, stepped per epoch
+    "lr_schedule": "cosine",  # cosine annealing to 0 over all steps after the warm-up, stepped per batch
+    "warmup_epochs": 1.0,  # linear warm-up from 0 to lr over this many epochs (per batch)
+    "label_smoothing": 0.0,  # CrossEntropyLoss(label_smoothing=...)
+    "zero_init_residual": False,  # torchvision's: the last BatchNorm of every residual branch starts at 0
     "adam_betas": "0.9,0.999",
     "loss": "cross_entropy",
     "augment_group": 8,  # consecutive images of a shuffled batch sharing one sampled augmentation op
@@ -37,7 +40,7 @@ class RunConfig:
     batch_size: int = 128
     augment: str = "randaugment"
     optimizer: str = "sgd"
-    epochs: int = 8
+    epochs: int = 20
     seed: int = 0
     image_size: int | None = None  # None: the dataset's default
 

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterator
-
 import numpy as np
 import torch
 from torch import nn
@@ -126,13 +124,14 @@ def parse(specs) -> list[Intervention]:
 
 def check_available(interventions: list[Intervention], data: Dataset) -> None:
     """Fail early, with what exists, on groups or OOD sets the dataset does not have."""
+    groups = data.group_split
     for iv in interventions:
         if iv.kind == "group" and iv.arg is not None:
             attr, _, value = str(iv.arg).partition("/")
             if value:
-                data.test.group_mask(attr, value)
-            elif attr not in data.test.group_values:
-                data.test.group_mask(attr, "")  # raises, listing the attributes
+                groups.group_mask(attr, value)
+            elif attr not in groups.group_values:
+                groups.group_mask(attr, "")  # raises, listing the attributes
         if iv.kind == "ood" and iv.arg is not None and iv.arg not in data.ood:
             raise MMTrackError(f"unknown OOD set {iv.arg!r} for {data.name}; it has: "
                                f"{', '.join(data.ood) or 'none'}")
@@ -155,6 +154,7 @@ class Evaluator:
         self.model, self.data, self.s = model.eval(), data, settings
         self.device = next(model.parameters()).device
         self._logits: torch.Tensor | None = None
+        self._group_logits: torch.Tensor | None = None
 
     @property
     def test_logits(self) -> torch.Tensor:
@@ -166,19 +166,24 @@ class Evaluator:
         """Metrics (name -> accuracy) and counts (name -> number of examples) of one intervention."""
         return getattr(self, f"_{iv.kind}")(iv.arg)
 
-    def run_all(self, interventions: list[Intervention]) -> Iterator[tuple[Intervention, dict, dict]]:
-        for iv in interventions:
-            metrics, counts = self.run(iv)
-            yield iv, metrics, counts
-
     # ---- the interventions
 
     def _acc(self, _arg):
         test = self.data.test
         return {"acc": _accuracy(self.test_logits.argmax(1), test.labels)}, {"acc": len(test)}
 
+    @property
+    def group_logits(self) -> torch.Tensor:
+        """Logits of the images group accuracies are measured on (the test split unless the dataset has a
+        separate group evaluation set)."""
+        if self.data.group_test is None:
+            return self.test_logits
+        if self._group_logits is None:
+            self._group_logits = predict_logits(self.model, self.data.group_test.images, self.s.batch_size)
+        return self._group_logits
+
     def _group(self, arg):
-        test, pred = self.data.test, self.test_logits.argmax(1)
+        test, pred = self.data.group_split, self.group_logits.argmax(1)
         attrs = test.group_values if arg is None else [str(arg).partition("/")[0]]
         metrics, counts = {}, {}
         for attr in attrs:

@@ -8,6 +8,7 @@ import json
 import logging
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,6 +19,7 @@ from mmtrack.config import RunConfig
 from mmtrack.datasets import Dataset, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
+from mmtrack.models import memory_format
 from mmtrack.train import EpochStats, pick_device, train_model
 
 log = logging.getLogger("mmtrack")
@@ -28,6 +30,7 @@ class RunResult:
     run_id: str
     metrics: dict[str, float] = field(default_factory=dict)
     failed_interventions: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds (also logged, `seconds/...`)
 
 
 def versions() -> dict[str, str]:
@@ -46,16 +49,20 @@ def predictions_frame(logits: torch.Tensor, labels: torch.Tensor) -> pd.DataFram
 
 
 def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interventions: list[Intervention],
-                      result: RunResult, counts: dict[str, int]) -> None:
-    """Compute and log each intervention; failures are recorded on the run and do not lose other metrics."""
+                      result: RunResult, counts: dict[str, int], log_seconds: bool = True) -> None:
+    """Compute and log each intervention; failures are recorded on the run and do not lose other metrics.
+    With `log_seconds`, each intervention's wall time is logged too (`seconds/eval/<kind>`)."""
     for iv in interventions:
+        start = time.perf_counter()
         try:
             metrics, n = evaluator.run(iv)
         except Exception as exc:  # noqa: BLE001 - one failing intervention must not lose the others
             result.failed_interventions[str(iv)] = f"{type(exc).__name__}: {exc}"
             log.warning("intervention %s failed: %s", iv, exc)
             continue
-        logger.log_metrics(metrics)
+        stage = f"seconds/eval/{iv.kind}"  # summed over the intervention's values (e.g. every PGD budget)
+        result.seconds[stage] = result.seconds.get(stage, 0.0) + time.perf_counter() - start
+        logger.log_metrics({**metrics, stage: result.seconds[stage]} if log_seconds else metrics)
         result.metrics.update(metrics)
         counts.update(n)
     logger.set_tags({tracking.EVAL_N_TAG: json.dumps(counts, sort_keys=True)})
@@ -68,11 +75,13 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
                data: Dataset | None = None, extra_tags: dict | None = None,
                on_epoch=None) -> RunResult:
     """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` and return its metrics."""
+    start = time.perf_counter()
     data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
+    data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = pick_device()
     tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
-            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.command": " ".join(sys.argv)[:500],
+            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(), "mmtrack.command": " ".join(sys.argv)[:500],
             **versions(), **(extra_tags or {})}
     with tracking.RunLogger(client, exp_id, cfg.run_name, tags) as logger:
         result = RunResult(logger.run_id)
@@ -84,12 +93,17 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
             if on_epoch is not None:
                 on_epoch(stats)
 
+        start = time.perf_counter()
         model = train_model(cfg, data, device, on_epoch=epoch_logged)
+        result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
         evaluator = Evaluator(model, data, settings)
+        start = time.perf_counter()
         logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test.labels), tracking.PREDICTIONS)
         example = data.test.images[:2].float().div(255).numpy()
         logger.log_model(model.cpu(), example)
         model.to(device)
+        result.seconds["seconds/log_model"] = time.perf_counter() - start
+        logger.log_metrics(result.seconds)
         log_interventions(logger, evaluator, interventions, result, {})
     return result
 
@@ -109,6 +123,7 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
     logger = tracking.reopen(client, run_id)
     result = RunResult(run_id)
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))
-    log_interventions(logger, Evaluator(model, data, settings), interventions, result, counts)
+    # timings describe the training run's own evaluation; a later evaluation does not overwrite them
+    log_interventions(logger, Evaluator(model, data, settings), interventions, result, counts, log_seconds=False)
     tracking.touch(client, run_id)
     return result

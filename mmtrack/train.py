@@ -3,6 +3,7 @@ model's device; each step indexes a shuffled batch, augments it and converts it 
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -67,21 +68,36 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=RECIPE["weight_decay"])
 
 
+def lr_factor(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """The learning-rate multiplier at each step: linear warm-up over `warmup_steps`, then cosine to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return factor
+
+
 def train_model(cfg: RunConfig, data: Dataset, device: torch.device | None = None,
                 on_epoch: Callable[[EpochStats], None] | None = None) -> nn.Module:
     """Train `cfg` on `data` from scratch and return the model (in eval mode)."""
     device = device or pick_device()
     seed_everything(cfg.seed)
     mean, std = channel_stats(data.train.images)
-    model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std).to(device)
+    model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std,
+                        zero_init_residual=RECIPE["zero_init_residual"]).to(device)
     x, y = data.train.images.to(device), data.train.labels.to(device)
     augment = Augmenter(cfg.augment) if cfg.augment != "none" else None
     optimizer = make_optimizer(cfg, model.parameters())
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
     gen = torch.Generator().manual_seed(cfg.seed)
     n = len(y)
     n_used = n if n % cfg.batch_size != 1 else n - 1  # a batch of one image breaks BatchNorm
+    steps_per_epoch = math.ceil(n_used / cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(steps_per_epoch * cfg.epochs, round(RECIPE["warmup_epochs"] * steps_per_epoch)))
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
         model.train()
@@ -97,9 +113,9 @@ def train_model(cfg: RunConfig, data: Dataset, device: torch.device | None = Non
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             total_loss += loss.detach() * len(yb)
             correct += (logits.detach().argmax(1) == yb).sum()
-        scheduler.step()
         stats = EpochStats(epoch, total_loss.item() / n_used, correct.item() / n_used, time.perf_counter() - start)
         if not np.isfinite(stats.train_loss):
             raise FloatingPointError(f"training diverged at epoch {epoch}: train_loss is {stats.train_loss}")

@@ -70,7 +70,7 @@ def test_train_bad_input_is_one_line_exit_2_before_training(capsys, monkeypatch,
     "args, message",
     [
         (["-i", "group:race/asian"], "error: unknown group attribute 'race'; this dataset has: color, skew"),
-        (["-i", "ood:fairface"], "error: unknown OOD set 'fairface' for digits-skewed; it has: digits-gray"),
+        (["-i", "ood:fairface"], "error: unknown OOD set 'fairface' for digits-skewed; it has: digits-warped"),
     ],
 )
 def test_train_unavailable_intervention_fails_before_training(capsys, monkeypatch, tracking_dir, args, message):

@@ -1,5 +1,5 @@
 """The embedded dataset `digits-skewed`: sizes, the split by source digit, the colour skew, the fairness group,
-the OOD set `digits-gray`, the fingerprint, and the errors of the dataset interface."""
+the group evaluation set, the OOD set `digits-warped`, the fingerprint, and the errors of the dataset interface."""
 
 from __future__ import annotations
 
@@ -39,9 +39,12 @@ def test_sizes_and_interface(digits):
         assert tuple(split.images.shape[1:]) == (3, digits.image_size, digits.image_size)
         assert split.labels.dtype == torch.int64
         assert set(split.labels.tolist()) == set(range(10))
-    assert set(digits.ood) == {"digits-gray"}
+    assert set(digits.ood) == {"digits-warped"}
+    assert len(digits.ood["digits-warped"]) == N_TEST_SOURCE * len(datasets.WARPS)
     assert digits.fairness_group == ("skew", "gs-minority")
-    assert digits.test.group_values == {"color": ("color", "gray"), "skew": ("majority", "gs-minority", "color-minority")}
+    values = {"color": ("color", "gray"), "skew": ("majority", "gs-minority", "color-minority")}
+    assert digits.test.group_values == digits.group_split.group_values == values
+    assert digits.group_split is digits.group_test and len(digits.group_test) == 2 * len(digits.test)
 
 
 def test_split_by_source_digit_without_overlap(digits):
@@ -101,22 +104,46 @@ def test_colour_does_not_tell_the_class(digits):
         assert set(dominant[colour & (test.labels == c)].tolist()) == {0, 1, 2}
 
 
+def test_group_set_holds_a_colour_and_a_grayscale_copy_of_every_test_image(digits):
+    """As CIFAR10-Skewed is evaluated: the first half of the group set is the test images in colour, the second
+    half the same images in grayscale; their strokes are exactly the test split's."""
+    groups, n = digits.group_test, len(digits.test)
+    gray = is_gray(groups.images)
+    assert not bool(gray[:n].any()) and bool(gray[n:].all())
+    assert torch.equal(groups.labels, torch.cat([digits.test.labels, digits.test.labels]))
+    assert torch.equal(strokes(groups.images[:n]), strokes(digits.test.images))
+    assert torch.equal(groups.images[n:, 0], strokes(digits.test.images))
+    assert torch.equal(groups.group_mask("color", "gray"), gray)
+    assert torch.equal(groups.group_mask("skew", "gs-minority"), gray & (groups.labels < 5))
+    assert torch.equal(groups.group_mask("skew", "color-minority"), ~gray & (groups.labels >= 5))
+
+
 def test_fairness_group_is_large_enough(digits):
+    """>= 1,000 images, so that test-set sampling alone moves a Δmax over the study's 45 models by <= 5 pp."""
+    from mmtrack.sheet import noise_floor
+
     attr, value = digits.fairness_group
-    gs_minority = digits.test.group_mask(attr, value)
-    assert int(gs_minority.sum()) >= 100
-    assert set(digits.test.labels[gs_minority].tolist()) == {0, 1, 2, 3, 4}
+    gs_minority = digits.group_split.group_mask(attr, value)
+    n = int(gs_minority.sum())
+    assert n >= 1000
+    assert set(digits.group_split.labels[gs_minority].tolist()) == {0, 1, 2, 3, 4}
+    assert noise_floor(np.full(45, 90.0), n) <= 5.0  # even at 90% accuracy on the group
+    for attr, values in digits.group_split.group_values.items():  # every group, e.g. the unforeseen ones
+        for v in values:
+            assert int(digits.group_split.group_mask(attr, v).sum()) >= 1000, (attr, v)
 
 
-def test_ood_digits_gray_is_the_test_split_in_grayscale(digits):
-    ood = digits.ood["digits-gray"]
-    assert len(ood) == len(digits.test)
-    assert bool(is_gray(ood.images).all())
-    assert torch.equal(ood.labels, digits.test.labels)
-    # the same strokes as the test images (grayscale majority images are identical)
-    assert torch.equal(ood.images[:, 0], strokes(digits.test.images))
-    gray = is_gray(digits.test.images)
-    assert torch.equal(ood.images[gray], digits.test.images[gray])
+def test_ood_digits_warped_is_the_test_digits_under_unseen_warps(digits):
+    ood = digits.ood["digits-warped"]
+    # labels: the test source digits, one per warp, source-major
+    test_labels = digits.test.labels[::N_VARIANTS]
+    assert torch.equal(ood.labels, test_labels.repeat_interleave(len(datasets.WARPS)))
+    # no OOD image (by its strokes) is a training or test image
+    seen = {x.numpy().tobytes() for x in strokes(torch.cat([digits.train.images, digits.test.images]))}
+    assert not any(x.numpy().tobytes() in seen for x in strokes(ood.images))
+    # colour-skewed as in training: classes 0-4 mostly colour, 5-9 mostly gray
+    gray = is_gray(ood.images)
+    assert float(gray[ood.labels < 5].float().mean()) < 0.1 < 0.9 < float(gray[ood.labels >= 5].float().mean())
 
 
 def test_fingerprint_is_stable_and_sensitive(digits):
@@ -125,6 +152,8 @@ def test_fingerprint_is_stable_and_sensitive(digits):
     assert again.fingerprint == digits.fingerprint
     assert torch.equal(again.train.images, digits.train.images)
     assert torch.equal(again.test.images, digits.test.images)
+    assert torch.equal(again.group_test.images, digits.group_test.images)
+    assert torch.equal(again.ood["digits-warped"].images, digits.ood["digits-warped"].images)
     assert load_dataset("digits-skewed") is digits  # cached within a process
     changed = digits.test.images.clone()
     changed[0, 0, 0, 0] ^= 1
@@ -142,7 +171,7 @@ def test_group_mask_errors_list_what_exists(digits):
         digits.test.group_mask("color", "purple")
     # an OOD set has no groups
     with pytest.raises(MMTrackError, match="this dataset has: none"):
-        digits.ood["digits-gray"].group_mask("color", "gray")
+        digits.ood["digits-warped"].group_mask("color", "gray")
 
 
 def test_unknown_dataset_and_fixed_image_size():

@@ -51,21 +51,21 @@ def accuracy(model, split) -> float:
 
 @pytest.mark.parametrize("cls", [3, 7])
 def test_constant_predictor_group_accuracy_is_the_class_share(digits, cls):
-    """Hand-computed from the construction: in a split, class c has n_c images of which round(5% n_c) take the
-    minority mode (grayscale for classes 0-4, colour for 5-9)."""
+    """Hand-computed from the construction: `acc` is measured on the test split, the groups on its colour and
+    grayscale copies (class c has n_c test images, so n_c of each colour), the OOD set has every test source
+    digit under each warp (the same class shares)."""
     labels = digits.test.labels
     n = {c: int((labels == c).sum()) for c in range(10)}
-    minority = {c: int(round(0.05 * n[c])) for c in range(10)}
-    gray = {c: minority[c] if c < 5 else n[c] - minority[c] for c in range(10)}
-    colour = {c: n[c] - gray[c] for c in range(10)}
+    share = n[cls] / sum(n.values())
+    first, second = sum(n[c] for c in range(5)), sum(n[c] for c in range(5, 10))
     expected = {
-        "acc": n[cls] / sum(n.values()),
-        "acc/group/color/gray": gray[cls] / sum(gray.values()),
-        "acc/group/color/color": colour[cls] / sum(colour.values()),
-        "acc/group/skew/gs-minority": (minority[cls] if cls < 5 else 0) / sum(minority[c] for c in range(5)),
-        "acc/group/skew/color-minority": (minority[cls] if cls >= 5 else 0) / sum(minority[c] for c in range(5, 10)),
-        "acc/group/skew/majority": (n[cls] - minority[cls]) / sum(n[c] - minority[c] for c in range(10)),
-        "acc/ood/digits-gray": n[cls] / sum(n.values()),
+        "acc": share,
+        "acc/group/color/gray": share,
+        "acc/group/color/color": share,
+        "acc/group/skew/gs-minority": n[cls] / first if cls < 5 else 0.0,  # grayscale copies of classes 0-4
+        "acc/group/skew/color-minority": n[cls] / second if cls >= 5 else 0.0,  # colour copies of classes 5-9
+        "acc/group/skew/majority": share,
+        "acc/ood/digits-warped": share,
     }
     ev = Evaluator(constant_predictor(cls), digits)
     got = {}
@@ -78,7 +78,7 @@ def test_constant_predictor_group_accuracy_is_the_class_share(digits, cls):
     # one group only
     metrics, counts = ev.run(Intervention("group", "skew/gs-minority"))
     assert metrics == {"acc/group/skew/gs-minority": pytest.approx(expected["acc/group/skew/gs-minority"], abs=1e-6)}
-    assert counts == {"acc/group/skew/gs-minority": sum(minority[c] for c in range(5))}
+    assert counts == {"acc/group/skew/gs-minority": first}
     metrics, _ = ev.run(Intervention("group", "color"))
     assert set(metrics) == {"acc/group/color/gray", "acc/group/color/color"}
 
@@ -202,7 +202,7 @@ def test_default_interventions_produce_valid_mlflow_metric_names(digits):
         metrics.update(m)
         counts.update(n)
     expected = (
-        ["acc", "acc/ood/digits-gray"]
+        ["acc", "acc/ood/digits-warped"]
         + [f"acc/group/color/{v}" for v in ("color", "gray")]
         + [f"acc/group/skew/{v}" for v in ("majority", "gs-minority", "color-minority")]
         + [f"acc/output_noise/{x}" for x in ("1", "2", "3", "4", "5")]
@@ -269,7 +269,7 @@ def test_parse_errors(spec, message):
         ("group:race", r"unknown group attribute 'race'; this dataset has: color, skew"),
         ("group:race/asian", r"unknown group attribute 'race'; this dataset has: color, skew"),
         ("group:color/purple", r"unknown value 'purple' of group attribute 'color'; it has: color, gray"),
-        ("ood:fairface", r"unknown OOD set 'fairface' for digits-skewed; it has: digits-gray"),
+        ("ood:fairface", r"unknown OOD set 'fairface' for digits-skewed; it has: digits-warped"),
     ],
 )
 def test_check_available_lists_what_exists(digits, spec, message):
@@ -278,7 +278,7 @@ def test_check_available_lists_what_exists(digits, spec, message):
 
 
 def test_check_available_accepts_what_exists(digits):
-    check_available(parse(["group", "group:color", "group:skew/gs-minority", "ood", "ood:digits-gray"]), digits)
+    check_available(parse(["group", "group:color", "group:skew/gs-minority", "ood", "ood:digits-warped"]), digits)
 
 
 def test_a_failing_intervention_keeps_the_other_metrics(client, digits, monkeypatch):
@@ -291,7 +291,7 @@ def test_a_failing_intervention_keeps_the_other_metrics(client, digits, monkeypa
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert {"acc", "acc/group/color/color", "acc/group/color/gray"} <= set(run.data.metrics)
-    assert "acc/ood/digits-gray" not in run.data.metrics
+    assert "acc/ood/digits-warped" not in run.data.metrics
     assert json.loads(run.data.tags["mmtrack.failed_interventions"]) == {"ood": "RuntimeError: attack exploded"}
     assert result.failed_interventions == {"ood": "RuntimeError: attack exploded"}
     assert set(json.loads(run.data.tags[tracking.EVAL_N_TAG])) == {"acc", "acc/group/color/color",

@@ -167,14 +167,15 @@ def test_pareto_restores_optuna_verbosity():
 
 # ----------------------------------------------------------------------------------------------- analyse
 
-# r4 is FAILED and must be ignored everywhere. r1 lacks v.
+# r4 is FAILED and must be ignored everywhere. r1 lacks acc/v.
 POOL = make_runs(
     {
         "a": [0.90, 0.85, 0.80, 0.70, 0.99],
         "b": [0.80, 0.85, 0.90, 0.70, 0.99],
-        "u": [0.70, 0.75, 0.60, 0.90, 0.10],
-        "v": [0.50, NAN, 0.55, 0.40, 0.10],
+        "acc/u": [0.70, 0.75, 0.60, 0.90, 0.10],
+        "acc/v": [0.50, NAN, 0.55, 0.40, 0.10],
         "train_loss": [0.1, 0.2, 0.3, 0.4, 0.5],
+        "seconds/train": [10.0, 20.0, 30.0, 40.0, 50.0],
     },
     status=["FINISHED"] * 4 + ["FAILED"],
 )
@@ -188,39 +189,39 @@ def report():
 
 
 def test_analyse_default_unseen_and_selections(report):
-    assert report.unseen == ["u", "v"]  # not a, b (by) nor train_loss
+    assert report.unseen == ["acc/u", "acc/v"]  # accuracies only: not a, b (by), train_loss nor seconds/train
     got = [(o.selection.rule, o.selection.run_ids) for o in report.selections]
     assert got == [("top", ids(0, 1, 2)), ("top", ids(1)), ("within", ids(1)), ("pareto", ids(0, 1, 2))]
 
 
 def test_analyse_unseen_stats_before_and_after(report):
     # Percentage points, float noise rounded away (0.55 * 100 = 55.00000000000001 -> 55.0).
-    assert report.before == {"u": RangeStats(60.0, 90.0, 30.0, 4), "v": RangeStats(40.0, 55.0, 15.0, 3)}
+    assert report.before == {"acc/u": RangeStats(60.0, 90.0, 30.0, 4), "acc/v": RangeStats(40.0, 55.0, 15.0, 3)}
     top75, top50, within, pareto = (o.unseen for o in report.selections)
-    assert top75 == {"u": RangeStats(60.0, 75.0, 15.0, 3), "v": RangeStats(50.0, 55.0, 5.0, 2)}
+    assert top75 == {"acc/u": RangeStats(60.0, 75.0, 15.0, 3), "acc/v": RangeStats(50.0, 55.0, 5.0, 2)}
     # r1 alone lacks v: no range rather than a zero.
-    assert top50 == within == {"u": RangeStats(75.0, 75.0, 0.0, 1), "v": RangeStats(None, None, None, 0)}
+    assert top50 == within == {"acc/u": RangeStats(75.0, 75.0, 0.0, 1), "acc/v": RangeStats(None, None, None, 0)}
     assert pareto == top75
 
 
 def test_analyse_reports_missing_unseen_metric(report):
     text = "\n".join(report.warnings)
-    assert "unseen metric v missing in 1 of 4 runs" in text
-    assert "unseen metric v missing in 1 of 1 runs selected by top 50%" in text
+    assert "unseen metric acc/v missing in 1 of 4 runs" in text
+    assert "unseen metric acc/v missing in 1 of 1 runs selected by top 50%" in text
     assert "1 run(s) not FINISHED were ignored" in text
 
 
 def test_analyse_unknown_unseen_metric_lists_existing():
-    with pytest.raises(MMTrackError, match=r"unseen.*zzz.*a, b, train_loss, u, v"):
+    with pytest.raises(MMTrackError, match=r"unseen.*zzz.*a, acc/u, acc/v, b, seconds/train, train_loss"):
         analyse(POOL, ["a"], unseen=["zzz"])
 
 
 def test_json_layout(report):
     data = json.loads(render(report, "json"), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings"}
-    assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["a", "b"], ["u", "v"])
-    assert set(data["before"]["u"]) == {"min", "max", "delta_max", "n"}
-    assert data["before"]["v"]["n"] == 3
+    assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["a", "b"], ["acc/u", "acc/v"])
+    assert set(data["before"]["acc/u"]) == {"min", "max", "delta_max", "n"}
+    assert data["before"]["acc/v"]["n"] == 3
     top75, top50, within, pareto = data["selections"]
     assert set(top75) == {"rule", "k", "n_selected", "run_ids", "unseen"}
     assert set(within) == {"rule", "eps", "n_selected", "run_ids", "unseen"}
@@ -228,19 +229,19 @@ def test_json_layout(report):
     assert (top75["rule"], top75["k"], top75["n_selected"]) == ("top", 75.0, 3)
     assert top75["run_ids"] == ["r0", "r1", "r2"]
     assert (within["rule"], within["eps"]) == ("within", 5.0)
-    assert set(top75["unseen"]["u"]) == {"min", "max", "delta_max"}
-    assert top50["unseen"]["v"] == {"min": None, "max": None, "delta_max": None}
-    assert top75["unseen"]["u"] == {"min": 60.0, "max": 75.0, "delta_max": 15.0}
-    assert data["before"]["v"] == {"min": 40.0, "max": 55.0, "delta_max": 15.0, "n": 3}
+    assert set(top75["unseen"]["acc/u"]) == {"min", "max", "delta_max"}
+    assert top50["unseen"]["acc/v"] == {"min": None, "max": None, "delta_max": None}
+    assert top75["unseen"]["acc/u"] == {"min": 60.0, "max": 75.0, "delta_max": 15.0}
+    assert data["before"]["acc/v"] == {"min": 40.0, "max": 55.0, "delta_max": 15.0, "n": 3}
     assert data["excluded"] == {}
 
 
 def test_csv_reads_back_with_pandas(report):
     table = pd.read_csv(io.StringIO(render(report, "csv")))
     assert len(table) == 5 * 2  # (before + 4 selections) x (u, v)
-    before_u = table[(table["selection"] == "before") & (table["metric"] == "u")].iloc[0]
+    before_u = table[(table["selection"] == "before") & (table["metric"] == "acc/u")].iloc[0]
     assert (before_u["min"], before_u["max"], before_u["delta_max"], before_u["n"]) == (60.0, 90.0, 30.0, 4)
-    top50_v = table[(table["selection"] == "top 50%") & (table["metric"] == "v")].iloc[0]
+    top50_v = table[(table["selection"] == "top 50%") & (table["metric"] == "acc/v")].iloc[0]
     assert np.isnan(top50_v["min"]) and top50_v["n"] == 0 and top50_v["k"] == 50
 
 
@@ -248,7 +249,7 @@ def test_text_renderings(report):
     cell = "60.00–90.00 (Δ 30.00)"
     md = render(report, "markdown")
     assert "| metric | before (n=4) | top 75% (n=3) | top 50% (n=1) | within 5 pp (n=1) | pareto (n=3) |" in md
-    assert cell in md and "| v |" in md and "n/a" in md
+    assert cell in md and "| acc/v |" in md and "n/a" in md
     assert r"top 75\% (n=3)" in render(report, "latex") and r"\toprule" in render(report, "latex")
     assert "<td>60.00–90.00 (Δ 30.00)</td>" in render(report, "html")
     console = Console(record=True, width=250)

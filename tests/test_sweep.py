@@ -131,7 +131,7 @@ def test_sweep_cli_reports_a_bad_study_file(capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "tracking").exists()
 
 
-@pytest.mark.parametrize("name, n_configs, n_points", [("digits-skewed", 27, 9), ("utkface", 45, 9),
+@pytest.mark.parametrize("name, n_configs, n_points", [("digits-skewed", 45, 9), ("utkface", 45, 9),
                                                        ("cifar10-skewed", 35, 7)])
 def test_preset_studies(name, n_configs, n_points):
     study = load_study(STUDIES / f"{name}.yaml")

@@ -134,14 +134,55 @@ def test_config_hash_name_and_params():
     assert cfg.hash != cfg.replace(lr=0.05).hash
     assert RunConfig(width=1).hash == RunConfig(width=1.0).hash  # numbers are normalised
     assert RunConfig(lr=1).hash == RunConfig(lr=1.0).hash
-    # pinned: a change would orphan every logged run (sweeps resume by this hash)
-    assert RunConfig().hash == "01195d7eca79fee9"
+    # pinned: a change would orphan every logged run (sweeps resume by this hash); the recipe is part of it
+    assert RunConfig().hash == "fa87f2a18d456e49"
     assert cfg.run_name == "resnet18-w0.0625-lr0.1-bs256-none-sgd-e1-s0"
-    assert RunConfig(width=1.0, arch="resnet50", seed=3).run_name == "resnet50-lr0.1-bs128-randaugment-sgd-e8-s3"
+    assert RunConfig(width=1.0, arch="resnet50", seed=3).run_name == "resnet50-lr0.1-bs128-randaugment-sgd-e20-s3"
     params = cfg.params()
     assert params["lr"] == 0.1 and params["batch_size"] == 256 and params["image_size"] == "default"
     for key, value in RECIPE.items():
         assert params[key] == value
+
+
+def test_learning_rate_warms_up_then_anneals_per_step():
+    from mmtrack.train import lr_factor
+
+    f = lr_factor(total_steps=100, warmup_steps=10)
+    assert [f(i) for i in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert f(9) == 1.0 and f(10) == 1.0  # peak at the end of warm-up
+    values = [f(i) for i in range(10, 100)]
+    assert all(a >= b for a, b in zip(values, values[1:]))  # then cosine, monotone down
+    assert f(55) == pytest.approx(0.5)  # half-way through the cosine
+    assert f(100) == pytest.approx(0.0, abs=1e-12)
+    no_warmup = lr_factor(total_steps=10, warmup_steps=0)
+    assert no_warmup(0) == 1.0 and no_warmup(5) == pytest.approx(0.5)
+
+
+def test_zero_init_residual_option_zeroes_each_residual_branch():
+    for arch, last_bn in (("resnet18", "bn2"), ("resnet50", "bn3")):
+        model = build_model(arch, 10, 8, 0.0625, zero_init_residual=True)
+        blocks = [m for m in model.modules() if hasattr(m, last_bn) and hasattr(m, "conv2")]
+        assert blocks and all(not getattr(b, last_bn).weight.detach().any() for b in blocks)
+        plain = build_model(arch, 10, 8, 0.0625)
+        assert all(getattr(b, last_bn).weight.detach().all()
+                   for b in plain.modules() if hasattr(b, last_bn) and hasattr(b, "conv2"))
+
+
+def test_memory_layout_is_channels_last_by_default_and_switchable(monkeypatch):
+    x = torch.rand(4, 3, 8, 8)
+    torch.manual_seed(0)
+    fast = build_model("resnet18", 10, 8, 0.0625).eval()
+    assert fast[1].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast[0](x).is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setenv("MMTRACK_MEMORY_FORMAT", "contiguous")
+    torch.manual_seed(0)
+    plain = build_model("resnet18", 10, 8, 0.0625).eval()
+    assert plain[0](x).is_contiguous()
+    with torch.no_grad():  # the same weights compute the same function in either layout
+        assert torch.allclose(fast(x), plain(x), atol=1e-5)
+    monkeypatch.setenv("MMTRACK_MEMORY_FORMAT", "sideways")
+    with pytest.raises(MMTrackError, match="MMTRACK_MEMORY_FORMAT must be one of channels_last, contiguous"):
+        build_model("resnet18", 10, 8, 0.0625)
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -204,17 +245,21 @@ def test_run_is_finished_with_params(logged):
     assert (p["dataset"], p["arch"], p["augment"], p["optimizer"]) == ("digits-skewed", "resnet18", "randaugment", "sgd")
     assert float(p["lr"]) == 0.1 and int(p["batch_size"]) == 256 and int(p["epochs"]) == 1
     assert int(p["seed"]) == 0 and float(p["width"]) == 0.0625
-    assert float(p["momentum"]) == 0.9 and float(p["weight_decay"]) == 5e-4 and p["lr_schedule"] == "cosine"
+    assert float(p["momentum"]) == 0.9 and float(p["weight_decay"]) == 2e-3 and p["lr_schedule"] == "cosine"
+    assert float(p["warmup_epochs"]) == 1.0 and float(p["label_smoothing"]) == 0.0
     assert int(p["eval.pgd_steps"]) == EvalSettings().pgd_steps
     assert p["eval.interventions"] == "acc;group;ood"
 
 
 def test_run_metrics_and_tags(logged, digits):
     m, tags = logged.run.data.metrics, logged.run.data.tags
-    expected = {"acc", "train_loss", "train_acc", "epoch_seconds", "acc/ood/digits-gray", "acc/group/color/color",
+    expected = {"acc", "train_loss", "train_acc", "epoch_seconds", "acc/ood/digits-warped", "acc/group/color/color",
                 "acc/group/color/gray", "acc/group/skew/majority", "acc/group/skew/gs-minority",
                 "acc/group/skew/color-minority"}
-    assert set(m) == expected
+    timings = {"seconds/data", "seconds/train", "seconds/log_model", "seconds/eval/acc", "seconds/eval/group",
+               "seconds/eval/ood"}
+    assert set(m) == expected | timings
+    assert all(m[k] >= 0 for k in timings) and m["seconds/train"] > 0
     assert m["acc"] == logged.result.metrics["acc"]
     assert all(0 <= m[k] <= 1 for k in expected if k.startswith("acc"))
     assert tags[tracking.HASH_TAG] == logged.cfg.hash
@@ -222,10 +267,12 @@ def test_run_metrics_and_tags(logged, digits):
     assert tags["mmtrack.version.torch"] == torch.__version__.split("+")[0]
     assert tags["mmtrack.version.mlflow"]
     assert tags["mmtrack.version.mmtrack"]
+    assert tags["mmtrack.memory_format"] == "channels_last"
     eval_n = json.loads(tags[tracking.EVAL_N_TAG])
     assert eval_n["acc"] == len(digits.test) == 5388
-    assert eval_n["acc/group/skew/gs-minority"] == int(digits.test.group_mask("skew", "gs-minority").sum())
-    assert eval_n["acc/ood/digits-gray"] == 5388
+    assert eval_n["acc/group/skew/gs-minority"] == int(digits.group_split.group_mask("skew", "gs-minority").sum())
+    assert eval_n["acc/group/skew/gs-minority"] == 2706
+    assert eval_n["acc/ood/digits-warped"] == len(digits.ood["digits-warped"])
 
 
 def test_predictions_artifact(logged, digits):
