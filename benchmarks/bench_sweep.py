@@ -1,7 +1,8 @@
 """Sweep throughput, in one script:
 1. `--workers 2` vs `--workers 1` on the same configurations (target >= 1.7x);
 2. mmtrack's sweep against a shell loop of one `mlflow run` per configuration (target >= 2x faster);
-3. with --full: the embedded study's wall time with --workers 2, all interventions (target <= 10 min).
+3. with --full: the embedded study's wall time with --workers 2, all interventions (target <= 10 min; see
+   also bench_study.py, which breaks it down by stage).
 
     .venv/bin/python benchmarks/bench_sweep.py [--configs 4] [--full]
 
@@ -78,7 +79,7 @@ def main() -> None:
     if args.full:
         full = timed([mm, "sweep", str(ROOT / "studies/digits-skewed.yaml"), "--workers", "2"],
                      fresh_env(tmp, "full"), ROOT)
-        print(f"  embedded study, 27 runs, --workers 2: {full / 60:.1f} min  (target <= 10 min)")
+        print(f"  embedded study (45 runs), --workers 2: {full / 60:.1f} min  (target <= 10 min)")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
