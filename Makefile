@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_INDEX ?=  # e.g. PyTorch's CPU-only wheel index, for a venv without the CUDA libraries (see README)
 export MMTRACK_TRACKING_DIR ?= $(CURDIR)/tracking
 
 .PHONY: setup demo test bench server clean
@@ -11,6 +12,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet 'torch<=2.14.1' 'torchvision<=0.29.1' --index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 

@@ -113,18 +113,35 @@ class DataOptions:
     image_size: int | None = None
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset offers, known without loading it (for `mmtrack datasets`)."""
+
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # attribute -> values
+    ood: tuple[str, ...] = ()  # OOD set names (real ones only when their files are present)
+    fairness_group: tuple[str, str] | None = None
+    needs_data: bool = True  # read from --data-dir / $MMTRACK_DATA (False: built from a package)
+
+
 Loader = Callable[[DataOptions], Dataset]
 _REGISTRY: dict[str, Loader] = {}
+_INFO: dict[str, DatasetInfo] = {}
 
 
-def register(name: str):
-    """Decorator: make a loader available under `name`."""
+def register(name: str, info: DatasetInfo | None = None):
+    """Decorator: make a loader available under `name` (with what it offers, for listings)."""
 
     def deco(fn: Loader) -> Loader:
         _REGISTRY[name] = fn
+        _INFO[name] = info or DatasetInfo()
         return fn
 
     return deco
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    check_dataset_name(name)
+    return _INFO[name]
 
 
 def dataset_names() -> list[str]:
@@ -237,7 +254,10 @@ def _warp(x8: torch.Tensor, y: np.ndarray, warps) -> tuple[torch.Tensor, np.ndar
     return images.clamp(0, 1), np.repeat(y, len(warps))
 
 
-@register("digits-skewed")
+SKEW_GROUPS = {"color": ("color", "gray"), "skew": ("majority", "gs-minority", "color-minority")}
+
+
+@register("digits-skewed", DatasetInfo(SKEW_GROUPS, ("digits-warped",), ("skew", "gs-minority"), needs_data=False))
 def load_digits_skewed(options: DataOptions) -> Dataset:
     from sklearn.datasets import load_digits
 

@@ -60,7 +60,9 @@ import torch
 from PIL import Image
 
 from mmtrack.datasets import (
+    SKEW_GROUPS,
     DataOptions,
+    DatasetInfo,
     Dataset,
     Split,
     data_dir,
@@ -361,7 +363,8 @@ def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
     return Split(payload["images"], payload["labels"]), payload["content"]
 
 
-@register("utkface")
+@register("utkface", DatasetInfo({"race": RACES, "age": AGE_BINS, "race_age": RACE_AGE}, ("fairface", "celeba"),
+                                  ("race", "asian")))
 def load_utkface(options: DataOptions) -> Dataset:
     """UTKFace (gender task, race/age groups) with the OOD sets FairFace and CelebA when present."""
     root = data_dir(options)
@@ -399,7 +402,7 @@ def _cifar_files() -> list[str]:
     return [n for n, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
 
 
-@register("cifar10-skewed")
+@register("cifar10-skewed", DatasetInfo(SKEW_GROUPS, ("cifar10-gs",), ("skew", "gs-minority")))
 def load_cifar10_skewed(options: DataOptions) -> Dataset:
     """CIFAR-10 with the CIFAR10-Skewed colour skew in both splits, and the all-grayscale OOD set cifar10-gs."""
     from torchvision.datasets import CIFAR10

@@ -73,8 +73,9 @@ def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interven
 def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[Intervention],
                settings: EvalSettings = EvalSettings(), data_dir: str | None = None,
                data: Dataset | None = None, extra_tags: dict | None = None,
-               on_epoch=None) -> RunResult:
-    """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` and return its metrics."""
+               on_epoch=None, run_id: str | None = None) -> RunResult:
+    """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
+    one `mlflow run` created) and return its metrics."""
     start = time.perf_counter()
     data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
     data_seconds = time.perf_counter() - start
@@ -83,7 +84,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
             "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(), "mmtrack.command": " ".join(sys.argv)[:500],
             **versions(), **(extra_tags or {})}
-    with tracking.RunLogger(client, exp_id, cfg.run_name, tags) as logger:
+    with tracking.RunLogger(client, exp_id, cfg.run_name, tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
         logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
 
@@ -125,5 +126,5 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))
     # timings describe the training run's own evaluation; a later evaluation does not overwrite them
     log_interventions(logger, Evaluator(model, data, settings), interventions, result, counts, log_seconds=False)
-    tracking.touch(client, run_id)
+    tracking.mark_changed(client, run.info.experiment_id)
     return result

@@ -26,7 +26,8 @@ Three selection rules, all on metrics where higher is better:
 Only FINISHED runs take part. A run lacking a selection metric cannot be ranked on it, so it is never
 selected; it is listed in ``excluded`` (run id -> missing metrics) and in the warnings. Missing unseen metrics
 are reported and left out of the statistics, never treated as zero. Metric values are fractions in [0, 1]
-(MLflow ``metrics.<name>`` columns); every reported number is in percentage points (× 100).
+(MLflow ``metrics.<name>`` columns); reported accuracies (``acc``, ``acc/...``) are in percentage points (× 100),
+any other metric named explicitly in its own unit (``mmtrack.metrics``).
 
 Default unseen metrics: every accuracy under intervention (``acc`` and ``acc/...``) except the selection
 metrics. That includes overall ``acc`` (whose range among survivors the paper also quotes). Training curves,
@@ -50,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mmtrack.metrics import is_accuracy, scale
 from mmtrack.errors import MMTrackError
 
 METRIC_PREFIX = "metrics."
@@ -198,6 +200,11 @@ def _finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.loc[runs["status"].astype(str) == FINISHED]
 
 
+def _scaled(values: pd.DataFrame) -> pd.DataFrame:
+    """Accuracies (``acc``, ``acc/...``) in percentage points; other metrics in their own unit."""
+    return values.mul(pd.Series({c: scale(c) for c in values.columns}), axis=1)
+
+
 def _values(runs: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     """Metric values (fractions) indexed by run id; NaN where a run lacks a metric."""
     cols = [METRIC_PREFIX + m for m in metrics]
@@ -275,7 +282,7 @@ def select_within(runs: pd.DataFrame, by: Sequence[str], eps: float) -> Selectio
     if not eps >= 0:
         raise MMTrackError(f"eps (percentage points) must be >= 0, got {eps}")
     by, values, excluded = _prepare(runs, by)
-    pp = values * 100.0
+    pp = _scaled(values)
     best = pp.max(axis=0, skipna=True)
     keep = pp.ge(best - eps - TOLERANCE, axis=1).all(axis=1)
     keep &= ~values.isna().any(axis=1)
@@ -324,8 +331,9 @@ def select_pareto(runs: pd.DataFrame, by: Sequence[str]) -> Selection:
 
 
 def _range_stats(values: pd.DataFrame) -> dict[str, RangeStats]:
-    """Per column: min, max, max − min in percentage points and the count of non-missing values."""
-    pp = values * 100.0
+    """Per column: min, max, max − min (percentage points for accuracies, else the metric's own unit) and the
+    count of non-missing values."""
+    pp = _scaled(values)
     lo, hi, n = pp.min(axis=0), pp.max(axis=0), pp.notna().sum(axis=0)
     lo, hi = lo.round(PP_DECIMALS), hi.round(PP_DECIMALS)  # drop float noise such as 55.00000000000001
     out = {}
@@ -510,7 +518,7 @@ def _html(table: pd.DataFrame, caption: str) -> str:
 def _caption(report: SelectionReport) -> str:
     where = f" in {report.experiment}" if report.experiment else ""
     return (
-        f"Spread (min–max, Δmax in percentage points) of unseen metrics{where} before and after "
+        f"Spread (min–max, Δmax; accuracies in percentage points) of unseen metrics{where} before and after "
         f"model selection on {', '.join(report.by)}"
     )
 
@@ -560,7 +568,7 @@ def figure(report: SelectionReport, runs: pd.DataFrame, path_stem: str | Path) -
     if not metrics:
         raise MMTrackError("the report has no unseen metric to plot; pass --unseen or log more metrics")
     finished = _finished(runs)
-    values = _values(finished, _check_metrics(runs, metrics, "unseen")) * 100.0
+    values = _scaled(_values(finished, _check_metrics(runs, metrics, "unseen")))
     groups = [(f"before\n(n={len(values)})", values.index.tolist())] + [
         (f"{o.selection.label}\n(n={o.selection.n_selected})", o.selection.run_ids) for o in report.selections
     ]
@@ -590,7 +598,7 @@ def figure(report: SelectionReport, runs: pd.DataFrame, path_stem: str | Path) -
         ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
         ax.set_xlim(-0.5, len(groups) - 0.5)
         ax.set_title(metric, fontsize=9)
-        ax.set_ylabel("percentage points", fontsize=8)
+        ax.set_ylabel("percentage points" if is_accuracy(metric) else "own unit", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.12)
     for ax in axes.ravel()[len(metrics) :]:

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mmtrack.metrics import is_accuracy, scale
 from mmtrack.errors import MMTrackError
 
 UNIT = "%"
@@ -409,10 +410,12 @@ def build_sheet(runs: pd.DataFrame, metric: str, design: Design, experiment: str
     runs = runs.reset_index(drop=True)
     params = pd.DataFrame({k: _norm_series(runs[f"params.{k}"]) for k in design.keys + [design.seed_param]})
     n_eval, notes = _eval_n(runs, metric)
+    if not is_accuracy(metric):  # the binomial noise floor is for accuracies only
+        n_eval = np.full(len(runs), np.nan)
     frame = pd.DataFrame({
         "run_id": runs["run_id"].astype(str), "status": runs["status"],
         "end_time": pd.to_datetime(runs["end_time"], utc=True) if "end_time" in runs else pd.NaT,
-        "score": (pd.to_numeric(runs[col], errors="coerce") * 100.0).round(ROUND), "n": n_eval,
+        "score": (pd.to_numeric(runs[col], errors="coerce") * scale(metric)).round(ROUND), "n": n_eval,
     })
     finished = (frame["status"] == "FINISHED").to_numpy()
     seeds = design.seeds if design.seeds is not None else sorted(
@@ -453,6 +456,7 @@ def build_sheet(runs: pd.DataFrame, metric: str, design: Design, experiment: str
         disagreement_all=disagreement(models, predictions), n_models=len(models),
         eval_n=int(known_n[0]) if known_n else None,
         missing=list(dict.fromkeys(missing)), warnings=list(dict.fromkeys(warns)),
+        unit=UNIT if is_accuracy(metric) else "own unit",
     )
 
 

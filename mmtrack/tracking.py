@@ -25,6 +25,10 @@ STUDY_TAG = "mmtrack.study"
 HASH_TAG = "mmtrack.config_hash"
 EVAL_N_TAG = "mmtrack.eval_n"
 REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
+REVISION_TAG = "mmtrack.revision"  # experiment tag: changes whenever finished runs gain metrics
+LAUNCHED_TAG = "mmtrack.launched_run"  # on an `mlflow run` launcher run: where the training run was logged
+# What `mlflow run` passes on (MLFLOW_TRACKING_URI) when the user configured no store: MLflow's own default
+MLFLOW_DEFAULT_URIS = ("sqlite:///mlflow.db", "./mlruns", "mlruns", "file:./mlruns")
 
 
 def tracking_dir() -> Path:
@@ -36,8 +40,20 @@ def default_uri() -> str:
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local store under tracking/."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the local store under tracking/.
+
+    Under `mlflow run` (MLFLOW_RUN_ID set) with no store configured, MLflow passes its own default
+    (`sqlite:///mlflow.db` in the working directory) on: mmtrack then uses its local store, where `mmtrack server`
+    and every `mmtrack` command look."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and os.environ.get("MLFLOW_RUN_ID") and is_mlflow_default(env):
+        env = None
+    return uri or env or default_uri()
+
+
+def is_mlflow_default(uri: str) -> bool:
+    """MLflow's built-in default store, relative to the working directory (what nobody chose)."""
+    return uri in MLFLOW_DEFAULT_URIS or uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def is_local_sqlite(uri: str) -> bool:
@@ -158,19 +174,18 @@ def experiment_study(client, exp_id: str) -> dict | None:
 
 
 class RunLogger:
-    """Logs one configuration into one MLflow run (the run `mlflow run` created, when MLFLOW_RUN_ID is set).
+    """Logs one configuration into one MLflow run: a new one, or `run_id` (the run `mlflow run` created).
 
     Used as a context manager: an exception inside leaves the run FAILED with the error recorded in the tag
     `mmtrack.error` (and `error.txt`), then propagates; a normal exit marks it FINISHED.
     """
 
-    def __init__(self, client, exp_id: str | None, run_name: str, tags: dict[str, str]):
+    def __init__(self, client, exp_id: str | None, run_name: str, tags: dict[str, str], run_id: str | None = None):
         import mlflow
 
         self.client = client
-        env_run = os.environ.get("MLFLOW_RUN_ID")
-        if env_run:  # launched by `mlflow run`: log into the run it created
-            run = mlflow.start_run(run_id=env_run)
+        if run_id:  # launched by `mlflow run`: log into the run it created
+            run = mlflow.start_run(run_id=run_id)
             self.run_id = run.info.run_id
             self.set_tags({**tags, "mlflow.runName": run_name})
         else:
@@ -269,9 +284,56 @@ def reopen(client, run_id: str) -> RunLogger:
     return logger
 
 
-def touch(client, run_id: str) -> None:
-    """Mark a finished run as changed (end_time = now), so incremental run caches pick up new metrics."""
-    client.set_terminated(run_id, "FINISHED", end_time=int(time.time() * 1000))
+LOCAL_UI = "http://127.0.0.1:5000"  # `mmtrack server` with its defaults
+
+
+def ui_base(uri: str) -> str:
+    """The MLflow UI address for a store: the server itself, or `mmtrack server` on this machine."""
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+
+
+def ui_url(base: str, exp_id: str, run_id: str | None = None) -> str:
+    url = f"{base.rstrip('/')}/#/experiments/{exp_id}"
+    return f"{url}/runs/{run_id}" if run_id else url
+
+
+def open_hint(uri: str, exp_id: str, run_id: str | None = None) -> str:
+    """A command or address that really shows the run: the server itself for an http(s) store, else
+    `mmtrack server` over that store."""
+    if uri.startswith(("http://", "https://")):
+        return ui_url(uri, exp_id, run_id)
+    server = "mmtrack server" if uri == default_uri() else f"mmtrack server --tracking-uri {uri}"
+    return f"`{server}`, then {ui_url(LOCAL_UI, exp_id, run_id)}"
+
+
+def can_adopt(client, run_id: str, experiment: str) -> bool:
+    """Whether to log into the run `mlflow run` created: it is in this store and in a named experiment (not
+    `Default`, where `mlflow run` puts runs unless told `--experiment-name`)."""
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - not in this store
+        return False
+    exp = client.get_experiment(run.info.experiment_id)
+    return exp.name != "Default" or experiment == "Default"
+
+
+def point_launcher(launcher_uri: str, launcher_run: str, uri: str, experiment: str, run_id: str) -> None:
+    """Tag the run `mlflow run` created (in its own store) with where the training run was logged."""
+    from mlflow.tracking import MlflowClient
+
+    with contextlib.suppress(Exception):  # best effort: the launcher run is only a pointer
+        client = MlflowClient(launcher_uri)
+        where = f"run {run_id} in experiment {experiment} of {uri}"
+        client.set_tag(launcher_run, LAUNCHED_TAG, where)
+        client.set_tag(launcher_run, "mlflow.note.content", f"Launcher only: mmtrack logged the training as {where}.")
+
+
+def mark_changed(client, exp_id: str) -> None:
+    """Record that runs of an experiment changed after they ended (metrics added by `mmtrack evaluate`): a new
+    experiment tag `mmtrack.revision`, so run caches reload (a run's start and end times are never rewritten)."""
+    import uuid
+
+    client.set_experiment_tag(exp_id, REVISION_TAG, f"{time.time_ns()}-{uuid.uuid4().hex[:8]}")
 
 
 PREDICTIONS = "predictions/test.parquet"
@@ -313,7 +375,8 @@ def _runs_frame(runs) -> pd.DataFrame:
     return df
 
 
-def _search_all(client, exp_id: str, filter_string: str = "") -> list:
+def search_all_runs(client, exp_id: str, filter_string: str = "") -> list:
+    """Every run of an experiment matching `filter_string`, page by page (never silently truncated)."""
     out, token = [], None
     while True:
         page = client.search_runs([exp_id], filter_string, max_results=50000, page_token=token)
@@ -327,29 +390,31 @@ def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
     """Every run of an experiment that has ended (FINISHED, FAILED, KILLED), in `mlflow.search_runs` format.
 
     With `use_cache`, runs are cached locally (tracking/cache/runs/) and refreshed incrementally: only runs whose
-    end_time is newer than the newest cached one are fetched. `mmtrack evaluate` moves a run's end_time when it
-    adds metrics, so those are refreshed too. Deleted runs stay cached until the cache is dropped
-    (`--refresh`)."""
+    end_time is newer than the newest cached one are fetched. When finished runs gained metrics since the cache
+    was written (`mmtrack evaluate` changes the experiment tag `mmtrack.revision`), the cache is rebuilt.
+    Deleted runs stay cached until the cache is dropped (`--refresh`)."""
     import hashlib
 
     ended = "attributes.status != 'RUNNING' AND attributes.status != 'SCHEDULED'"
     if not use_cache:
-        return _runs_frame(_search_all(client, exp_id, ended))
+        return _runs_frame(search_all_runs(client, exp_id, ended))
     key = hashlib.sha256(f"{client.tracking_uri}|{exp_id}".encode()).hexdigest()[:16]
     path = tracking_dir() / "cache" / "runs" / f"{key}.parquet"
+    revision_file = path.with_suffix(".revision")
+    revision = client.get_experiment(exp_id).tags.get(REVISION_TAG, "")
     cached = None
-    if path.exists():
+    if path.exists() and revision_file.exists() and revision_file.read_text() == revision:
         try:
             cached = pd.read_parquet(path)
         except Exception:  # noqa: BLE001 - a broken cache is rebuilt
             cached = None
     if cached is None or cached.empty:
-        fresh = _runs_frame(_search_all(client, exp_id, ended))
+        fresh = _runs_frame(search_all_runs(client, exp_id, ended))
         merged = fresh
     else:
         since = int(cached["end_time"].max().timestamp() * 1000)
         # >= : runs ending in the same millisecond as the newest cached one are re-read, never missed
-        fresh = _runs_frame(_search_all(client, exp_id, f"{ended} AND attributes.end_time >= {since}"))
+        fresh = _runs_frame(search_all_runs(client, exp_id, f"{ended} AND attributes.end_time >= {since}"))
         if fresh.empty:
             return cached
         merged = pd.concat([cached[~cached["run_id"].isin(fresh["run_id"])], fresh], ignore_index=True)
@@ -358,6 +423,7 @@ def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         merged.to_parquet(tmp, index=False)
         os.replace(tmp, path)
+        revision_file.write_text(revision)
     return merged
 
 

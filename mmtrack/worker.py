@@ -554,28 +554,30 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
 # ------------------------------------------------------------------------------------------------ the command
 
 StorageOpt = Annotated[str, typer.Option(
-    "--storage", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
+    "--storage", metavar="URL", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
     "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).")]
 WorkerDataDir = Annotated[Optional[str], typer.Option(
-    "--data-dir", help="Root folder of real datasets on this machine (default: $MMTRACK_DATA, else ./data).")]
+    "--data-dir", metavar="DIR", help="Root folder of real datasets on this machine (default: $MMTRACK_DATA, else ./data).")]
 WorkerTrackingUri = Annotated[Optional[str], typer.Option(
-    "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
+    "--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
 
 
 def worker_command(
-    study: Annotated[str, typer.Argument(help="Study file (YAML), or a preset name from studies/.")],
+    study: Annotated[str, typer.Argument(metavar="STUDY", help="Study file (YAML), or a preset name from studies/.")],
     storage: StorageOpt,
     tracking_uri: WorkerTrackingUri = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training (default: all cores).")] = None,
-    heartbeat: Annotated[int, typer.Option(help="Seconds between heartbeats while training.")] = DEFAULT_HEARTBEAT,
-    grace: Annotated[int, typer.Option(help="Seconds without heartbeat after which a claim expires and its "
+    threads: Annotated[Optional[int], typer.Option(metavar="INTEGER", help="CPU threads for training (default: all cores).")] = None,
+    heartbeat: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds between heartbeats while training.")] = DEFAULT_HEARTBEAT,
+    grace: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds without heartbeat after which a claim expires and its "
                                             "configuration is retried by another worker.")] = DEFAULT_GRACE,
-    max_retry: Annotated[int, typer.Option(help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
+    max_retry: Annotated[int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
     data_dir: WorkerDataDir = None,
 ):
     """Train the study's configurations handed out through --storage until none is left (any number of
     workers, on any machines, logging to one tracking server)."""
     import mlflow  # noqa: F401 - importing it resets its loggers' levels: before _quiet()
+
+    from rich.markup import escape as esc
 
     from mmtrack.cli import _quiet, console, err
     from mmtrack.study import load_study
@@ -589,42 +591,25 @@ def worker_command(
 
     def on_event(ev: Event) -> None:
         if ev.kind == "start":
-            console.print(f"  training {ev.config}")
+            console.print(f"  training {esc(ev.config)}")
         elif ev.kind == "finished":
-            console.print(f"  [green]finished[/] {ev.config} ({ev.seconds:.0f}s)")
+            console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
         elif ev.kind == "skipped":
-            console.print(f"  skipped {ev.config} (already finished)")
+            console.print(f"  skipped {esc(ev.config)} (already finished)")
         else:
-            console.print(f"  [red]failed[/] {ev.config}: {ev.error}")
+            console.print(f"  [red]failed[/] {esc(ev.config)}: {esc(ev.error or '')}")
 
     check_storage(storage)
-    console.print(f"worker {worker_id()} on {st.name} (queue in {_redact(storage)})")
+    console.print(f"worker {esc(worker_id())} on {esc(st.name)} (queue in {esc(_redact(storage))})")
     try:
         summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
                              max_retry=max_retry)
     except KeyboardInterrupt:
         err.print("[yellow]stopped[/]: the configuration in training went back to the queue")
         raise typer.Exit(130) from None
-    console.print(f"[bold]{st.name}[/]: this worker finished {len(summary.finished)}, skipped "
+    console.print(f"[bold]{esc(st.name)}[/]: this worker finished {len(summary.finished)}, skipped "
                   f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim")
     for ev in summary.failed:
-        err.print(f"[red]failed[/] {ev.config} (run {ev.run_id or '?'}): {ev.error}")
+        err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
     if summary.failed:
         raise typer.Exit(1)
-
-
-def main() -> None:
-    """`python -m mmtrack.worker ...`: the same command where `mmtrack worker` is not registered."""
-    from mmtrack.cli import err
-
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(worker_command)
-    try:
-        app()
-    except MMTrackError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import types
+from pathlib import Path
 
 import pytest
 
@@ -79,8 +80,18 @@ def test_train_unavailable_intervention_fails_before_training(capsys, monkeypatc
     assert res.code == 2
     assert one_error_line(res.err) == message
     client = tracking.connect()
-    exp = client.get_experiment_by_name("bad")
-    assert exp is None or client.search_runs([exp.experiment_id]) == []
+    assert client.get_experiment_by_name("bad") is None  # a failed train leaves no empty experiment
+
+
+def test_missing_data_message_keeps_its_brackets_and_creates_no_experiment(capsys, monkeypatch, tracking_dir,
+                                                                             tmp_path):
+    """Rich markup must not eat user-facing text such as `[age]_[gender]_...`."""
+    res = run_cli(capsys, monkeypatch, "train", "--dataset", "utkface", "--data-dir", str(tmp_path / "nodata"),
+                  *TINY_ARGS)
+    assert res.code == 2
+    line = one_error_line(res.err)
+    assert "[age]_[gender]_[race]_[date&time].jpg" in line and str(tmp_path / "nodata") in line
+    assert tracking.connect().get_experiment_by_name("utkface") is None
 
 
 def test_console_script_reports_bad_arch(tmp_path):
@@ -154,6 +165,7 @@ def test_evaluate_adds_a_metric_and_leaves_the_others(capsys, monkeypatch, in_ev
     assert 0 <= metrics1["acc/pgd_linf/0.02"] <= metrics0["acc"] + 0.1
     assert params1 == params0 and hist1 == hist0
     assert run1.info.status == "FINISHED"
+    assert (run1.info.start_time, run1.info.end_time) == (run0.info.start_time, run0.info.end_time)  # history kept
     eval_n0, eval_n1 = (json.loads(r.data.tags[tracking.EVAL_N_TAG]) for r in (run0, run1))
     assert eval_n1 == {**eval_n0, "acc/pgd_linf/0.02": 100}
     assert snapshot(ev.client, other)[1] == other_metrics0  # the other run is not touched
@@ -177,7 +189,33 @@ def test_evaluate_experiment_covers_every_finished_run(capsys, monkeypatch, in_e
         assert set(after) == set(before[rid]) | {"acc/output_noise/5"}
         assert {k: after[k] for k in before[rid]} == before[rid]
     assert snapshot(ev.client, ev.failed)[1] == before[ev.failed]  # FAILED runs have no model to evaluate
-    assert res.out.count("acc/output_noise/5") == 2  # one table per finished run
+    assert res.out.count("acc/output_noise/5") == 1  # one compact table: a column per new metric
+    assert "2 run(s) evaluated" in res.out
+    for rid in ev.finished:  # rows are run names, not ids
+        name = ev.client.get_run(rid).info.run_name
+        assert name in res.out and rid not in res.out
+
+
+def test_runs_cache_sees_metrics_added_by_evaluate(capsys, monkeypatch, in_evaluated):
+    """The incremental runs cache: unchanged runs come from the cache; after `mmtrack evaluate` (which moves no
+    run's end time) the next read has the new metric."""
+    ev = in_evaluated
+    first = tracking.load_runs(ev.client, ev.exp_id)
+    assert "metrics.acc/output_noise/3" not in first
+    calls = []
+    real = tracking.search_all_runs
+    monkeypatch.setattr(tracking, "search_all_runs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    again = tracking.load_runs(ev.client, ev.exp_id)  # cached: only runs ending after the newest cached one
+    assert calls and all("end_time >=" in f for f in calls)
+    assert sorted(again["run_id"]) == sorted(first["run_id"])
+    res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:3",
+                  "--noise-draws", "1")
+    assert res.code == 0, res.err
+    calls.clear()
+    after = tracking.load_runs(ev.client, ev.exp_id)
+    assert calls and "end_time >=" not in calls[-1]  # the revision changed: rebuilt
+    got = after.set_index("run_id")["metrics.acc/output_noise/3"]
+    assert got[ev.finished].notna().all() and got[[ev.failed]].isna().all()
 
 
 @pytest.mark.parametrize(
@@ -233,3 +271,131 @@ def test_evaluate_a_run_without_a_model_is_one_error_line(capsys, monkeypatch, c
     assert res.code == 2
     assert run.info.run_id in one_error_line(res.err)
     assert client.get_run(run.info.run_id).data.metrics == {}
+
+
+# ------------------------------------------------------------------------------------------------ piped output
+
+
+def _toy_experiment(tracking_dir) -> None:
+    """6 runs (lr x seed) with long metric names, as a user's experiment looks to `sheet` and `select`."""
+    client = tracking.connect()
+    exp_id = tracking.experiment_id(client, "piped", create=True)
+    for i, (lr, seed) in enumerate((lr, s) for lr in ("0.1", "0.05") for s in range(3)):
+        run = client.create_run(exp_id, run_name=f"r{i}")
+        rid = run.info.run_id
+        for key, value in (("lr", lr), ("seed", str(seed)), ("dataset", "toy")):
+            client.log_param(rid, key, value)
+        metrics = {"acc": 0.90 + 0.01 * i, "acc/group/a-rather-long-attribute/a-rather-long-value": 0.7 + 0.03 * i,
+                   "acc/ood/another-long-ood-dataset-name": 0.8 - 0.02 * i, "epoch_seconds": 100.0 + 10 * i}
+        for key, value in metrics.items():
+            client.log_metric(rid, key, value)
+        client.set_tag(rid, tracking.EVAL_N_TAG, json.dumps({k: 1000 for k in metrics}))
+        client.set_terminated(rid, "FINISHED")
+
+
+def test_piped_output_never_cuts_a_table(tracking_dir, tmp_path):
+    _toy_experiment(tracking_dir)
+    env = subprocess_env(tracking_dir)
+    env.pop("COLUMNS")  # as in CI, `| tee`, or `> file`
+
+    def piped(*args):
+        proc = subprocess.run([*mmtrack_command(), *args], cwd=tmp_path, capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    summary = piped("sheet", "--experiment", "piped", "--summary")
+    for header in ("Δmax^all (pp)", "× acc", "top axis", "its Δmax (pp)", "noise floor (pp)"):
+        assert header in summary
+    assert "acc/group/a-rather-long-attribute/a-rather-long-value" in summary
+    assert "…" not in summary
+    selected = piped("select", "--experiment", "piped", "--by", "acc/ood/another-long-ood-dataset-name",
+                     "--top", "50", "--within", "2", "--pareto")
+    for header in ("before (n=6)", "top 50%", "within 2 pp", "pareto"):
+        assert header in selected, selected
+    assert "acc/group/a-rather-long-attribute/a-rather-long-value" in selected
+    assert "epoch_seconds" not in selected  # not an accuracy: never a default unseen metric
+    assert "…" not in selected
+
+
+# ------------------------------------------------------------------------------------------------ mlflow run
+
+
+def test_mlflow_run_logs_where_mmtrack_looks(tmp_path):
+    """`mlflow run .` with no configuration: the run lands in mmtrack's default store (tracking/), in an
+    experiment named after the dataset, where `mmtrack sheet` (and `mmtrack server`) find it; MLflow's own
+    launcher run points to it."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("MLproject", "conda.yaml"):
+        shutil.copy(repo / name, project / name)
+    env = subprocess_env(tmp_path / "unused")
+    env.pop("MMTRACK_TRACKING_DIR")  # nothing configured: both sides use their defaults
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local", "-P", "epochs=1",
+           "-P", "width=0.0625", "-P", "augment=none", "-P", "batch_size=256", "-P", "interventions=acc", "-P",
+           "seed=4"]
+    for lr in ("0.1", "0.05"):  # two runs: a sheet with one axis
+        proc = subprocess.run([*cmd, "-P", f"lr={lr}"], cwd=project, capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "open it: `mmtrack server`, then http://127.0.0.1:5000/#/experiments/" in proc.stdout
+    assert (project / "tracking" / "mlflow.db").exists()
+    sheet = subprocess.run([*mmtrack_command(), "sheet", "--experiment", "digits-skewed", "--metric", "acc",
+                            "--format", "json", "--no-predictions"], cwd=project, capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert sheet.returncode == 0, sheet.stderr
+    data = json.loads(sheet.stdout)
+    assert data["n_models"] == 2 and [t["axis"] for t in data["tables"]] == ["lr"]
+    # the launcher run MLflow created in its own default store says where the training run went
+    from mlflow.tracking import MlflowClient
+
+    launcher = MlflowClient(f"sqlite:///{project / 'mlflow.db'}").search_runs(["0"])
+    assert len(launcher) == 2
+    assert all("in experiment digits-skewed of sqlite:///" in r.data.tags[tracking.LAUNCHED_TAG] for r in launcher)
+
+
+def test_launcher_run_in_default_experiment_points_to_a_named_one(capsys, monkeypatch, tracking_dir, digits):
+    """MLFLOW_TRACKING_URI set to mmtrack's store, no --experiment-name: `mlflow run` created its run in
+    `Default`; the training goes to the dataset's experiment and the launcher run points to it."""
+    client = tracking.connect()
+    launcher = client.create_run("0").info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.default_uri())
+    res = run_cli(capsys, monkeypatch, "train", *TINY_ARGS, "-i", "acc")
+    assert res.code == 0, res.err
+    exp = client.get_experiment_by_name("digits-skewed")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_id != launcher and run.info.status == "FINISHED"
+    assert run.info.run_id in client.get_run(launcher).data.tags[tracking.LAUNCHED_TAG]
+    assert not client.get_run(launcher).data.metrics  # nothing logged into the launcher run
+
+
+def test_launcher_run_in_a_named_experiment_is_the_training_run(capsys, monkeypatch, tracking_dir, digits):
+    """`mlflow run --experiment-name X` with mmtrack's store: mmtrack logs into the run MLflow created."""
+    client = tracking.connect()
+    exp_id = tracking.experiment_id(client, "chosen", create=True)
+    launcher = client.create_run(exp_id).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", launcher)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.default_uri())
+    res = run_cli(capsys, monkeypatch, "train", *TINY_ARGS, "-i", "acc")
+    assert res.code == 0, res.err
+    run = client.get_run(launcher)
+    assert run.info.status == "FINISHED" and "acc" in run.data.metrics
+    assert client.get_experiment_by_name("digits-skewed") is None
+
+
+def test_help_reads_naturally():
+    env = subprocess_env(Path("/tmp") / "unused-tracking")
+    env["COLUMNS"] = "120"
+    out = subprocess.run([*mmtrack_command(), "sweep", "--help"], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    assert "--dry-run " in out and "<bool>" not in out and "<str>" not in out.split("Arguments:")[0]
+    assert "--workers INTEGER" in out and "--tracking-uri URI" in out and "STUDY" in out
+    top = subprocess.run([*mmtrack_command(), "--help"], capture_output=True, text=True, env=env, timeout=120).stdout
+    assert "Run every configuration of a study as one MLflow run each (resumable, parallel)." in top

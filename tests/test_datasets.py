@@ -186,3 +186,21 @@ def test_split_rejects_malformed_tensors():
         datasets.Split(torch.zeros(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="differ in length"):
         datasets.Split(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(3, dtype=torch.long))
+
+
+def test_dataset_info_matches_what_the_loader_gives(digits):
+    info = datasets.dataset_info("digits-skewed")
+    assert info.groups == digits.group_split.group_values
+    assert info.ood == tuple(digits.ood) and info.fairness_group == digits.fairness_group
+    assert not info.needs_data
+    assert datasets.dataset_info("utkface").needs_data and "fairface" in datasets.dataset_info("utkface").ood
+
+
+def test_datasets_command_lists_groups_and_ood_sets(capsys, monkeypatch):
+    from conftest import run_cli
+
+    res = run_cli(capsys, monkeypatch, "datasets")
+    assert res.code == 0, res.err
+    for text in ("digits-skewed", "skew: majority, gs-minority, color-minority", "digits-warped", "utkface",
+                 "race: white, black, asian, indian, others", "fairface, celeba", "cifar10-gs", "built in"):
+        assert text in res.out, text

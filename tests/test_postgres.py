@@ -43,17 +43,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def has_command(name: str) -> bool:
-    from mmtrack.cli import app
-
-    return any((c.name or c.callback.__name__) == name for c in app.registered_commands)
-
-
 def worker_argv(*args: str) -> list[str]:
-    """`mmtrack worker ...` (through `python -m mmtrack.worker` until cli.py registers the command)."""
-    if has_command("worker"):
-        return [sys.executable, "-m", "mmtrack.cli", "worker", *args]
-    return [sys.executable, "-m", "mmtrack.worker", *args]
+    """`mmtrack worker ...`, run as a module of this interpreter."""
+    return [sys.executable, "-m", "mmtrack.cli", "worker", *args]
 
 
 def write_study(path: Path, **changes) -> Path:
@@ -159,25 +151,14 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     assert sum(t.state.name == "COMPLETE" for t in q.trials) == len(configs)
 
     # The sheet reads the runs back from the server.
-    if has_command("sheet"):
-        out = subprocess.run([sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", study.name, "--metric",
-                              "acc", "--format", "json"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-        assert out.returncode == 0, out.stderr
-        sheet = json.loads(out.stdout)
-    else:  # `mmtrack sheet` is not registered yet: the same reading through the library
-        import mlflow
-
-        from mmtrack import sheet as sheet_mod, tracking
-
-        mlflow.set_tracking_uri(uri)
-        table = mlflow.search_runs(experiment_ids=[exp_id], max_results=1000)
-        design = sheet_mod.Design.from_study(tracking.experiment_study(client, exp_id))
-        sheet = sheet_mod.build_sheet(table, "acc", design, study.name).to_dict()
+    out = subprocess.run([sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", study.name, "--metric",
+                          "acc", "--format", "json"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    sheet = json.loads(out.stdout)
     lr = next(t for t in sheet["tables"] if t["axis"] == "lr")
     assert {rid for row in lr["run_ids"] for rid in row} == {ids[0] for ids in finished.values()}
     assert all(0 <= s <= 100 for row in lr["scores"] for s in row)
-    if has_command("sheet"):  # predictions were uploaded through the server's artifact proxy and read back
-        assert sheet["disagreement_all"] is not None
+    assert sheet["disagreement_all"] is not None  # predictions went through the server's artifact proxy
 
     # `mmtrack sweep --storage` on the finished study: a new round with nothing to train, all skipped.
     summary = worker.sweep_with_storage(study, storage, 2, uri)

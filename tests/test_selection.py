@@ -116,17 +116,17 @@ def test_bad_k_and_unknown_metric():
 
 
 def test_within_eps_percentage_points():
-    runs = make_runs({"a": [0.930, 0.925, 0.920, 0.910], "b": [0.80, 0.85, 0.84, 0.86]})
+    runs = make_runs({"acc/a": [0.930, 0.925, 0.920, 0.910], "acc/b": [0.80, 0.85, 0.84, 0.86]})
     # eps=1: a >= 92 -> r0, r1, r2 (92.0 on the boundary); b >= 85 -> r1 (boundary), r3.
-    sel = select_within(runs, ["a", "b"], 1.0)
+    sel = select_within(runs, ["acc/a", "acc/b"], 1.0)
     assert (sel.rule, sel.eps, sel.k, sel.run_ids) == ("within", 1.0, None, ids(1))
     # eps=2: a >= 91 -> all; b >= 84 -> r1, r2, r3.
-    assert select_within(runs, ["a", "b"], 2.0).run_ids == ids(1, 2, 3)
-    assert select_within(runs, ["a"], 0.0).run_ids == ids(0)
+    assert select_within(runs, ["acc/a", "acc/b"], 2.0).run_ids == ids(1, 2, 3)
+    assert select_within(runs, ["acc/a"], 0.0).run_ids == ids(0)
     # 0.29 * 100 == 28.999999999999996 in floats: the tolerance keeps it within 1 pp of 30.
-    assert select_within(make_runs({"a": [0.30, 0.29, 0.28]}), ["a"], 1.0).run_ids == ids(0, 1)
+    assert select_within(make_runs({"acc/a": [0.30, 0.29, 0.28]}), ["acc/a"], 1.0).run_ids == ids(0, 1)
     with pytest.raises(MMTrackError, match="eps"):
-        select_within(runs, ["a"], -1)
+        select_within(runs, ["acc/a"], -1)
 
 
 # ----------------------------------------------------------------------------------------------- pareto
@@ -170,8 +170,8 @@ def test_pareto_restores_optuna_verbosity():
 # r4 is FAILED and must be ignored everywhere. r1 lacks acc/v.
 POOL = make_runs(
     {
-        "a": [0.90, 0.85, 0.80, 0.70, 0.99],
-        "b": [0.80, 0.85, 0.90, 0.70, 0.99],
+        "acc/a": [0.90, 0.85, 0.80, 0.70, 0.99],
+        "acc/b": [0.80, 0.85, 0.90, 0.70, 0.99],
         "acc/u": [0.70, 0.75, 0.60, 0.90, 0.10],
         "acc/v": [0.50, NAN, 0.55, 0.40, 0.10],
         "train_loss": [0.1, 0.2, 0.3, 0.4, 0.5],
@@ -185,11 +185,11 @@ POOL = make_runs(
 def report():
     # top 75 (3 of 4): a -> r0 r1 r2, b -> r2 r1 r0. top 50 (2): a -> r0 r1, b -> r2 r1 -> r1.
     # within 5 pp: a >= 85 -> r0 r1, b >= 85 -> r1 r2 -> r1. pareto: r3 dominated -> r0 r1 r2.
-    return analyse(POOL, ["a", "b"], within=[5.0], pareto=True, experiment="toy")
+    return analyse(POOL, ["acc/a", "acc/b"], within=[5.0], pareto=True, experiment="toy")
 
 
 def test_analyse_default_unseen_and_selections(report):
-    assert report.unseen == ["acc/u", "acc/v"]  # accuracies only: not a, b (by), train_loss nor seconds/train
+    assert report.unseen == ["acc/u", "acc/v"]  # accuracies only: not acc/a, acc/b (by), train_loss nor seconds/train
     got = [(o.selection.rule, o.selection.run_ids) for o in report.selections]
     assert got == [("top", ids(0, 1, 2)), ("top", ids(1)), ("within", ids(1)), ("pareto", ids(0, 1, 2))]
 
@@ -212,14 +212,14 @@ def test_analyse_reports_missing_unseen_metric(report):
 
 
 def test_analyse_unknown_unseen_metric_lists_existing():
-    with pytest.raises(MMTrackError, match=r"unseen.*zzz.*a, acc/u, acc/v, b, seconds/train, train_loss"):
-        analyse(POOL, ["a"], unseen=["zzz"])
+    with pytest.raises(MMTrackError, match=r"unseen.*zzz.*acc/a, acc/b, acc/u, acc/v, seconds/train, train_loss"):
+        analyse(POOL, ["acc/a"], unseen=["zzz"])
 
 
 def test_json_layout(report):
     data = json.loads(render(report, "json"), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
     assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings"}
-    assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["a", "b"], ["acc/u", "acc/v"])
+    assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["acc/a", "acc/b"], ["acc/u", "acc/v"])
     assert set(data["before"]["acc/u"]) == {"min", "max", "delta_max", "n"}
     assert data["before"]["acc/v"]["n"] == 3
     top75, top50, within, pareto = data["selections"]
@@ -265,3 +265,19 @@ def test_figure_writes_png_and_svg(report, tmp_path):
     assert [p.name for p in paths] == ["selection.png", "selection.svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<svg" in paths[1].read_text()
+
+
+def test_non_accuracies_are_never_unseen_by_default_and_keep_their_unit():
+    """`epoch_seconds` is not an accuracy: left out of the default unseen set, and on request reported in
+    seconds (not x100 as if it were a percentage)."""
+    runs = make_runs({"acc": [0.90, 0.80, 0.85], "acc/g": [0.5, 0.6, 0.7], "epoch_seconds": [167.7, 1853.0, 400.0],
+                      "mia/rule_based/accuracy": [0.5, 0.52, 0.51]})
+    report = analyse(runs, ["acc"], tops=[50])
+    assert report.unseen == ["acc/g"]
+    report = analyse(runs, ["acc"], unseen=["acc/g", "epoch_seconds"], tops=[50])
+    assert report.before["epoch_seconds"] == RangeStats(167.7, 1853.0, 1685.3, 3)
+    assert report.before["acc/g"] == RangeStats(50.0, 70.0, 20.0, 3)
+    assert "167.70–1853.00 (Δ 1685.30)" in render(report, "markdown")
+    console = Console(record=True, width=250)
+    console.print(rich_table(report))
+    assert "accuracies in percentage points" in console.export_text()

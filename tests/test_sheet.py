@@ -310,3 +310,18 @@ def test_summary_and_sheet_metrics():
     console = Console(record=True, width=160)
     console.print(rich_summary(df))
     assert "acc/group/g" in console.export_text()
+
+
+def test_only_accuracies_are_scaled_to_percentage_points():
+    """The metric namespace decides: `acc`, `acc/...` in pp with a noise floor; any other metric (a timing,
+    a loss) in its own unit, unscaled, with no binomial noise floor."""
+    runs = make_runs()
+    runs["metrics.epoch_seconds"] = runs["metrics.acc"] * 1000  # e.g. 930 s: must stay 930, not 93,000
+    runs["tags.mmtrack.eval_n"] = '{"acc": 5000, "epoch_seconds": 5000}'
+    design = Design.from_study(STUDY)
+    acc, secs = (build_sheet(runs, m, design, "toy") for m in ("acc", "epoch_seconds"))
+    assert acc.unit == "%" and secs.unit == "own unit"
+    np.testing.assert_allclose(secs.tables[0].scores, np.asarray(LR_SCORES) * 10)
+    assert secs.delta_max_all == pytest.approx(DELTA_ALL * 10)
+    assert acc.noise_floor_all is not None and secs.noise_floor_all is None
+    assert sheet_metrics(runs)[0] == "acc" and "epoch_seconds" not in sheet_metrics(runs)

@@ -170,7 +170,8 @@ def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_
     assert "dry: 8 configurations (ofat, 2 seeds)" in res.out
     for cfg in load_study(path).configs():
         assert cfg.hash in res.out and cfg.run_name in res.out
-    assert not (tmp_path / "tracking").exists()
+    assert "8 to do" in res.out
+    assert not (tmp_path / "tracking").exists()  # a dry run creates no store
 
 
 # ------------------------------------------------------------------------------------------------ sweeping
@@ -198,6 +199,14 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(cap
     exp = client.get_experiment_by_name("fails")
     assert tracking.experiment_study(client, exp.experiment_id) == study.to_dict()
     finished_ids = {runs[good.hash][0].info.run_id, runs[adam.hash][0].info.run_id}
+
+    # --dry-run shows what the store holds for each configuration
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run")
+    assert res.code == 0, res.err
+    status = {cfg.hash: re.search(r"\b(finished|failed|running|to do)\b", line).group(1)
+              for cfg in (good, bad, adam) for line in res.out.splitlines() if cfg.hash in line}
+    assert status == {good.hash: "finished", bad.hash: "failed", adam.hash: "finished"}
+    assert "2 finished, 1 failed" in res.out
 
     # resume: finished configurations are skipped, the failed one is tried again
     res = run_cli(capsys, monkeypatch, "sweep", path)
