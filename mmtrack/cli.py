@@ -138,6 +138,9 @@ def evaluate(
     pgd_steps: Annotated[int, typer.Option(metavar="INTEGER", help="PGD iterations.")] = 10,
     pgd_max_examples: Annotated[int, typer.Option(metavar="INTEGER", help="Test images attacked by PGD (fixed subset).")] = 500,
     noise_draws: Annotated[int, typer.Option(metavar="INTEGER", help="Seeded noise draws averaged per noise metric.")] = 5,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Runs logged before safe weights existed: "
+                                               "load their pickled model (runs code from the store; only for a "
+                                               "store you control; recorded on the run).")] = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
@@ -172,7 +175,7 @@ def evaluate(
         task = progress.add_task("", total=len(names))
         for rid, name in sorted(names.items(), key=lambda kv: kv[1] or kv[0]):
             progress.update(task, description=esc(name or rid))
-            result = evaluate_run(client, rid, ivs, settings, data_dir)
+            result = evaluate_run(client, rid, ivs, settings, data_dir, trust_pickle)
             results[rid] = result
             for iv_name, error in result.failed_interventions.items():
                 failed += 1

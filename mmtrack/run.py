@@ -19,7 +19,7 @@ from mmtrack.config import RunConfig
 from mmtrack.datasets import Dataset, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
-from mmtrack.models import memory_format
+from mmtrack.models import memory_format, model_spec
 from mmtrack.train import EpochStats, pick_device, train_model
 
 log = logging.getLogger("mmtrack")
@@ -101,6 +101,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
         start = time.perf_counter()
         logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test.labels), tracking.PREDICTIONS)
         example = data.test.images[:2].float().div(255).numpy()
+        logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
         logger.log_model(model.cpu(), example)
         model.to(device)
         result.seconds["seconds/log_model"] = time.perf_counter() - start
@@ -110,7 +111,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
 
 
 def evaluate_run(client, run_id: str, interventions: list[Intervention], settings: EvalSettings,
-                 data_dir: str | None = None) -> RunResult:
+                 data_dir: str | None = None, trust_pickle: bool = False) -> RunResult:
     """Reload a logged model and add intervention metrics to its (finished) run; other metrics are untouched."""
     run = client.get_run(run_id)
     p = run.data.params
@@ -120,7 +121,7 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
     image_size = None if p.get("image_size", "default") == "default" else int(p["image_size"])
     data = load_dataset(p["dataset"], data_dir, image_size)
     iv_mod.check_available(interventions, data)
-    model = tracking.load_model(client, run_id).to(pick_device())
+    model = tracking.load_model(client, run_id, trust_pickle).to(pick_device())
     logger = tracking.reopen(client, run_id)
     result = RunResult(run_id)
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))

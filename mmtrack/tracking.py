@@ -231,7 +231,8 @@ class RunLogger:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_model(self, model, input_example) -> None:
-        """The model via mlflow.pytorch.log_model under the name `model`, loadable with `runs:/<id>/model`."""
+        """The model via mlflow.pytorch.log_model under the name `model`, for serving and MLflow's model views.
+        It is a pickle: mmtrack never loads it (it loads `weights/`, see `load_model`)."""
         import mlflow
         import mlflow.pytorch
 
@@ -251,6 +252,16 @@ class RunLogger:
         finally:
             pt_log.setLevel(level)
 
+    def log_weights(self, model, spec: dict) -> None:
+        """The weights as safetensors plus the build description, under `weights/` (what mmtrack loads)."""
+        import tempfile
+
+        from mmtrack.models import save_weights
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_weights(model, spec, Path(tmp))
+            self.client.log_artifacts(self.run_id, tmp, WEIGHTS)
+
     def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
         import tempfile
 
@@ -267,9 +278,39 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def load_model(client, run_id: str):
+WEIGHTS = "weights"  # artifact folder: model.safetensors + model.json, loadable without executing code
+TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"
+
+
+def load_model(client, run_id: str, trust_pickle: bool = False):
+    """The run's model, rebuilt from mmtrack's code and its safetensors weights (`weights/`): loading executes
+    nothing that came from the tracking store. Runs logged before `weights/` existed have only MLflow's pickled
+    model (`model/`), which runs arbitrary code when unpickled: refused unless `trust_pickle` (for a store the
+    user controls; recorded on the run)."""
+    import tempfile
+
+    from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, load_weights
+
+    try:
+        names = {Path(f.path).name for f in client.list_artifacts(run_id, WEIGHTS)}
+    except Exception:  # noqa: BLE001 - MlflowException: no such run
+        raise MMTrackError(f"could not load the model of run {run_id}: no such run in this tracking store") from None
+    if {SPEC_FILE, WEIGHTS_FILE} <= names:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp)
+            for name in (SPEC_FILE, WEIGHTS_FILE):  # only the two files (never anything else in the folder)
+                local = Path(client.download_artifacts(run_id, f"{WEIGHTS}/{name}", tmp)).parent
+            try:
+                return load_weights(local)
+            except MMTrackError as exc:
+                raise MMTrackError(f"run {run_id}: {exc.message}") from None
+    if not trust_pickle:
+        raise MMTrackError(f"run {run_id} has no safe weights ({WEIGHTS}/{WEIGHTS_FILE}): its only model is a "
+                           "pickle, which can run code when loaded; retrain the configuration, or pass "
+                           "--trust-pickle if you control this tracking store")
     import mlflow.pytorch
 
+    client.set_tag(run_id, TRUSTED_PICKLE_TAG, "true")  # the decision is recorded before anything is unpickled
     try:
         return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
     except Exception as exc:  # noqa: BLE001
