@@ -108,6 +108,10 @@ def connect(uri: str | None = None):
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
+    """The server answers (`/health`) and accepts this client's login (MLflow's standard variables
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, as the stack's basic-auth app requires)."""
+    import base64
+
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as resp:
             resp.read()
@@ -116,6 +120,23 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             f"tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); start it (`mmtrack server`, "
             "or tracking/start-stack.sh) or point MLFLOW_TRACKING_URI / --tracking-uri at a running one"
         ) from None
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    req = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    if user and password:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            who = f"user {user!r} was refused" if user else "no login given"
+            raise MMTrackError(f"tracking server {uri} requires a login ({who}); set MLFLOW_TRACKING_USERNAME and "
+                               "MLFLOW_TRACKING_PASSWORD (tracking/stack.env holds the worker's)") from None
+        if exc.code == 403:
+            raise MMTrackError(f"tracking server {uri}: user {user!r} may not read experiments; ask its admin "
+                               "(tracking/add-user.sh)") from None
+    except (urllib.error.URLError, OSError):
+        pass  # answered /health: let MLflow's client report anything else
 
 
 def check_database(uri: str, timeout: int = 5) -> None:

@@ -1,6 +1,7 @@
 """Workers coordinated through Optuna on PostgreSQL, logging to an MLflow server on PostgreSQL.
 
-The integration test starts the real stack (tracking/start-stack.sh on free ports), runs 3 `mmtrack worker`
+The integration tests start the real, authenticated stack (tracking/start-stack.sh on free ports: MLflow's
+basic-auth app, PostgreSQL with scram passwords), check that it refuses anonymous and read-only writes, run 3 `mmtrack worker`
 processes on a 6-configuration study, SIGKILLs one while it trains, and checks that the others retry its
 configuration once its claim expires: exactly one FINISHED run per configuration, and the sheet reads back
 from the server. Outside CI it skips when PostgreSQL cannot be started here; under CI=true it must run.
@@ -76,11 +77,67 @@ def stack():
             if line.startswith("export "):
                 key, _, value = line[len("export "):].partition("=")
                 env[key] = value
-        yield {"root": root, "tracking_uri": env["MLFLOW_TRACKING_URI"], "storage": env["MMTRACK_STORAGE"]}
+        login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        saved = {k: os.environ.get(k) for k in login}
+        os.environ.update(login)  # this process's MLflow clients log in as the worker, like every worker
+        try:
+            yield {"root": root, "tracking_uri": env["MLFLOW_TRACKING_URI"], "storage": env["MMTRACK_STORAGE"],
+                   "login": login}
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     finally:
         subprocess.run(["bash", str(REPO / "tracking" / "stop-stack.sh"), "--dir", str(root)], capture_output=True,
                        timeout=120)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _status(url: str, user: str | None = None, password: str | None = None, body: dict | None = None) -> int:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    if user:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_the_stack_asks_who_you_are(stack):
+    """MLflow's API refuses anonymous and wrong logins; the worker's login works; an analyst added with
+    tracking/add-user.sh reads but cannot write into the workers' experiments; stack.env is private."""
+    uri, login, root = stack["tracking_uri"], stack["login"], stack["root"]
+    search = f"{uri}/api/2.0/mlflow/experiments/search?max_results=5"
+    assert _status(search) == 401
+    assert _status(search, "worker", "not-the-password") == 401
+    worker = (login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"])
+    assert _status(search, *worker) == 200
+    assert _status(f"{uri}/api/2.0/mlflow/experiments/create", *worker, body={"name": "auth-check"}) == 200
+    proc = subprocess.run(["bash", str(REPO / "tracking" / "add-user.sh"), "--dir", str(root), "alice"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": sys.executable})
+    assert proc.returncode == 0, proc.stderr
+    name, password = proc.stdout.split()
+    assert name == "alice" and len(password) >= 12
+    assert _status(search, "alice", password) == 200
+    from mlflow.tracking import MlflowClient
+
+    exp_id = MlflowClient(uri).get_experiment_by_name("auth-check").experiment_id
+    assert _status(f"{uri}/api/2.0/mlflow/runs/create", "alice", password, body={"experiment_id": exp_id}) == 403
+    assert (root / "stack.env").stat().st_mode & 0o077 == 0 and (root / "auth.ini").stat().st_mode & 0o077 == 0
+    # mmtrack commands without a login stop with one line naming the variables
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    out = subprocess.run([sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", "auth-check",
+                          "--tracking-uri", uri], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "requires a login (no login given); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in out.stderr
 
 
 def test_workers_share_a_study_and_retry_a_killed_one(stack):
@@ -90,7 +147,7 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     study_file = write_study(root / "pg-tiny.yaml")
     study = parse_study(TINY)
     configs = {c.hash: c for c in study.configs()}
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, **stack["login"], "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "MMTRACK_TRACKING_DIR": str(root / "local"), "COLUMNS": "200"}
     argv = worker_argv(str(study_file), "--storage", storage, "--threads", "1", "--heartbeat", str(HEARTBEAT),
                        "--grace", str(GRACE))

@@ -11,10 +11,13 @@
 #   tracking/stop-stack.sh [--dir DIR]
 #
 # Both servers bind 127.0.0.1 unless told otherwise (--host / --pg-host 0.0.0.0 for other machines; then
-# PostgreSQL accepts password logins from any address and MLflow gets --allowed-hosts '*': put them on a
-# trusted network or behind a firewall).
+# PostgreSQL accepts password logins from any address and MLflow gets --allowed-hosts '*').
+# Both authenticate: PostgreSQL with scram-sha-256 passwords, MLflow with its basic-auth app (every API call
+# needs a user; an `admin` and a `worker` user are generated; users read every experiment and write the ones
+# they created; tracking/add-user.sh adds one). TLS belongs in a reverse proxy in front of port --port.
 # Files under DIR (default: tracking/): pgdata/ (or --pgdata), postgres.log, mlflow-server.log,
-# mlflow-server.pid, artifacts/served/ (default artifact store), stack.env (URLs with the password, mode 600).
+# mlflow-server.pid, artifacts/served/ (default artifact store), auth.ini and basic_auth.db (MLflow's users),
+# stack.env (mode 600: URLs, the worker's MLflow login as MLFLOW_TRACKING_USERNAME/PASSWORD, the admin's).
 # The password of the PostgreSQL role `mmtrack` comes from $MMTRACK_PG_PASSWORD, else the existing stack.env,
 # else is generated. Running as root, PostgreSQL runs as the `postgres` user (it refuses to run as root):
 # the data directory is chowned to it, so its parent folders must be reachable by that user.
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
     --host) host="$2"; shift 2 ;;
     --artifacts) artifacts="$2"; shift 2 ;;
     --workers) workers="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "start-stack.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -76,6 +79,14 @@ fi
 if [ -f "$dir/stack.env" ] && [ -z "${MMTRACK_PG_PASSWORD:-}" ]; then
   MMTRACK_PG_PASSWORD="$(sed -n 's/^# pg-password: //p' "$dir/stack.env")"
 fi
+new_secret() { "$python" -c 'import secrets; print(secrets.token_urlsafe(18))'; }
+admin_password=""; worker_password=""
+if [ -f "$dir/stack.env" ]; then  # a restart keeps the MLflow users' passwords (they live in basic_auth.db)
+  admin_password="$(sed -n 's/^# admin-password: //p' "$dir/stack.env")"
+  worker_password="$(sed -n 's/^export MLFLOW_TRACKING_PASSWORD=//p' "$dir/stack.env")"
+fi
+admin_password="${admin_password:-$(new_secret)}"
+worker_password="${worker_password:-$(new_secret)}"
 if [ ! -f "$pgdata/PG_VERSION" ]; then
   password="${MMTRACK_PG_PASSWORD:-$("$python" -c 'import secrets; print(secrets.token_urlsafe(18))')}"
   mkdir -p "$pgdata"
@@ -107,8 +118,20 @@ cat > "$dir/stack.env" <<EOF
 # Written by tracking/start-stack.sh; source it on this machine (other machines: replace 127.0.0.1 by this
 # machine's name and start the stack with --host/--pg-host 0.0.0.0).
 # pg-password: $password
+# admin-username: admin
+# admin-password: $admin_password
 export MLFLOW_TRACKING_URI=$tracking_uri
+export MLFLOW_TRACKING_USERNAME=worker
+export MLFLOW_TRACKING_PASSWORD=$worker_password
 export MMTRACK_STORAGE=$storage
+EOF
+cat > "$dir/auth.ini" <<EOF
+[mlflow]
+default_permission = READ
+database_uri = sqlite:///$dir/basic_auth.db
+admin_username = admin
+admin_password = $admin_password
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 EOF
 )
 
@@ -137,8 +160,10 @@ else
   case "$artifacts" in *://*) ;; *) mkdir -p "$artifacts"; artifacts="$(cd "$artifacts" && pwd)" ;; esac
   extra=()
   if [ "$host" != 127.0.0.1 ] && [ "$host" != localhost ]; then extra=(--allowed-hosts '*'); fi
-  MLFLOW_BACKEND_STORE_URI="$backend" setsid "$python" -m mlflow server --serve-artifacts \
-    --artifacts-destination "$artifacts" --host "$host" --port "$port" --workers "$workers" "${extra[@]}" \
+  umask 077  # the server's files (its user database, served artifacts) are this user's alone
+  MLFLOW_BACKEND_STORE_URI="$backend" MLFLOW_AUTH_CONFIG_PATH="$dir/auth.ini" \
+    MLFLOW_FLASK_SERVER_SECRET_KEY="$(new_secret)" setsid "$python" -m mlflow server --app-name basic-auth \
+    --serve-artifacts --artifacts-destination "$artifacts" --host "$host" --port "$port" --workers "$workers" "${extra[@]}" \
     >"$dir/mlflow-server.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
 fi
@@ -159,5 +184,10 @@ while time.time() < deadline:
 sys.exit(1)
 EOF
 
-echo "PostgreSQL on $pg_host:$pg_port (data $pgdata), mlflow server on $tracking_uri (artifacts $artifacts)"
-echo "source $dir/stack.env   # sets MLFLOW_TRACKING_URI and MMTRACK_STORAGE"
+# ---------------------------------------------------------------- the worker's MLflow user (admin creates it)
+MMTRACK_ADMIN_PASSWORD="$admin_password" MMTRACK_NEW_PASSWORD="$worker_password" PYTHON="$python" \
+  bash "$here/add-user.sh" --api "http://127.0.0.1:$port" worker >/dev/null \
+  || die 1 "could not create the MLflow user 'worker' (see $dir/mlflow-server.log)"
+
+echo "PostgreSQL on $pg_host:$pg_port (data $pgdata), mlflow server on $tracking_uri (artifacts $artifacts), login required"
+echo "source $dir/stack.env   # sets MLFLOW_TRACKING_URI, the worker's MLFLOW_TRACKING_USERNAME/PASSWORD, MMTRACK_STORAGE"
