@@ -527,13 +527,40 @@ def server(
     """Start the MLflow UI/server over the tracking store (default: the local store under tracking/)."""
     from mmtrack import tracking
 
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
     uri = tracking.resolve_uri(tracking_uri)
     tracking.connect(uri)  # creates the local store if needed
-    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    # One user, one machine: one uvicorn worker and no background job consumers (MLflow's defaults start 4
+    # workers plus job processes, ~10 processes and ~40 s on 2 busy cores).
+    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+            "--workers", "1"]
     if tracking.is_local_sqlite(uri):
         args += ["--default-artifact-root", str(tracking.tracking_dir() / "artifacts")]
-    console.print(f"MLflow UI on http://{esc(host)}:{port} over {esc(uri)}")
-    os.execv(sys.executable, args)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        while proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        if proc.poll() is not None:
+            raise MMTrackError(f"mlflow server exited with code {proc.returncode} before answering (is port {port} "
+                               "in use? try --port)")
+        console.print(f"MLflow UI on http://{esc(host)}:{port} over {esc(uri)} (ready in "
+                      f"{time.perf_counter() - start:.0f} s; Ctrl-C stops it)")
+        proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(30)
 
 
 from mmtrack.worker import worker_command  # noqa: E402  (light import: heavy modules load when it runs)

@@ -42,6 +42,19 @@ def versions() -> dict[str, str]:
     return tags
 
 
+def dataset_profile(data: Dataset) -> dict:
+    """What a run's dataset input shows in MLflow: sizes, classes, groups (with their sizes) and OOD sets."""
+    groups = data.group_split
+    return {
+        "classes": len(data.classes), "image_size": data.image_size, "train": len(data.train), "test": len(data.test),
+        "group_test": len(groups),
+        "groups": {attr: {v: int(groups.group_mask(attr, v).sum()) for v in values}
+                   for attr, values in groups.group_values.items()},
+        "ood": {name: len(split) for name, split in data.ood.items()},
+        "fairness_group": "/".join(data.fairness_group) if data.fairness_group else None,
+    }
+
+
 def predictions_frame(logits: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
     proba = torch.softmax(logits, 1).numpy()
     df = pd.DataFrame({"index": range(len(labels)), "label": labels.numpy(), "pred": logits.argmax(1).numpy()})
@@ -87,6 +100,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     with tracking.RunLogger(client, exp_id, cfg.run_name, tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
         logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
+        logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
 
         def epoch_logged(stats: EpochStats) -> None:
             logger.log_metrics({"train_loss": stats.train_loss, "train_acc": stats.train_acc,

@@ -268,6 +268,13 @@ def test_run_metrics_and_tags(logged, digits):
     assert tags["mmtrack.version.mlflow"]
     assert tags["mmtrack.version.mmtrack"]
     assert tags["mmtrack.memory_format"] == "channels_last"
+    # the dataset as an MLflow dataset input: digest = the data fingerprint, profile = sizes, groups, OOD sets
+    (inp,) = logged.run.inputs.dataset_inputs
+    assert (inp.dataset.name, inp.dataset.digest) == ("digits-skewed", digits.fingerprint)
+    assert {t.key: t.value for t in inp.tags} == {"mlflow.data.context": "training"}
+    profile = json.loads(inp.dataset.profile)
+    assert (profile["train"], profile["test"], profile["group_test"]) == (5394, 5388, 10776)
+    assert profile["groups"]["skew"]["gs-minority"] == 2706 and profile["ood"] == {"digits-warped": 3592}
     eval_n = json.loads(tags[tracking.EVAL_N_TAG])
     assert eval_n["acc"] == len(digits.test) == 5388
     assert eval_n["acc/group/skew/gs-minority"] == int(digits.group_split.group_mask("skew", "gs-minority").sum())
