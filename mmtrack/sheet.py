@@ -706,7 +706,7 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
         bg, fg = _colour(SCORE_CMAP, x, lo, hi)
         text = _fmt(x, digits)
         if rid is not None and ui_url and experiment_id is not None:
-            href = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{rid}"
+            href = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{rid}?workflowType=machine_learning"
             text = f'<a href="{esc(href)}" title="run {esc(rid)}">{text}</a>'
         title = f' title="run {esc(rid)}"' if rid is not None else ""
         return f'<td class="score" style="background:{bg};color:{fg}"{title}>{text}</td>'

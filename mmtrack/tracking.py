@@ -358,6 +358,7 @@ def reopen(client, run_id: str) -> RunLogger:
 
 
 LOCAL_UI = "http://127.0.0.1:5000"  # `mmtrack server` with its defaults
+UI_VIEW = "workflowType=machine_learning"  # MLflow UI: the "Model training" view (runs table)
 
 
 def ui_base(uri: str) -> str:
@@ -366,8 +367,10 @@ def ui_base(uri: str) -> str:
 
 
 def ui_url(base: str, exp_id: str, run_id: str | None = None) -> str:
-    url = f"{base.rstrip('/')}/#/experiments/{exp_id}"
-    return f"{url}/runs/{run_id}" if run_id else url
+    # MLflow 3's UI opens an experiment in the view last chosen in this browser (GenAI by default; the experiment
+    # tag mlflow.experimentKind does not change that): the workflowType parameter opens the model-training view.
+    url = f"{base.rstrip('/')}/#/experiments/{exp_id}/runs"
+    return f"{url}/{run_id}?{UI_VIEW}" if run_id else f"{url}?{UI_VIEW}"
 
 
 def open_hint(uri: str, exp_id: str, run_id: str | None = None) -> str:

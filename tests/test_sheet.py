@@ -261,7 +261,7 @@ def test_markdown_latex_html_contain_the_numbers():
     assert r"\begin{tabular}" in tex and "batch\\_size" in tex and r"$\Delta_{\max}$" in tex
     html = render(s, "html", ui_url="http://mlflow:5000/", experiment_id="7")
     assert html.startswith("<!DOCTYPE html>") and "</html>" in html
-    assert 'href="http://mlflow:5000/#/experiments/7/runs/r-0.05-128-1"' in html
+    assert 'href="http://mlflow:5000/#/experiments/7/runs/r-0.05-128-1?workflowType=machine_learning"' in html
     assert "Δmax^all = 2.50" in html and "metric: acc" in html
     assert html.count("background:#") == 14 + 10  # scores and Δmax cells coloured (not the missing ones)
     assert "href=" not in render(s, "html")
