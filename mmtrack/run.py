@@ -95,7 +95,8 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     iv_mod.check_available(interventions, data)
     device = pick_device()
     tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
-            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(), "mmtrack.command": " ".join(sys.argv)[:500],
+            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(),
+            "mmtrack.command": " ".join(sys.argv)[:500],
             **versions(), **(extra_tags or {})}
     with tracking.RunLogger(client, exp_id, cfg.run_name, tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
