@@ -335,23 +335,6 @@ def _slug(metric: str) -> str:
     return metric.replace("/", "_")
 
 
-def _log_report(client, exp_id: str, name: str, files: dict[str, str], figures: list[Path]) -> str:
-    """Record a report (sheet or selection) as a run of its own in the experiment, openable in the MLflow UI."""
-    import tempfile
-
-    from mmtrack import tracking
-
-    run = client.create_run(exp_id, run_name=name, tags={tracking.REPORT_TAG: name.split("-")[0]})
-    with tempfile.TemporaryDirectory() as tmp:
-        for fname, text in files.items():
-            (Path(tmp) / fname).write_text(text)
-            client.log_artifact(run.info.run_id, str(Path(tmp) / fname))
-    for fig in figures:
-        client.log_artifact(run.info.run_id, str(fig))
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
-
-
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise MMTrackError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
@@ -430,12 +413,17 @@ def sheet(
             written += sh.figure(s, fig_dir / f"sheet-{_slug(s.metric)}")
         if figure is not None:
             err.print(f"wrote {len(written)} figure files to {esc(str(fig_dir))}")
-    if log:
+    if log:  # one report run holding every sheet of this invocation
+        files = {"report.html": sh.render_html_report(sheets, ui_url=ui, experiment_id=exp_id),
+                 **{f"sheet-{_slug(s.metric)}.json": sh.render(s, "json") for s in sheets}}
+        metrics = {}
         for s in sheets:
-            figs = [p for p in written if p.stem == f"sheet-{_slug(s.metric)}"]
-            files = {"sheet.html": sh.render(s, "html", ui_url=ui, experiment_id=exp_id), "sheet.json": sh.render(s, "json")}
-            rid = _log_report(client, exp_id, f"sheet-{_slug(s.metric)}", files, figs)
-            err.print(f"logged sheet {esc(s.metric)} as run {rid}: {tracking.ui_url(ui, exp_id, rid)}")
+            metrics[f"delta_max_all/{s.metric}"] = s.delta_max_all
+            metrics[f"noise_floor_all/{s.metric}"] = s.noise_floor_all
+            metrics[f"disagreement_all/{s.metric}"] = s.disagreement_all
+        rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, metrics)
+        err.print(f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
+                  f"{tracking.ui_url(ui, rep_exp, rid)}")
 
 
 @app.command("select")
@@ -494,9 +482,14 @@ def select_cmd(
     if log:
         files = {"selection.json": selection.render(report, "json"), "selection.html": selection.render(report, "html"),
                  "selection.md": selection.render(report, "markdown")}
-        rid = _log_report(client, exp_id, "select", files, figs)
-        err.print(f"logged selection as run {rid}: "
-                  f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), exp_id, rid)}")
+        metrics = {f"delta_max/before/{m}": st.delta_max for m, st in report.before.items()}
+        for o in report.selections:
+            label = o.selection.label.replace(" ", "").replace("%", "")  # top 75% -> top75, within 2 pp -> within2pp
+            metrics[f"n_selected/{label}"] = o.selection.n_selected
+            metrics.update({f"delta_max/{label}/{m}": st.delta_max for m, st in o.unseen.items()})
+        rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
+        err.print(f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
+                  f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}")
 
 
 @app.command()

@@ -27,6 +27,9 @@ RECIPE = {
     "augment_group": 8,  # consecutive images of a shuffled batch sharing one sampled augmentation op
 }
 
+# What a short run name may mention (the seed is always last).
+NAME_KEYS = ("dataset", "arch", "width", "lr", "batch_size", "augment", "optimizer", "epochs", "image_size")
+
 # Parameters that define a configuration (and so its hash); evaluation settings are not among them.
 TRAIN_PARAMS = ("dataset", "arch", "width", "lr", "batch_size", "augment", "optimizer", "epochs", "seed", "image_size")
 
@@ -61,6 +64,16 @@ class RunConfig:
         canon["width"] = float(self.width)
         canon["recipe"] = RECIPE
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
+
+    def short_name(self, reference: "RunConfig | None" = None) -> str:
+        """The MLflow run name: what differs from `reference` (a study's default configuration; else mmtrack's
+        defaults for this dataset), then the seed, e.g. `default · s0`, `lr=0.05 · s1`, `arch=resnet50 · s2`.
+        It leads with what tells runs apart, so the runs table's truncation keeps it; `run_name` is the full
+        description (tag `mmtrack.config_name`)."""
+        ref = reference or RunConfig(dataset=self.dataset)
+        diff = [f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k}={getattr(self, k)}"
+                for k in NAME_KEYS if getattr(self, k) != getattr(ref, k)]
+        return f"{' '.join(diff) or 'default'} · s{self.seed}"
 
     @property
     def run_name(self) -> str:

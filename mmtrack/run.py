@@ -75,7 +75,9 @@ def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interven
             continue
         stage = f"seconds/eval/{iv.kind}"  # summed over the intervention's values (e.g. every PGD budget)
         result.seconds[stage] = result.seconds.get(stage, 0.0) + time.perf_counter() - start
-        logger.log_metrics({**metrics, stage: result.seconds[stage]} if log_seconds else metrics)
+        logger.log_metrics(metrics, to_model=True)
+        if log_seconds:
+            logger.log_metrics({stage: result.seconds[stage]})
         result.metrics.update(metrics)
         counts.update(n)
     logger.set_tags({tracking.EVAL_N_TAG: json.dumps(counts, sort_keys=True)})
@@ -86,7 +88,7 @@ def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interven
 def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[Intervention],
                settings: EvalSettings = EvalSettings(), data_dir: str | None = None,
                data: Dataset | None = None, extra_tags: dict | None = None,
-               on_epoch=None, run_id: str | None = None) -> RunResult:
+               on_epoch=None, run_id: str | None = None, run_name: str | None = None) -> RunResult:
     """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
     one `mlflow run` created) and return its metrics."""
     start = time.perf_counter()
@@ -96,9 +98,9 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     device = pick_device()
     tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
             "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(),
-            "mmtrack.command": " ".join(sys.argv)[:500],
+            "mmtrack.command": " ".join(sys.argv)[:500], tracking.CONFIG_NAME_TAG: cfg.run_name,
             **versions(), **(extra_tags or {})}
-    with tracking.RunLogger(client, exp_id, cfg.run_name, tags, run_id=run_id) as logger:
+    with tracking.RunLogger(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
         logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
         logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))

@@ -689,6 +689,9 @@ td.missing { background: #eee; color: #888; text-align: center; }
 td a { color: inherit; text-decoration: none; }
 td a:hover { text-decoration: underline; }
 tr.delta th, th.delta { background: #f6ead8; }
+td.delta small { display: block; font-size: 0.72em; opacity: 0.85; white-space: nowrap; }
+nav { margin: 0.5em 0 1em; }
+section { margin-bottom: 2em; }
 footer { margin-top: 1.2em; }
 footer p { margin: 0.3em 0; }
 .note { color: #666; font-size: 0.9em; }
@@ -719,8 +722,11 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
         if dis is not None:
             tip.append(f"disagreement {dis:.1%}")
         mark = WITHIN_NOISE_MARK if w else ""
+        shown = [f"floor {_fmt(floor, digits)}" if floor is not None else ""]
+        shown.append(f"disagree {dis:.1%}" if dis is not None else "")
+        detail = " · ".join(x for x in shown if x)
         return (f'<td class="delta" style="background:{bg};color:{fg}" title="{esc("; ".join(tip))}">'
-                f"{_fmt(d, digits)}{mark}</td>")
+                f"{_fmt(d, digits)}{mark}" + (f"<small>{esc(detail)}</small>" if detail else "") + "</td>")
 
     parts = []
     for t in sheet.tables:
@@ -738,12 +744,28 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
         parts.append(f"<table><caption>{esc(t.axis)}</caption>\n" + "\n".join(rows) + "\n</table>")
     notes = _notes(sheet, lambda s: f"<li>{esc(s)}</li>")
     notes_html = "\n".join(n if n.startswith("<li>") else (f"<p>{esc(n)}</p>" if n else "") for n in notes)
-    title = f"Multiplicity sheet: {sheet.metric}" + (f" — {sheet.experiment}" if sheet.experiment else "")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
-            f"<style>{_HTML_STYLE}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n"
-            f'<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
+    return (f'<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
             f"<footer>\n<p>{esc(_footer(sheet, digits))}</p>\n<p class=\"note\">{esc(NOISE_NOTE)}</p>\n"
-            f"<ul class=\"note\">\n{notes_html}\n</ul>\n</footer>\n</body>\n</html>\n")
+            f"<ul class=\"note\">\n{notes_html}\n</ul>\n</footer>\n")
+
+
+def _html_page(title: str, body: str) -> str:
+    esc = html_lib.escape
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
+            f"<style>{_HTML_STYLE}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n{body}</body>\n</html>\n")
+
+
+def render_html_report(sheets: Sequence[Sheet], ui_url: str | None = None, experiment_id: str | None = None,
+                       digits: int = 2) -> str:
+    """Every sheet on one standalone HTML page, one section per metric, with a table of contents."""
+    esc = html_lib.escape
+    experiment = next((s.experiment for s in sheets if s.experiment), "")
+    nav = " · ".join(f'<a href="#sheet-{i}">{esc(s.metric)}</a>' for i, s in enumerate(sheets))
+    body = f"<nav>{nav}</nav>\n" + "".join(
+        f'<section id="sheet-{i}">\n<h2>{esc(s.metric)} ({esc(s.unit)}) — Δmax^all '
+        f"{_fmt(s.delta_max_all, digits)}</h2>\n{_html(s, digits, ui_url, experiment_id)}</section>\n"
+        for i, s in enumerate(sheets))
+    return _html_page("Multiplicity sheets" + (f" — {experiment}" if experiment else ""), body)
 
 
 def render(sheet: Sheet, fmt: str, ui_url: str | None = None, experiment_id: str | None = None,
@@ -759,7 +781,8 @@ def render(sheet: Sheet, fmt: str, ui_url: str | None = None, experiment_id: str
     if fmt == "latex":
         return _latex(sheet, digits)
     if fmt == "html":
-        return _html(sheet, digits, ui_url, experiment_id)
+        title = f"Multiplicity sheet: {sheet.metric}" + (f" — {sheet.experiment}" if sheet.experiment else "")
+        return _html_page(title, _html(sheet, digits, ui_url, experiment_id))
     raise MMTrackError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
 
 

@@ -53,6 +53,11 @@ class Study:
             points = [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
         return [RunConfig(**{**base, **p, "seed": s}) for p in points for s in self.seeds]
 
+    def reference(self) -> RunConfig:
+        """The default configuration (first seed): run names say how a configuration differs from it."""
+        return RunConfig(**{**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs,
+                            "seed": self.seeds[0]})
+
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(**self.eval)
 

@@ -139,7 +139,7 @@ def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Callable[[E
     start = time.perf_counter()
     try:
         result = run_config(cfg, client, exp_id, parse(study.interventions), study.eval_settings(),
-                            extra_tags={"mmtrack.study_name": study.name})
+                            extra_tags={"mmtrack.study_name": study.name}, run_name=cfg.short_name(study.reference()))
     except Exception as exc:  # noqa: BLE001 - recorded FAILED on the run; the sweep goes on
         emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(exc).__name__}: {exc}",
                    seconds=time.perf_counter() - start))

@@ -23,8 +23,11 @@ from mmtrack.errors import MMTrackError
 
 STUDY_TAG = "mmtrack.study"
 HASH_TAG = "mmtrack.config_hash"
+CONFIG_NAME_TAG = "mmtrack.config_name"  # the full description, e.g. resnet18-w0.125-lr0.1-...-s0
 EVAL_N_TAG = "mmtrack.eval_n"
 REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
+REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on
+REPORTS_SUFFIX = "-reports"  # reports of experiment X live in experiment X-reports
 REVISION_TAG = "mmtrack.revision"  # experiment tag: changes whenever finished runs gain metrics
 LAUNCHED_TAG = "mmtrack.launched_run"  # on an `mlflow run` launcher run: where the training run was logged
 # What `mlflow run` passes on (MLFLOW_TRACKING_URI) when the user configured no store: MLflow's own default
@@ -238,11 +241,16 @@ class RunLogger:
         existing = self.client.get_run(self.run_id).data.params
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    model_id: str | None = None  # the run's logged model, once logged: final metrics are linked to it
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, to_model: bool = False) -> None:
+        """Metrics on the run; with `to_model`, also linked to the run's logged model (MLflow 3 model metrics,
+        shown in the Models view), as the final scores are; training curves stay on the run only."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        model_id = self.model_id if to_model else None
+        batch = [Metric(k, float(v), now, step or 0, run_id=self.run_id, model_id=model_id) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(self.run_id, metrics=batch[i:i + 500])
 
@@ -268,8 +276,11 @@ class RunLogger:
         level = pt_log.level
         pt_log.setLevel(logging.ERROR)
         try:
-            mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
-                                     serialization_format="pickle")
+            # step=-1: MLflow links the run's metrics at the given step to the model; none are at -1, so the
+            # epoch-0 training metrics are not shown as the model's (final scores are linked as they are logged)
+            info = mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
+                                            serialization_format="pickle", step=-1)
+            self.model_id = info.model_id
         finally:
             pt_log.setLevel(level)
 
@@ -354,6 +365,9 @@ def reopen(client, run_id: str) -> RunLogger:
     """A RunLogger on an existing run (for `mmtrack evaluate`), without creating one."""
     logger = RunLogger.__new__(RunLogger)  # no fluent run: evaluate logs through the client only
     logger.client, logger.run_id = client, run_id
+    outputs = getattr(client.get_run(run_id), "outputs", None)
+    models = getattr(outputs, "model_outputs", None) or []
+    logger.model_id = models[0].model_id if models else None
     return logger
 
 
@@ -402,6 +416,35 @@ def point_launcher(launcher_uri: str, launcher_run: str, uri: str, experiment: s
         where = f"run {run_id} in experiment {experiment} of {uri}"
         client.set_tag(launcher_run, LAUNCHED_TAG, where)
         client.set_tag(launcher_run, "mlflow.note.content", f"Launcher only: mmtrack logged the training as {where}.")
+
+
+def log_report(client, experiment: str, kind: str, files: dict[str, str], figures: list[Path],
+               metrics: dict[str, float]) -> tuple[str, str]:
+    """One report (every sheet, or a selection) of one `--log` invocation as one run in the companion experiment
+    `<experiment>-reports`, out of the training runs table and its charts: its files and figures as artifacts,
+    its headline numbers (Δmax^all per metric, ...) as metrics so reports can be sorted and compared.
+    Returns (report experiment id, run id)."""
+    import math
+    import tempfile
+
+    from mlflow.entities import Metric
+
+    exp_id = experiment_id(client, f"{experiment}{REPORTS_SUFFIX}", create=True, tags={REPORTS_FOR_TAG: experiment})
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    run = client.create_run(exp_id, run_name=f"{kind} · {stamp}", tags={REPORT_TAG: kind, REPORTS_FOR_TAG: experiment})
+    rid = run.info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        for fname, text in files.items():
+            (Path(tmp) / fname).write_text(text)
+        client.log_artifacts(rid, tmp)
+    for fig in figures:
+        client.log_artifact(rid, str(fig), "figures")
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]
+    for i in range(0, len(batch), 500):
+        client.log_batch(rid, metrics=batch[i:i + 500])
+    client.set_terminated(rid, "FINISHED")
+    return exp_id, rid
 
 
 def mark_changed(client, exp_id: str) -> None:

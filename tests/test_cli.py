@@ -117,7 +117,8 @@ def test_train_logs_one_run(capsys, monkeypatch, tracking_dir, digits):
     assert f"run {run.info.run_id} FINISHED" in res.out
     assert run.data.params["lr"] == "0.05" and run.data.params["seed"] == "3"
     cfg = RunConfig(**{**TINY, "lr": 0.05, "seed": 3})
-    assert run.info.run_name == cfg.run_name
+    assert run.info.run_name == cfg.short_name() == "width=0.0625 lr=0.05 batch_size=256 augment=none epochs=1 · s3"
+    assert run.data.tags[tracking.CONFIG_NAME_TAG] == cfg.run_name
     assert run.data.tags[tracking.HASH_TAG] == cfg.hash
     assert {k for k in run.data.metrics if k.startswith(("acc", "mia"))} == {"acc", "acc/group/skew/gs-minority"}
 
@@ -246,12 +247,11 @@ def test_evaluate_experiment_without_finished_runs(capsys, monkeypatch, client):
 
 
 def test_evaluate_experiment_skips_report_runs(capsys, monkeypatch, in_evaluated):
-    """`mmtrack sheet --log` / `select --log` record reports as FINISHED runs (no model, no params) in the
-    study's experiment; evaluating the experiment must evaluate the trained runs and leave reports alone."""
-    from mmtrack import cli
-
+    """Report runs of older mmtrack versions sit in the study's experiment (no model, no params); evaluating
+    the experiment must evaluate the trained runs and leave reports alone."""
     ev = in_evaluated
-    report = cli._log_report(ev.client, ev.exp_id, "sheet-acc", {"sheet.json": "{}"}, [])
+    report = ev.client.create_run(ev.exp_id, run_name="sheet-acc", tags={tracking.REPORT_TAG: "sheet"}).info.run_id
+    ev.client.set_terminated(report, "FINISHED")
     try:
         res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:4",
                       "--noise-draws", "1")
@@ -399,3 +399,35 @@ def test_help_reads_naturally():
     assert "--workers INTEGER" in out and "--tracking-uri URI" in out and "STUDY" in out
     top = subprocess.run([*mmtrack_command(), "--help"], capture_output=True, text=True, env=env, timeout=120).stdout
     assert "Run every configuration of a study as one MLflow run each (resumable, parallel)." in top
+
+
+def test_reports_go_to_a_companion_experiment_one_run_per_invocation(capsys, monkeypatch, tracking_dir):
+    _toy_experiment(tracking_dir)
+    client = tracking.connect()
+    training = client.get_experiment_by_name("piped").experiment_id
+    before = {r.info.run_id for r in client.search_runs([training])}
+    metric = "acc/group/a-rather-long-attribute/a-rather-long-value"
+    res = run_cli(capsys, monkeypatch, "sheet", "--experiment", "piped", "--metric", "acc", "--metric", metric,
+                  "--no-predictions", "--log", "--format", "json")
+    assert res.code == 0, res.err
+    sheets = {s["metric"]: s for s in json.loads(res.out)}
+    res = run_cli(capsys, monkeypatch, "select", "--experiment", "piped", "--by", "acc", "--top", "50", "--log",
+                  "--format", "json")
+    assert res.code == 0, res.err
+    selected = json.loads(res.out)
+    assert {r.info.run_id for r in client.search_runs([training])} == before  # the training table is untouched
+    reports = client.get_experiment_by_name("piped-reports")
+    assert reports.tags[tracking.REPORTS_FOR_TAG] == "piped"
+    runs = {r.data.tags[tracking.REPORT_TAG]: r for r in client.search_runs([reports.experiment_id])}
+    assert set(runs) == {"sheet", "select"}  # one run per invocation, both sheets in one
+    sheet_run, select_run = runs["sheet"], runs["select"]
+    for m in ("acc", metric):
+        assert sheet_run.data.metrics[f"delta_max_all/{m}"] == pytest.approx(sheets[m]["delta_max_all"])
+        assert sheet_run.data.metrics[f"noise_floor_all/{m}"] == pytest.approx(sheets[m]["noise_floor_all"])
+    files = {f.path for f in client.list_artifacts(sheet_run.info.run_id)}
+    assert {"report.html", "sheet-acc.json", f"sheet-{metric.replace('/', '_')}.json"} <= files
+    page = Path(client.download_artifacts(sheet_run.info.run_id, "report.html")).read_text()
+    assert page.count("<section") == 2 and "<small>floor " in page  # the noise floor is visible, not a tooltip
+    seen = f"delta_max/before/{metric}"
+    assert select_run.data.metrics[seen] == pytest.approx(selected["before"][metric]["delta_max"])
+    assert select_run.data.metrics["n_selected/top50"] == selected["selections"][0]["n_selected"]

@@ -165,7 +165,7 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
                 if exp is None or not started or p.poll() is not None:
                     continue
                 running = client.search_runs([exp.experiment_id], f"attributes.status = 'RUNNING' and "
-                                             f"attributes.run_name = '{started[-1]}'")
+                                             f"tags.`mmtrack.config_name` = '{started[-1]}'")
                 if running:
                     p.send_signal(signal.SIGKILL)
                     victim, killed = p, running[0]

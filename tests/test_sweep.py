@@ -196,6 +196,9 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(cap
     assert failed.info.status == "FAILED"
     assert failed.data.tags["mmtrack.error"].startswith("FloatingPointError: training diverged")
     assert failed.data.tags["mmtrack.study_name"] == "fails"
+    # run names say how each configuration differs from the study's default, then the seed
+    assert {h: [r.info.run_name for r in rs] for h, rs in runs.items()} == {
+        good.hash: ["default · s0"], bad.hash: ["lr=1e+06 · s0"], adam.hash: ["optimizer=adam · s0"]}
     exp = client.get_experiment_by_name("fails")
     assert tracking.experiment_study(client, exp.experiment_id) == study.to_dict()
     finished_ids = {runs[good.hash][0].info.run_id, runs[adam.hash][0].info.run_id}

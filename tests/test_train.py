@@ -138,6 +138,12 @@ def test_config_hash_name_and_params():
     assert RunConfig().hash == "fa87f2a18d456e49"
     assert cfg.run_name == "resnet18-w0.0625-lr0.1-bs256-none-sgd-e1-s0"
     assert RunConfig(width=1.0, arch="resnet50", seed=3).run_name == "resnet50-lr0.1-bs128-randaugment-sgd-e20-s3"
+    # short run names lead with what differs from the reference, then the seed
+    assert RunConfig().short_name() == "default · s0"
+    assert RunConfig(lr=0.05, seed=1).short_name() == "lr=0.05 · s1"
+    assert RunConfig(arch="resnet50", optimizer="adam", seed=2).short_name() == "arch=resnet50 optimizer=adam · s2"
+    assert RunConfig(dataset="utkface", seed=4).short_name() == "default · s4"  # the dataset is the experiment
+    assert RunConfig(lr=0.05).short_name(reference=RunConfig(lr=0.05, seed=3)) == "default · s0"
     params = cfg.params()
     assert params["lr"] == 0.1 and params["batch_size"] == 256 and params["image_size"] == "default"
     for key, value in RECIPE.items():
@@ -239,7 +245,8 @@ def _predictions(logged) -> pd.DataFrame:
 def test_run_is_finished_with_params(logged):
     run = logged.run
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == logged.cfg.run_name
+    assert run.info.run_name == logged.cfg.short_name()
+    assert run.data.tags[tracking.CONFIG_NAME_TAG] == logged.cfg.run_name
     assert run.info.experiment_id == logged.exp_id
     p = run.data.params
     assert (p["dataset"], p["arch"], p["augment"], p["optimizer"]) == ("digits-skewed", "resnet18", "randaugment", "sgd")
@@ -268,6 +275,11 @@ def test_run_metrics_and_tags(logged, digits):
     assert tags["mmtrack.version.mlflow"]
     assert tags["mmtrack.version.mmtrack"]
     assert tags["mmtrack.memory_format"] == "channels_last"
+    # the logged model carries the final scores (MLflow 3 model metrics), not the training curves
+    (output,) = logged.run.outputs.model_outputs
+    model_metrics = {m.key: m.value for m in logged.client.get_logged_model(output.model_id).metrics}
+    assert set(model_metrics) == {k for k in expected if k.startswith("acc")}
+    assert model_metrics["acc"] == m["acc"]
     # the dataset as an MLflow dataset input: digest = the data fingerprint, profile = sizes, groups, OOD sets
     (inp,) = logged.run.inputs.dataset_inputs
     assert (inp.dataset.name, inp.dataset.digest) == ("digits-skewed", digits.fingerprint)
