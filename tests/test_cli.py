@@ -431,3 +431,50 @@ def test_reports_go_to_a_companion_experiment_one_run_per_invocation(capsys, mon
     seen = f"delta_max/before/{metric}"
     assert select_run.data.metrics[seen] == pytest.approx(selected["before"][metric]["delta_max"])
     assert select_run.data.metrics["n_selected/top50"] == selected["selections"][0]["n_selected"]
+
+
+def test_ui_links_open_the_model_training_view():
+    assert tracking.ui_url("http://h:5000/", "3") == "http://h:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert tracking.ui_url("http://h:5000", "3", "abc") == (
+        "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert tracking.ui_base("https://mlflow.example:443/") == "https://mlflow.example:443"
+    assert tracking.ui_base("sqlite:////x/mlflow.db") == tracking.LOCAL_UI
+
+
+def test_server_starts_lean_and_says_when_it_answers(tracking_dir, tmp_path):
+    """One uvicorn worker and no job consumers: the whole tree is 3 processes; the URL is printed only once
+    /health answers; SIGTERM stops the server it started."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = subprocess_env(tracking_dir)
+    proc = subprocess.Popen([*mmtrack_command(), "server", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 120
+        while "ready in" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "server exited"
+        assert f"MLflow UI on http://127.0.0.1:{port}" in line
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            assert resp.status == 200
+
+        def tree(pid: int) -> list[int]:
+            kids = []
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                kids += [int(c) for c in (task / "children").read_text().split()]
+            return [pid] + [p for k in kids for p in tree(k)]
+
+        assert len(tree(proc.pid)) <= 3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    time.sleep(1)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
