@@ -265,6 +265,9 @@ def sweep(
                   f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations")
     for ev in summary.failed:
         err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
+    exp = tracking.connect(tracking_uri).get_experiment_by_name(st.name)
+    if exp is not None:
+        console.print(f"open it: {esc(tracking.open_hint(tracking_uri, exp.experiment_id))}")
     if parent_run:
         from mlflow.tracking import MlflowClient
 

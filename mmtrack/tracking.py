@@ -242,6 +242,7 @@ class RunLogger:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
 
     model_id: str | None = None  # the run's logged model, once logged: final metrics are linked to it
+    dataset: tuple[str, str] | None = None  # (name, digest) of the run's dataset input
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None, to_model: bool = False) -> None:
         """Metrics on the run; with `to_model`, also linked to the run's logged model (MLflow 3 model metrics,
@@ -250,7 +251,9 @@ class RunLogger:
 
         now = int(time.time() * 1000)
         model_id = self.model_id if to_model else None
-        batch = [Metric(k, float(v), now, step or 0, run_id=self.run_id, model_id=model_id) for k, v in metrics.items()]
+        name, digest = self.dataset if to_model and self.dataset else (None, None)  # scored on this dataset
+        batch = [Metric(k, float(v), now, step or 0, run_id=self.run_id, model_id=model_id, dataset_name=name,
+                        dataset_digest=digest) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(self.run_id, metrics=batch[i:i + 500])
 
@@ -294,6 +297,7 @@ class RunLogger:
                           profile=json.dumps(profile, sort_keys=True))
         self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context",
                                                                                       "training")])])
+        self.dataset = (name, digest)
 
     def log_weights(self, model, spec: dict) -> None:
         """The weights as safetensors plus the build description, under `weights/` (what mmtrack loads)."""
@@ -365,9 +369,11 @@ def reopen(client, run_id: str) -> RunLogger:
     """A RunLogger on an existing run (for `mmtrack evaluate`), without creating one."""
     logger = RunLogger.__new__(RunLogger)  # no fluent run: evaluate logs through the client only
     logger.client, logger.run_id = client, run_id
-    outputs = getattr(client.get_run(run_id), "outputs", None)
-    models = getattr(outputs, "model_outputs", None) or []
-    logger.model_id = models[0].model_id if models else None
+    run = client.get_run(run_id)
+    models = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    logger.model_id = models[0].model_id if models else None  # metrics added later are the model's too
+    datasets = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
+    logger.dataset = (datasets[0].dataset.name, datasets[0].dataset.digest) if datasets else None
     return logger
 
 

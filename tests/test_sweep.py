@@ -226,6 +226,8 @@ def test_resume_skips_finished_configurations(capsys, monkeypatch, tmp_path, cli
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 0, res.err
     assert summary_counts(res.out) == (1, 0, 0)
+    assert "open it: `mmtrack server`, then http://127.0.0.1:5000/#/experiments/" in res.out
+    assert "/runs?workflowType=machine_learning" in res.out
     first = {h: [r.info.run_id for r in rs] for h, rs in runs_by_hash(client, "resume").items()}
     # again: nothing to do
     res = run_cli(capsys, monkeypatch, "sweep", path)

@@ -277,7 +277,9 @@ def test_run_metrics_and_tags(logged, digits):
     assert tags["mmtrack.memory_format"] == "channels_last"
     # the logged model carries the final scores (MLflow 3 model metrics), not the training curves
     (output,) = logged.run.outputs.model_outputs
-    model_metrics = {m.key: m.value for m in logged.client.get_logged_model(output.model_id).metrics}
+    linked = logged.client.get_logged_model(output.model_id).metrics
+    assert {(m.dataset_name, m.dataset_digest) for m in linked} == {("digits-skewed", digits.fingerprint)}
+    model_metrics = {m.key: m.value for m in linked}
     assert set(model_metrics) == {k for k in expected if k.startswith("acc")}
     assert model_metrics["acc"] == m["acc"]
     # the dataset as an MLflow dataset input: digest = the data fingerprint, profile = sizes, groups, OOD sets
