@@ -104,9 +104,9 @@ def train(
     cfg = RunConfig(dataset=dataset, arch=arch, width=width, lr=lr, batch_size=batch_size, augment=augment,
                     optimizer=optimizer, epochs=epochs, seed=seed, image_size=image_size)
     ivs = _interventions(intervention)
-    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
     if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:
         raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
+    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
     uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` created this run for us
     launcher_uri = os.environ.get("MLFLOW_TRACKING_URI", uri)
@@ -153,6 +153,8 @@ def evaluate(
     if (run_id is None) == (experiment is None):
         raise MMTrackError("give exactly one of --run-id or --experiment")
     ivs = _interventions(intervention)
+    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:
+        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
     settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
     client = tracking.connect(tracking_uri)
     if run_id:

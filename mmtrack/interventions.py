@@ -44,6 +44,8 @@ from mmtrack.train import predict_logits
 
 KINDS = ("acc", "group", "ood", "output_noise", "input_noise", "pgd_linf", "mia")
 MIA_ATTACKS = ("rule_based", "black_box")
+INPUT_NOISE_DISTS = ("laplace", "gaussian")  # noise of scale λ·σ_c: Laplace(0, λσ) or Normal(0, λσ)
+MIA_ATTACK_MODELS = ("rf", "gb", "nn", "lr", "dt", "knn", "svm")  # ART's MembershipInferenceBlackBox models
 DEFAULT_SPECS = (
     "acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1",
     "pgd_linf:0.0001,0.0005,0.001,0.005,0.01", "mia",
@@ -65,6 +67,26 @@ class EvalSettings:
     mia_attack_model: str = "rf"
     subset_seed: int = 0
     batch_size: int = 1024
+
+    def __post_init__(self):
+        """Bad settings fail where they are written (a study file, the command line), not in every run."""
+        def check(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise MMTrackError(f"eval setting {name} must be {what}, got {getattr(self, name)!r}")
+
+        def integer(x) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        for name in ("noise_draws", "pgd_steps", "pgd_max_examples", "mia_examples", "batch_size"):
+            check(integer(getattr(self, name)) and getattr(self, name) > 0, name, "a positive integer")
+        for name in ("noise_seed", "subset_seed"):
+            check(integer(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative integer")
+        ratio = self.pgd_step_ratio
+        check(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0,
+              "pgd_step_ratio", "a positive number")
+        check(isinstance(self.pgd_random_start, bool), "pgd_random_start", "true or false")
+        check(self.input_noise_dist in INPUT_NOISE_DISTS, "input_noise_dist", f"one of {', '.join(INPUT_NOISE_DISTS)}")
+        check(self.mia_attack_model in MIA_ATTACK_MODELS, "mia_attack_model", f"one of {', '.join(MIA_ATTACK_MODELS)}")
 
     def params(self) -> dict:
         return {f"eval.{k}": v for k, v in asdict(self).items()}
@@ -222,9 +244,11 @@ class Evaluator:
         correct = 0
         for _ in range(self.s.noise_draws):
             for images, labels in zip(test.images.split(self.s.batch_size), test.labels.split(self.s.batch_size)):
-                # Laplace(0, 1) by inverse CDF, seeded; rand can return exactly 0.0, where log1p(-2|u|) = -inf
-                u = torch.rand(images.shape, generator=g).clamp_min(2.0 ** -24) - 0.5
-                noise = -torch.sign(u) * torch.log1p(-2 * u.abs()) * lam * std
+                if self.s.input_noise_dist == "gaussian":
+                    noise = torch.randn(images.shape, generator=g) * lam * std
+                else:  # Laplace(0, 1) by inverse CDF, seeded; rand can return 0.0, where log1p(-2|u|) = -inf
+                    u = torch.rand(images.shape, generator=g).clamp_min(2.0 ** -24) - 0.5
+                    noise = -torch.sign(u) * torch.log1p(-2 * u.abs()) * lam * std
                 x = images.float().div(255) + noise
                 with torch.no_grad():
                     correct += int((self.model(x.to(self.device)).argmax(1).cpu() == labels).sum())

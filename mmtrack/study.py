@@ -21,7 +21,8 @@ from mmtrack.errors import MMTrackError
 from mmtrack.interventions import DEFAULT_SPECS, EvalSettings
 
 AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
-FIXED = ("width", "image_size")
+FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
+# dataset, epochs and seeds (keys of their own), when it is not an axis
 KEYS = {"name": str, "dataset": str, "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
         "fixed": dict, "interventions": list, "eval": dict, "description": str}
 REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
@@ -139,7 +140,10 @@ def parse_study(raw: dict, source: str = "study") -> Study:
         parse(study.interventions)
     except MMTrackError as exc:
         raise MMTrackError(f"{source}: interventions: {exc.message}") from None
-    study.eval_settings()
+    try:
+        study.eval_settings()
+    except MMTrackError as exc:
+        raise MMTrackError(f"{source}: {exc.message}") from None
     return study
 
 

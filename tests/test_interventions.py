@@ -303,3 +303,16 @@ def test_unavailable_intervention_fails_before_the_run(client, digits):
     with pytest.raises(MMTrackError, match="unknown OOD set 'celeba'"):
         run_config(RunConfig(**TINY), client, exp_id, parse(["acc", "ood:celeba"]), data=digits)
     assert client.search_runs([exp_id]) == []
+
+
+def test_input_noise_distribution_is_a_setting(digits, tiny_model):
+    """input_noise_dist chooses Laplace (default) or Gaussian noise of the same scale λ·σ_c; both seeded."""
+    lap = Evaluator(tiny_model, digits, EvalSettings(noise_draws=1)).run(Intervention("input_noise", 1.0))[0]
+    gau = Evaluator(tiny_model, digits, EvalSettings(noise_draws=1, input_noise_dist="gaussian"))
+    gau_value = gau.run(Intervention("input_noise", 1.0))[0]
+    assert gau.run(Intervention("input_noise", 1.0))[0] == gau_value  # seeded
+    assert lap != gau_value and 0 <= gau_value["acc/input_noise/1"] <= 1
+    with pytest.raises(MMTrackError, match="input_noise_dist must be one of laplace, gaussian"):
+        EvalSettings(input_noise_dist="uniform")
+    with pytest.raises(MMTrackError, match="eval setting noise_draws must be a positive integer, got 0"):
+        EvalSettings(noise_draws=0)

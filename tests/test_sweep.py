@@ -96,7 +96,12 @@ def base(**changes) -> dict:
         (base(default={k: v for k, v in TINY_STUDY["default"].items() if k != "lr"}),
          r"study: default has no value for axis 'lr'"),
         (base(default={**TINY_STUDY["default"], "width": 0.5}), r"study: default sets width which are not axes"),
-        (base(fixed={"lr": 0.1}), r"study: fixed may set width, image_size"),
+        (base(fixed={"lr": 0.1}), r"study: fixed may set arch, width, lr, .* \(not an axis\), got lr"),
+        (base(fixed={"momentum": 0.8}), r"study: fixed may set .*, got momentum"),
+        (base(eval={"pgd_steps": 0}), r"study: eval setting pgd_steps must be a positive integer, got 0"),
+        (base(eval={"input_noise_dist": "uniform"}), r"study: eval setting input_noise_dist must be one of laplace, "
+                                                      r"gaussian, got 'uniform'"),
+        (base(eval={"pgd_random_start": "yes"}), r"study: eval setting pgd_random_start must be true or false"),
         (base(dataset="mnist"), r"unknown dataset 'mnist'"),
         (base(interventions=["acc", "pgd_linf:-1"]), r"study: interventions: pgd_linf value must be a non-negative"),
         (base(eval={"pgd_stepz": 3}), r"study: unknown eval setting\(s\) pgd_stepz; allowed: "),
@@ -325,3 +330,11 @@ def test_two_concurrent_sweeps_train_each_configuration_once(tmp_path, digits):
     assert all([r.info.status for r in rs] == ["FINISHED"] for rs in runs.values())
     for rs in runs.values():
         assert rs[0].data.tags["mmtrack.data_fingerprint"] == digits.fingerprint  # the same data in every process
+
+
+def test_fixed_holds_any_training_parameter_that_is_not_an_axis():
+    raw = base(axes={"lr": [0.1, 0.05]}, default={"lr": 0.1}, fixed={"width": 0.0625, "optimizer": "adam",
+                                                                     "augment": "none"})
+    study = parse_study(raw)
+    assert {(c.optimizer, c.augment, c.width) for c in study.configs()} == {("adam", "none", 0.0625)}
+    assert [c.short_name(study.reference()) for c in study.configs()][:2] == ["default · s0", "default · s1"]
