@@ -64,6 +64,14 @@ def _interventions(specs: list[str] | None):
     return interventions.parse(interventions.DEFAULT_SPECS if flat == ["default"] else flat)
 
 
+def _eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int):
+    from mmtrack.interventions import EvalSettings
+
+    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:  # named as the user typed them
+        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
+    return EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+
+
 def _metrics_table(metrics: dict[str, float], title: str) -> Table:
     table = Table(title=title, show_edge=False)
     table.add_column("metric")
@@ -97,16 +105,14 @@ def train(
     from mmtrack import tracking
     from mmtrack.config import RunConfig
     from mmtrack.datasets import load_dataset
-    from mmtrack.interventions import EvalSettings, check_available
+    from mmtrack.interventions import check_available
     from mmtrack.run import run_config
 
     _quiet()
     cfg = RunConfig(dataset=dataset, arch=arch, width=width, lr=lr, batch_size=batch_size, augment=augment,
                     optimizer=optimizer, epochs=epochs, seed=seed, image_size=image_size)
     ivs = _interventions(intervention)
-    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:
-        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
-    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+    settings = _eval_settings(pgd_steps, pgd_max_examples, noise_draws)
     uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     launcher = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run` created this run for us
     launcher_uri = os.environ.get("MLFLOW_TRACKING_URI", uri)
@@ -146,16 +152,13 @@ def evaluate(
 ):
     """Add intervention metrics to already-logged runs (reloads each model; other metrics are untouched)."""
     from mmtrack import tracking
-    from mmtrack.interventions import EvalSettings
     from mmtrack.run import evaluate_run
 
     _quiet()
     if (run_id is None) == (experiment is None):
         raise MMTrackError("give exactly one of --run-id or --experiment")
     ivs = _interventions(intervention)
-    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:
-        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
-    settings = EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+    settings = _eval_settings(pgd_steps, pgd_max_examples, noise_draws)
     client = tracking.connect(tracking_uri)
     if run_id:
         try:
