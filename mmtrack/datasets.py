@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -40,6 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mmtrack import settings
 from mmtrack.errors import MMTrackError
 
 
@@ -165,7 +165,7 @@ def check_dataset_name(name: str) -> None:
 
 def data_dir(options: DataOptions) -> Path:
     """The root folder of real datasets: --data-dir, else $MMTRACK_DATA, else ./data."""
-    return Path(options.data_dir or os.environ.get("MMTRACK_DATA") or "data").expanduser()
+    return settings.data_dir(options.data_dir)
 
 
 @functools.lru_cache(maxsize=4)

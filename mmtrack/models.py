@@ -5,13 +5,13 @@ model so that it consumes images in [0, 1] (attack budgets are then measured in 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from mmtrack import settings
 from mmtrack.errors import MMTrackError
 
 # name -> (block, layers, width_per_group), exactly as torchvision.models.resnet18 / resnet50 / wide_resnet50_2
@@ -26,11 +26,7 @@ ARCHS = {
 MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
-def memory_format() -> str:
-    name = os.environ.get("MMTRACK_MEMORY_FORMAT", "channels_last")
-    if name not in MEMORY_FORMATS:
-        raise MMTrackError(f"MMTRACK_MEMORY_FORMAT must be one of {', '.join(MEMORY_FORMATS)}, got {name!r}")
-    return name
+memory_format = settings.memory_format
 
 
 SMALL_IMAGE_MAX = 32  # images up to this size (CIFAR-sized) get the 3x3 / stride 1 / no max-pool stem; larger ones torchvision's 7x7 / stride 2 / max-pool stem

@@ -59,6 +59,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from mmtrack import settings
 from mmtrack.datasets import (
     SKEW_GROUPS,
     DataOptions,
@@ -109,8 +110,9 @@ CIFAR_SIZE = 32
 
 
 def cache_dir() -> Path:
-    """Where decoded datasets are cached: `$MMTRACK_CACHE/datasets`, else `./tracking/cache/datasets`."""
-    return Path(os.environ.get("MMTRACK_CACHE") or "tracking/cache").expanduser() / "datasets"
+    """Where decoded datasets are cached: `<cache dir>/datasets` (`$MMTRACK_CACHE`, else the tracking
+    directory's `cache/`)."""
+    return settings.cache_dir() / "datasets"
 
 
 def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str:

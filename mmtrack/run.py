@@ -82,7 +82,7 @@ def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interven
         counts.update(n)
     logger.set_tags({tracking.EVAL_N_TAG: json.dumps(counts, sort_keys=True)})
     if result.failed_interventions:
-        logger.set_tags({"mmtrack.failed_interventions": json.dumps(result.failed_interventions)})
+        logger.set_tags({tracking.FAILED_INTERVENTIONS_TAG: json.dumps(result.failed_interventions)})
 
 
 def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[Intervention],
@@ -96,9 +96,9 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = pick_device()
-    tags = {tracking.HASH_TAG: cfg.hash, "mmtrack.data_fingerprint": data.fingerprint, "mmtrack.device": str(device),
-            "mmtrack.torch_threads": str(torch.get_num_threads()), "mmtrack.memory_format": memory_format(),
-            "mmtrack.command": " ".join(sys.argv)[:500], tracking.CONFIG_NAME_TAG: cfg.run_name,
+    tags = {tracking.HASH_TAG: cfg.hash, tracking.DATA_FINGERPRINT_TAG: data.fingerprint, tracking.DEVICE_TAG: str(device),
+            tracking.THREADS_TAG: str(torch.get_num_threads()), tracking.MEMORY_FORMAT_TAG: memory_format(),
+            tracking.COMMAND_TAG: " ".join(sys.argv)[:500], tracking.CONFIG_NAME_TAG: cfg.run_name,
             **versions(), **(extra_tags or {})}
     with tracking.RunLogger(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
@@ -130,7 +130,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
 def evaluate_run(client, run_id: str, interventions: list[Intervention], settings: EvalSettings,
                  data_dir: str | None = None, trust_pickle: bool = False) -> RunResult:
     """Reload a logged model and add intervention metrics to its (finished) run; other metrics are untouched."""
-    run = client.get_run(run_id)
+    run = tracking.get_run(client, run_id)
     p = run.data.params
     if "dataset" not in p:
         raise MMTrackError(f"run {run_id} has no dataset param; only runs logged by `mmtrack train` / `mmtrack sweep` "

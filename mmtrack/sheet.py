@@ -744,7 +744,7 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
         parts.append(f"<table><caption>{esc(t.axis)}</caption>\n" + "\n".join(rows) + "\n</table>")
     notes = _notes(sheet, lambda s: f"<li>{esc(s)}</li>")
     notes_html = "\n".join(n if n.startswith("<li>") else (f"<p>{esc(n)}</p>" if n else "") for n in notes)
-    return (f'<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
+    return ('<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
             f"<footer>\n<p>{esc(_footer(sheet, digits))}</p>\n<p class=\"note\">{esc(NOISE_NOTE)}</p>\n"
             f"<ul class=\"note\">\n{notes_html}\n</ul>\n</footer>\n")
 

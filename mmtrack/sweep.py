@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from mmtrack import tracking
+from mmtrack import settings, tracking
 from mmtrack.config import RunConfig
 from mmtrack.errors import MMTrackError
 from mmtrack.study import Study
@@ -76,23 +76,7 @@ def relative_cost(cfg: RunConfig) -> float:
     return ARCH_COST.get(cfg.arch, 1.0) * cfg.width ** 2 * cfg.epochs
 
 
-def cpu_budget() -> int:
-    """Torch threads a sweep shares between its workers: $MMTRACK_THREADS, else the CPUs this process may use."""
-    value = os.environ.get("MMTRACK_THREADS")
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise MMTrackError(f"MMTRACK_THREADS must be a positive integer, got {value!r}")
-        return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def finished_hashes(client, exp_id: str) -> set[str]:
-    runs = client.search_runs([exp_id], "attributes.status = 'FINISHED'", max_results=50000)
-    return {r.data.tags.get(tracking.HASH_TAG) for r in runs}
-
-
-def _runs_of(client, exp_id: str, config_hash: str):
-    return client.search_runs([exp_id], f"tags.`{tracking.HASH_TAG}` = '{config_hash}'", max_results=1000)
+cpu_budget = settings.cpu_budget
 
 
 @contextlib.contextmanager
@@ -112,34 +96,33 @@ def claim(lock_dir: Path, config_hash: str) -> Iterator[bool]:
 
 
 def lock_dir(exp_id: str) -> Path:
-    return tracking.tracking_dir() / "locks" / str(exp_id)
+    return settings.lock_dir() / str(exp_id)
 
 
 def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Callable[[Event], None],
-            since_ms: int = 0) -> None:
+            since_ms: int = 0, data_dir: str | None = None) -> None:
     """Train one claimed configuration unless it is already FINISHED (or already FAILED in this sweep, which
     started at `since_ms`); report what happened through `emit`."""
     from mmtrack.interventions import parse
     from mmtrack.run import run_config
 
-    runs = _runs_of(client, exp_id, cfg.hash)
+    runs = tracking.runs_of_config(client, exp_id, cfg.hash)
     if any(r.info.status == "FINISHED" for r in runs):
         emit(Event("skipped", cfg.run_name, cfg.hash))
         return
     failed_now = [r for r in runs if r.info.status == "FAILED" and r.info.start_time >= since_ms > 0]
     if failed_now:  # another worker of this sweep tried it already: one attempt per sweep
         emit(Event("failed", cfg.run_name, cfg.hash, failed_now[0].info.run_id,
-                   failed_now[0].data.tags.get("mmtrack.error", "failed")))
+                   failed_now[0].data.tags.get(tracking.ERROR_TAG, "failed")))
         return
     for r in runs:  # left RUNNING by a worker that died: we hold the claim, so it is not running any more
         if r.info.status == "RUNNING":
-            client.set_tag(r.info.run_id, "mmtrack.error", "interrupted: its worker died before it finished")
-            client.set_terminated(r.info.run_id, "FAILED")
+            tracking.fail_run(client, r.info.run_id, "interrupted: its worker died before it finished")
     emit(Event("start", cfg.run_name, cfg.hash))
     start = time.perf_counter()
     try:
-        result = run_config(cfg, client, exp_id, parse(study.interventions), study.eval_settings(),
-                            extra_tags={"mmtrack.study_name": study.name}, run_name=cfg.short_name(study.reference()))
+        result = run_config(cfg, client, exp_id, parse(study.interventions), study.eval_settings(), data_dir=data_dir,
+                            extra_tags={tracking.STUDY_NAME_TAG: study.name}, run_name=cfg.short_name(study.reference()))
     except Exception as exc:  # noqa: BLE001 - recorded FAILED on the run; the sweep goes on
         emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(exc).__name__}: {exc}",
                    seconds=time.perf_counter() - start))
@@ -148,7 +131,7 @@ def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Callable[[E
 
 
 def work(study: Study, configs: list[RunConfig], client, exp_id: str, emit: Callable[[Event], None],
-         since_ms: int = 0, should_stop: Callable[[], bool] = lambda: False) -> None:
+         since_ms: int = 0, should_stop: Callable[[], bool] = lambda: False, data_dir: str | None = None) -> None:
     """One worker's loop: claim the next unclaimed configuration, execute it, repeat until none is left.
     The most expensive configurations go first, so that parallel workers finish together."""
     pending = sorted(configs, key=relative_cost, reverse=True)
@@ -159,12 +142,12 @@ def work(study: Study, configs: list[RunConfig], client, exp_id: str, emit: Call
                 if not mine:
                     continue
                 pending.remove(cfg)
-                execute(study, cfg, client, exp_id, emit, since_ms)
+                execute(study, cfg, client, exp_id, emit, since_ms, data_dir)
                 progressed = True
                 break
         if not progressed:  # all remaining ones are held by other workers: wait for them
             for cfg in list(pending):
-                if cfg.hash in finished_hashes(client, exp_id):
+                if cfg.hash in tracking.finished_hashes(client, exp_id):
                     pending.remove(cfg)
                     emit(Event("skipped", cfg.run_name, cfg.hash))
             time.sleep(0.5)
@@ -179,7 +162,7 @@ def _die_with_parent() -> None:
 
 
 def _worker_main(study: Study, configs: list[RunConfig], uri: str, exp_id: str, threads: int, since_ms: int,
-                 queue) -> None:
+                 data_dir: str | None, queue) -> None:
     _die_with_parent()
     import logging
     import warnings
@@ -192,12 +175,13 @@ def _worker_main(study: Study, configs: list[RunConfig], uri: str, exp_id: str, 
     torch.set_num_threads(threads)
     client = tracking.connect(uri)
     parent = os.getppid()
-    work(study, configs, client, exp_id, queue.put, since_ms, should_stop=lambda: os.getppid() != parent)
+    work(study, configs, client, exp_id, queue.put, since_ms, should_stop=lambda: os.getppid() != parent,
+         data_dir=data_dir)
     queue.put(None)
 
 
 def sweep(study: Study, workers: int = 1, uri: str | None = None,
-          on_event: Callable[[Event], None] = lambda ev: None) -> Summary:
+          on_event: Callable[[Event], None] = lambda ev: None, data_dir: str | None = None) -> Summary:
     """Run the whole study into the experiment named after it; returns what happened."""
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
@@ -206,7 +190,7 @@ def sweep(study: Study, workers: int = 1, uri: str | None = None,
     exp_id = tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
     configs = study.configs()
     since_ms = int(time.time() * 1000)
-    done = finished_hashes(client, exp_id)
+    done = tracking.finished_hashes(client, exp_id)
     summary = Summary()
     todo = []
     for cfg in configs:
@@ -228,11 +212,11 @@ def sweep(study: Study, workers: int = 1, uri: str | None = None,
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            work(study, todo, client, exp_id, emit, since_ms)
+            work(study, todo, client, exp_id, emit, since_ms, data_dir=data_dir)
         finally:
             torch.set_num_threads(previous)
         return summary
-    crashed, _errors = run_processes(_worker_main, (study, todo, uri, exp_id, threads, since_ms),
+    crashed, _errors = run_processes(_worker_main, (study, todo, uri, exp_id, threads, since_ms, data_dir),
                                      min(workers, len(todo)), emit)
     if crashed:
         raise MMTrackError(f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "

@@ -4,7 +4,6 @@ model's device; each step indexes a shuffled batch, augments it and converts it 
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmtrack import settings
 from mmtrack.config import RECIPE, RunConfig
 from mmtrack.datasets import Dataset
 from mmtrack.models import build_model, channel_stats
@@ -21,7 +21,7 @@ from mmtrack.models import build_model, channel_stats
 
 def pick_device() -> torch.device:
     """CUDA when present, else CPU; MMTRACK_DEVICE overrides (e.g. `cpu`)."""
-    name = os.environ.get("MMTRACK_DEVICE")
+    name = settings.device_name()
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

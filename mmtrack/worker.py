@@ -49,10 +49,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator
 
-import typer
-
+from mmtrack import settings
 from mmtrack.errors import MMTrackError
 
 if TYPE_CHECKING:  # kept out of import time: `mmtrack --help` registers worker_command without torch
@@ -71,7 +70,7 @@ log = logging.getLogger("mmtrack")
 def _redact(url: str) -> str:
     from mmtrack import tracking
 
-    return tracking._redact(url)
+    return tracking.redact(url)
 
 
 def _driver_url(url: str) -> str:
@@ -409,7 +408,7 @@ def worker_id() -> str:
 def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
                emit: Callable[[Event], None] = lambda ev: None, threads: int | None = None, *,
                heartbeat: int = DEFAULT_HEARTBEAT, grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY,
-               new_round: bool = True, poll: float | None = None) -> Summary:
+               new_round: bool = True, poll: float | None = None, data_dir: str | None = None) -> Summary:
     """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
 
@@ -432,10 +431,10 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
         emit(ev)
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads or sweep.cpu_budget()))
+    torch.set_num_threads(max(1, threads or settings.cpu_budget()))
     try:
         exp_id = tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
-        queue.prepare(sweep.finished_hashes(client, exp_id), new_round)
+        queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
         me = worker_id()
         while True:
             claim = queue.claim(me)
@@ -457,7 +456,7 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
             try:
                 with _Heartbeat(queue.storage, claim.trial_id, queue.heartbeat):
                     # since_ms=0: "one attempt per round" is the queue's job (a retried claim must train)
-                    sweep.execute(study, cfg, client, exp_id, settle, 0)
+                    sweep.execute(study, cfg, client, exp_id, settle, 0, data_dir)
             except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
                 queue.hand_back(claim, type(exc).__name__)
                 if isinstance(exc, Exception):
@@ -479,7 +478,7 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None,
 # ------------------------------------------------------------------------------------------------ local workers
 
 
-def _raise_interrupt(signum, frame) -> None:
+def raise_interrupt(signum, frame) -> None:
     """SIGTERM: stop like Ctrl-C (the run is marked KILLED, the claim handed back); a second one while
     cleaning up is ignored (the claim would expire after the grace period anyway)."""
     signal.signal(signum, signal.SIG_IGN)
@@ -496,7 +495,7 @@ def _worker_main(study: Study, storage_url: str, uri: str, threads: int, options
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "art", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         run_worker(study, storage_url, uri, events.put, threads, new_round=False, **options)
     except MMTrackError as exc:
@@ -508,7 +507,8 @@ def _worker_main(study: Study, storage_url: str, uri: str, threads: int, options
 
 def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, tracking_uri: str | None = None,
                        on_event: Callable[[Event], None] = lambda ev: None, *, heartbeat: int = DEFAULT_HEARTBEAT,
-                       grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY) -> Summary:
+                       grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY,
+                       data_dir: str | None = None) -> Summary:
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
     processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
     (those trained by workers elsewhere included)."""
@@ -529,13 +529,13 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
 
     try:
         exp_id = tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
-        finished = sweep.finished_hashes(client, exp_id)
+        finished = tracking.finished_hashes(client, exp_id)
         for cfg in queue.configs:
             if cfg.hash in finished:
                 emit(Event("skipped", cfg.run_name, cfg.hash))
         round_ = queue.prepare(finished, new_round=True)
-        options = {"heartbeat": heartbeat, "grace": grace, "max_retry": max_retry}
-        threads = max(1, sweep.cpu_budget() // workers)
+        options = {"heartbeat": heartbeat, "grace": grace, "max_retry": max_retry, "data_dir": data_dir}
+        threads = max(1, settings.cpu_budget() // workers)
         crashed, errors = sweep.run_processes(_worker_main, (study, storage_url, uri, threads, options), workers,
                                               emit)
         if errors:
@@ -549,67 +549,3 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
         return summary
     finally:
         queue.close()
-
-
-# ------------------------------------------------------------------------------------------------ the command
-
-StorageOpt = Annotated[str, typer.Option(
-    "--storage", metavar="URL", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
-    "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).")]
-WorkerDataDir = Annotated[Optional[str], typer.Option(
-    "--data-dir", metavar="DIR", help="Root folder of real datasets on this machine (default: $MMTRACK_DATA, else ./data).")]
-WorkerTrackingUri = Annotated[Optional[str], typer.Option(
-    "--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
-
-
-def worker_command(
-    study: Annotated[str, typer.Argument(metavar="STUDY", help="Study file (YAML), or a preset name from studies/.")],
-    storage: StorageOpt,
-    tracking_uri: WorkerTrackingUri = None,
-    threads: Annotated[Optional[int], typer.Option(metavar="INTEGER", help="CPU threads for training (default: all cores).")] = None,
-    heartbeat: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds between heartbeats while training.")] = DEFAULT_HEARTBEAT,
-    grace: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds without heartbeat after which a claim expires and its "
-                                            "configuration is retried by another worker.")] = DEFAULT_GRACE,
-    max_retry: Annotated[int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
-    data_dir: WorkerDataDir = None,
-):
-    """Train the study's configurations handed out through --storage until none is left (any number of
-    workers, on any machines, logging to one tracking server)."""
-    import mlflow  # noqa: F401 - importing it resets its loggers' levels: before _quiet()
-
-    from rich.markup import escape as esc
-
-    from mmtrack.cli import _quiet, console, err
-    from mmtrack.study import load_study
-
-    _quiet()
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # the worker prints its own lines
-    if data_dir:
-        os.environ["MMTRACK_DATA"] = data_dir  # where run_config finds real datasets
-    st = load_study(study)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # hand the configuration back instead of waiting to expire
-
-    def on_event(ev: Event) -> None:
-        if ev.kind == "start":
-            console.print(f"  training {esc(ev.config)}")
-        elif ev.kind == "finished":
-            console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
-        elif ev.kind == "skipped":
-            console.print(f"  skipped {esc(ev.config)} (already finished)")
-        else:
-            console.print(f"  [red]failed[/] {esc(ev.config)}: {esc(ev.error or '')}")
-
-    check_storage(storage)
-    console.print(f"worker {esc(worker_id())} on {esc(st.name)} (queue in {esc(_redact(storage))})")
-    try:
-        summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
-                             max_retry=max_retry)
-    except KeyboardInterrupt:
-        err.print("[yellow]stopped[/]: the configuration in training went back to the queue")
-        raise typer.Exit(130) from None
-    console.print(f"[bold]{esc(st.name)}[/]: this worker finished {len(summary.finished)}, skipped "
-                  f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim")
-    for ev in summary.failed:
-        err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
-    if summary.failed:
-        raise typer.Exit(1)

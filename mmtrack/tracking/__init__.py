@@ -19,23 +19,18 @@ from typing import Iterator
 
 import pandas as pd
 
+from mmtrack import settings
+from mmtrack.tags import *  # noqa: F403 - tag names are part of the tracking layer's API
+from mmtrack.tags import (ERROR_TAG, HASH_TAG, LAUNCHED_TAG, NOTE_TAG, REPORT_TAG, REPORTS_FOR_TAG, REVISION_TAG, RUN_NAME_TAG,
+                          STUDY_TAG, TRUSTED_PICKLE_TAG)
 from mmtrack.errors import MMTrackError
 
-STUDY_TAG = "mmtrack.study"
-HASH_TAG = "mmtrack.config_hash"
-CONFIG_NAME_TAG = "mmtrack.config_name"  # the full description, e.g. resnet18-w0.125-lr0.1-...-s0
-EVAL_N_TAG = "mmtrack.eval_n"
-REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
-REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on
 REPORTS_SUFFIX = "-reports"  # reports of experiment X live in experiment X-reports
-REVISION_TAG = "mmtrack.revision"  # experiment tag: changes whenever finished runs gain metrics
-LAUNCHED_TAG = "mmtrack.launched_run"  # on an `mlflow run` launcher run: where the training run was logged
 # What `mlflow run` passes on (MLFLOW_TRACKING_URI) when the user configured no store: MLflow's own default
 MLFLOW_DEFAULT_URIS = ("sqlite:///mlflow.db", "./mlruns", "mlruns", "file:./mlruns")
 
 
-def tracking_dir() -> Path:
-    return Path(os.environ.get("MMTRACK_TRACKING_DIR", "tracking")).resolve()
+tracking_dir = settings.tracking_dir  # re-exported: callers ask the tracking layer where its store lives
 
 
 def default_uri() -> str:
@@ -48,8 +43,8 @@ def resolve_uri(uri: str | None = None) -> str:
     Under `mlflow run` (MLFLOW_RUN_ID set) with no store configured, MLflow passes its own default
     (`sqlite:///mlflow.db` in the working directory) on: mmtrack then uses its local store, where `mmtrack server`
     and every `mmtrack` command look."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env and os.environ.get("MLFLOW_RUN_ID") and is_mlflow_default(env):
+    env = settings.mlflow_tracking_uri()
+    if env and settings.mlflow_run_id() and is_mlflow_default(env):
         env = None
     return uri or env or default_uri()
 
@@ -123,7 +118,7 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             f"tracking server {uri} is unreachable ({getattr(exc, 'reason', exc)}); start it (`mmtrack server`, "
             "or tracking/start-stack.sh) or point MLFLOW_TRACKING_URI / --tracking-uri at a running one"
         ) from None
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    user, password = settings.mlflow_credentials()
     req = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
     if user and password:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
@@ -153,10 +148,10 @@ def check_database(uri: str, timeout: int = 5) -> None:
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MMTrackError(f"database {_redact(uri)} is unreachable ({first}); start it or fix the URL") from None
+        raise MMTrackError(f"database {redact(uri)} is unreachable ({first}); start it or fix the URL") from None
 
 
-def _redact(uri: str) -> str:
+def redact(uri: str) -> str:
     """Hide a password in a database URL."""
     import re
 
@@ -211,7 +206,7 @@ class RunLogger:
         if run_id:  # launched by `mlflow run`: log into the run it created
             run = mlflow.start_run(run_id=run_id)
             self.run_id = run.info.run_id
-            self.set_tags({**tags, "mlflow.runName": run_name})
+            self.set_tags({**tags, RUN_NAME_TAG: run_name})
         else:
             run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags)
             self.run_id = run.info.run_id
@@ -228,7 +223,7 @@ class RunLogger:
         with contextlib.suppress(Exception):
             import traceback
 
-            self.client.set_tag(self.run_id, "mmtrack.error", f"{exc_type.__name__}: {exc}"[:5000])
+            self.client.set_tag(self.run_id, ERROR_TAG, f"{exc_type.__name__}: {exc}"[:5000])
             self.client.log_text(self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
         with contextlib.suppress(Exception):
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -326,7 +321,6 @@ def _version(package: str) -> str:
 
 
 WEIGHTS = "weights"  # artifact folder: model.safetensors + model.json, loadable without executing code
-TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"
 
 
 def load_model(client, run_id: str, trust_pickle: bool = False):
@@ -421,7 +415,7 @@ def point_launcher(launcher_uri: str, launcher_run: str, uri: str, experiment: s
         client = MlflowClient(launcher_uri)
         where = f"run {run_id} in experiment {experiment} of {uri}"
         client.set_tag(launcher_run, LAUNCHED_TAG, where)
-        client.set_tag(launcher_run, "mlflow.note.content", f"Launcher only: mmtrack logged the training as {where}.")
+        client.set_tag(launcher_run, NOTE_TAG, f"Launcher only: mmtrack logged the training as {where}.")
 
 
 def log_report(client, experiment: str, kind: str, files: dict[str, str], figures: list[Path],
@@ -511,6 +505,48 @@ def search_all_runs(client, exp_id: str, filter_string: str = "") -> list:
             return out
 
 
+def get_run(client, run_id: str):
+    """The MLflow run `run_id`, or a one-line error naming the store."""
+    try:
+        return client.get_run(run_id)
+    except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise MMTrackError(f"unknown run id {run_id!r} in {client.tracking_uri}") from None
+
+
+def find_experiment(client, name: str) -> str | None:
+    """The id of experiment `name`, or None when it does not exist (nothing is created)."""
+    exp = client.get_experiment_by_name(name)
+    return None if exp is None else exp.experiment_id
+
+
+def finished_hashes(client, exp_id: str) -> set[str]:
+    """Config hashes with a FINISHED run in the experiment (what a sweep skips)."""
+    runs = search_all_runs(client, exp_id, "attributes.status = 'FINISHED'")
+    return {r.data.tags.get(HASH_TAG) for r in runs}
+
+
+def runs_of_config(client, exp_id: str, config_hash: str) -> list:
+    """Every run of one configuration in the experiment, whatever its status."""
+    return search_all_runs(client, exp_id, f"tags.`{HASH_TAG}` = '{config_hash}'")
+
+
+def fail_run(client, run_id: str, reason: str) -> None:
+    """Mark a run FAILED with its reason (a run left RUNNING by a worker that died)."""
+    client.set_tag(run_id, ERROR_TAG, reason)
+    client.set_terminated(run_id, "FAILED")
+
+
+def log_launcher_summary(launcher_uri: str, launcher_run: str, counts: dict[str, int], where: str) -> None:
+    """`mlflow run . -e sweep`: the launcher run (possibly in MLflow's default store) gets the sweep's counts
+    (`sweep/finished`, ...) and a tag saying where the training runs went."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(launcher_uri)
+    for key, n in counts.items():
+        client.log_metric(launcher_run, f"sweep/{key}", n)
+    client.set_tag(launcher_run, LAUNCHED_TAG, where)
+
+
 def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
     """Every run of an experiment that has ended (FINISHED, FAILED, KILLED), in `mlflow.search_runs` format.
 
@@ -524,7 +560,7 @@ def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
     if not use_cache:
         return _runs_frame(search_all_runs(client, exp_id, ended))
     key = hashlib.sha256(f"{client.tracking_uri}|{exp_id}".encode()).hexdigest()[:16]
-    path = tracking_dir() / "cache" / "runs" / f"{key}.parquet"
+    path = settings.cache_dir() / "runs" / f"{key}.parquet"
     revision_file = path.with_suffix(".revision")
     revision = client.get_experiment(exp_id).tags.get(REVISION_TAG, "")
     cached = None
@@ -555,4 +591,4 @@ def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
 def drop_cache() -> None:
     import shutil
 
-    shutil.rmtree(tracking_dir() / "cache" / "runs", ignore_errors=True)
+    shutil.rmtree(settings.cache_dir() / "runs", ignore_errors=True)

@@ -1,0 +1,3 @@
+from mmtrack.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""Option types and option parsing shared by several commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mmtrack.errors import MMTrackError
+
+TrackingUri = Annotated[Optional[str], typer.Option(
+    "--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
+DataDir = Annotated[Optional[str], typer.Option(
+    "--data-dir", metavar="DIR", help="Root folder of real datasets (default: $MMTRACK_DATA, else ./data).")]
+InterventionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--intervention", "-i", metavar="SPEC", help="Intervention spec, repeatable or ';'-separated, e.g. pgd_linf:0.005,0.01 "
+                                 "output_noise:5 group:race/asian ood:fairface mia. Default: all defaults.")]
+PgdSteps = Annotated[int, typer.Option(metavar="INTEGER", help="PGD iterations.")]
+PgdMaxExamples = Annotated[int, typer.Option(metavar="INTEGER", help="Test images attacked by PGD (fixed subset).")]
+NoiseDraws = Annotated[int, typer.Option(metavar="INTEGER", help="Seeded noise draws averaged per noise metric.")]
+StudyArg = Annotated[str, typer.Argument(metavar="STUDY", help="Study file (YAML), or a preset name from studies/.")]
+ExperimentOpt = Annotated[str, typer.Option(metavar="NAME", help="MLflow experiment holding the study's runs.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Drop the local runs cache first.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write the output to this file.")]
+
+
+def parse_interventions(specs: list[str] | None):
+    from mmtrack.interventions import DEFAULT_SPECS, parse
+
+    if not specs or specs == ["default"]:
+        return parse(DEFAULT_SPECS)
+    flat = [s for spec in specs for s in spec.split(";") if s.strip()]
+    return parse(DEFAULT_SPECS if flat == ["default"] else flat)
+
+
+def eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int):
+    from mmtrack.interventions import EvalSettings
+
+    if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:  # named as the user typed them
+        raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
+    return EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)

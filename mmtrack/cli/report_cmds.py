@@ -1,0 +1,195 @@
+"""`mmtrack sheet` and `mmtrack select`: multiplicity sheets and model selection over an experiment's runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape as esc
+
+from mmtrack.cli._app import app, console, emit_text, err, quiet
+from mmtrack.cli._options import ExperimentOpt, OutOpt, RefreshOpt, TrackingUri
+from mmtrack.errors import MMTrackError
+
+
+FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="rich (terminal) | csv | markdown | latex | html | json")]
+
+
+def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
+    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
+    from mmtrack import tracking
+
+    client = tracking.connect(tracking_uri)
+    exp_id = tracking.experiment_id(client, experiment)
+    if refresh:
+        tracking.drop_cache()
+    runs = tracking.load_runs(client, exp_id)
+    if f"tags.{tracking.REPORT_TAG}" in runs:
+        runs = runs[runs[f"tags.{tracking.REPORT_TAG}"].isna()]
+    if runs.empty:
+        raise MMTrackError(f"experiment {experiment!r} has no finished runs yet; run `mmtrack sweep` or "
+                           "`mmtrack train --experiment ...` first")
+    return client, exp_id, tracking.experiment_study(client, exp_id), runs
+
+
+def _slug(metric: str) -> str:
+    return metric.replace("/", "_")
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise MMTrackError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+@app.command()
+def sheet(
+    experiment: ExperimentOpt,
+    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Metric (repeatable). Default: every acc* metric.")] = None,
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+    figure: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Folder for heatmap figures (PNG and SVG, one per metric).")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="One row per metric: Δmax^all, ratio to acc, top axis.")] = False,
+    default: Annotated[Optional[list[str]], typer.Option(metavar="AXIS=VALUE", help="Override an axis default, e.g. --default lr=0.1 (repeatable).")] = None,
+    seed_param: Annotated[str, typer.Option(metavar="PARAM", help="The param whose values are the rows.")] = "seed",
+    predictions: Annotated[bool, typer.Option(help="Compute prediction disagreement from stored predictions.")] = True,
+    log: Annotated[bool, typer.Option("--log", help="Record the sheet (HTML, JSON, figure) as a run in MLflow.")] = False,
+    refresh: RefreshOpt = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Multiplicity sheets: per metric, one table per axis (rows = seeds), Δmax per row/column and Δmax^all."""
+    import tempfile
+
+    from mmtrack import sheet as sh, tracking
+
+    quiet()
+    _check_format(fmt)
+    client, exp_id, study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    overrides = {}
+    for item in default or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise MMTrackError(f"--default takes AXIS=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if study and not overrides and seed_param == study.get("seed_param", "seed"):
+        design = sh.Design.from_study({**study, "default": {**study.get("fixed", {}), **study["default"]}})
+    else:
+        design = sh.infer_design(runs, seed_param=seed_param, defaults=overrides)
+    metrics = metric or sh.sheet_metrics(runs)
+    if not metrics:
+        raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
+    if summary:
+        df = sh.summary(runs, design, metrics, experiment=experiment)
+        if fmt == "rich" and out is None:
+            console.print(sh.rich_summary(df))
+        else:
+            emit_text(sh.render_summary(df, "markdown" if fmt == "rich" else fmt), out)
+        return
+    sheets = [sh.build_sheet(runs, m, design, experiment) for m in metrics]
+    if predictions:  # download each cell run's predictions once, for all metrics, then add disagreement
+        ids = sorted({r for s in sheets for t in s.tables for row in t.run_ids for r in row if r})
+        preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, ids).items()}
+        sheets = [sh.build_sheet(runs, m, design, experiment, predictions=preds) for m in metrics]
+    ui = tracking.ui_base(client.tracking_uri)
+    if fmt == "rich" and out is None:
+        for s in sheets:
+            console.print(sh.rich_tables(s))
+            for line in s.missing + s.warnings:
+                err.print(f"[yellow]warning:[/] {esc(line)}")
+    else:
+        texts = [sh.render(s, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id) for s in sheets]
+        if fmt == "json" and len(texts) > 1:
+            text = "[\n" + ",\n".join(t.rstrip() for t in texts) + "\n]\n"
+        elif fmt == "csv" and len(texts) > 1:
+            import pandas as pd
+
+            text = pd.concat([sh.sheet_csv_frame(s).assign(metric=s.metric) for s in sheets]).to_csv(index=False)
+        else:
+            text = "\n".join(texts)
+        emit_text(text, out)
+    written: list[Path] = []
+    if figure is not None or log:
+        fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-sheet-"))
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        for s in sheets:
+            written += sh.figure(s, fig_dir / f"sheet-{_slug(s.metric)}")
+        if figure is not None:
+            err.print(f"wrote {len(written)} figure files to {esc(str(fig_dir))}")
+    if log:  # one report run holding every sheet of this invocation
+        files = {"report.html": sh.render_html_report(sheets, ui_url=ui, experiment_id=exp_id),
+                 **{f"sheet-{_slug(s.metric)}.json": sh.render(s, "json") for s in sheets}}
+        metrics = {}
+        for s in sheets:
+            metrics[f"delta_max_all/{s.metric}"] = s.delta_max_all
+            metrics[f"noise_floor_all/{s.metric}"] = s.noise_floor_all
+            metrics[f"disagreement_all/{s.metric}"] = s.disagreement_all
+        rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, metrics)
+        err.print(f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
+                  f"{tracking.ui_url(ui, rep_exp, rid)}")
+
+
+@app.command("select")
+def select_cmd(
+    experiment: ExperimentOpt,
+    by: Annotated[str, typer.Option(metavar="METRICS", help="Selection metrics, comma-separated (higher is better).")],
+    top: Annotated[str, typer.Option(metavar="PERCENTS", help="Top-k% rules, comma-separated percentages.")] = "75,50",
+    unseen: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Unseen metrics, comma-separated (default: every other "
+                                                       "accuracy, acc/...; others are shown in their own unit).")] = None,
+    within: Annotated[Optional[str], typer.Option(metavar="EPS", help="Rashomon rules: keep runs within EPS points of the best on "
+                                                       "every --by metric (comma-separated EPS values).")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="Also keep the Pareto front over the --by metrics.")] = False,
+    rounding: Annotated[str, typer.Option(metavar="ceil|floor", help="ceil (default) or floor for ⌈k·n/100⌉.")] = "ceil",
+    fmt: FormatOpt = "rich",
+    out: OutOpt = None,
+    figure: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Figure path stem (writes .png and .svg).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
+    refresh: RefreshOpt = False,
+    tracking_uri: TrackingUri = None,
+):
+    """Model selection: keep the runs good on several metrics at once; how much do unseen metrics still vary?"""
+    import tempfile
+
+    from mmtrack import selection, tracking
+
+    quiet()
+    _check_format(fmt)
+
+    def numbers(text: str | None, what: str) -> list[float]:
+        try:
+            return [float(x) for x in (text or "").split(",") if x.strip()]
+        except ValueError:
+            raise MMTrackError(f"{what} takes comma-separated numbers, got {text!r}") from None
+
+    if rounding not in ("ceil", "floor"):
+        raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
+    client, exp_id, _study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    by_list = [m.strip() for m in by.split(",") if m.strip()]
+    unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
+    report = selection.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"),
+                               within=numbers(within, "--within"), pareto=pareto, experiment=experiment,
+                               rounding=rounding)
+    if fmt == "rich" and out is None:
+        console.print(selection.rich_table(report))
+        for line in report.warnings:
+            err.print(f"[yellow]warning:[/] {esc(line)}")
+    else:
+        emit_text(selection.render(report, "markdown" if fmt == "rich" else fmt), out)
+    figs: list[Path] = []
+    if figure is not None or log:
+        stem = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-")) / "selection"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        figs = selection.figure(report, runs, stem)
+        if figure is not None:
+            err.print(f"wrote {esc(', '.join(map(str, figs)))}")
+    if log:
+        files = {"selection.json": selection.render(report, "json"), "selection.html": selection.render(report, "html"),
+                 "selection.md": selection.render(report, "markdown")}
+        metrics = {f"delta_max/before/{m}": st.delta_max for m, st in report.before.items()}
+        for o in report.selections:
+            label = o.selection.label.replace(" ", "").replace("%", "")  # top 75% -> top75, within 2 pp -> within2pp
+            metrics[f"n_selected/{label}"] = o.selection.n_selected
+            metrics.update({f"delta_max/{label}/{m}": st.delta_max for m, st in o.unseen.items()})
+        rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
+        err.print(f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
+                  f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}")

@@ -1,0 +1,164 @@
+"""`mmtrack sweep` and `mmtrack worker`: run a study's configurations, on this machine or through a shared queue."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape as esc
+from rich.table import Table
+
+from mmtrack.cli._app import app, console, err, quiet
+from mmtrack.cli._options import DataDir, StudyArg, TrackingUri
+from mmtrack.worker import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
+
+StorageOpt = Annotated[str, typer.Option(
+    "--storage", metavar="URL", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
+    "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).")]
+
+
+@app.command()
+def sweep(
+    study: StudyArg,
+    workers: Annotated[int, typer.Option(metavar="INTEGER", help="Configurations trained at once on this machine.")] = 1,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
+    storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna RDB storage URL shared by workers on several "
+                                                        "machines (e.g. postgresql://...).")] = None,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Run every configuration of a study as one MLflow run each (resumable, parallel)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from mmtrack import settings, sweep as sweep_mod, tracking
+    from mmtrack.study import load_study
+
+    quiet()
+    st = load_study(study)
+    configs = st.configs()
+    if dry_run:
+        status = _config_status(st.name, tracking_uri)
+        table = Table(title=f"{esc(st.name)}: {len(configs)} configurations ({st.design}, {len(st.seeds)} seeds)")
+        for col in ("#", "run name", "config hash", "status"):
+            table.add_column(col)
+        styles = {"finished": "green", "failed": "red", "running": "yellow", "to do": "default"}
+        for i, cfg in enumerate(configs):
+            state = status.get(cfg.hash, "to do")
+            table.add_row(str(i), esc(cfg.run_name), cfg.hash, f"[{styles[state]}]{state}[/]")
+        console.print(table)
+        counts = {k: sum(status.get(c.hash, "to do") == k for c in configs) for k in styles}
+        console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)")
+        return
+    tracking_uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
+    parent_run = settings.take_mlflow_run_id()  # under `mlflow run`: one run per configuration instead
+    parent_uri = settings.mlflow_tracking_uri() or tracking_uri
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(st.name, total=len(configs))
+        seen: set[str] = set()
+
+        def on_event(ev) -> None:
+            if ev.kind == "start":
+                progress.console.print(f"  training {esc(ev.config)}")
+            elif ev.hash not in seen:
+                seen.add(ev.hash)
+                progress.advance(task)
+                if ev.kind == "failed":
+                    progress.console.print(f"  [red]failed[/] {esc(ev.config)}: {esc(ev.error or '')}")
+                elif ev.kind == "finished":
+                    progress.console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
+
+        if storage:
+            from mmtrack import worker as worker_mod
+
+            summary = worker_mod.sweep_with_storage(st, storage, workers, tracking_uri, on_event, data_dir=data_dir)
+        else:
+            summary = sweep_mod.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir)
+    console.print(f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
+                  f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations")
+    for ev in summary.failed:
+        err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
+    exp_id = tracking.find_experiment(tracking.connect(tracking_uri), st.name)
+    if exp_id is not None:
+        console.print(f"open it: {esc(tracking.open_hint(tracking_uri, exp_id))}")
+    if parent_run:  # the launcher run may live in MLflow's default store
+        counts = {"finished": len(summary.finished), "skipped": len(summary.skipped), "failed": len(summary.failed)}
+        tracking.log_launcher_summary(parent_uri, parent_run, counts, f"experiment {st.name} of {tracking_uri}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _config_status(experiment: str, tracking_uri: str | None) -> dict[str, str]:
+    """config hash -> finished | running | failed, from the experiment's runs (a missing store or experiment:
+    nothing yet). FINISHED wins over RUNNING over FAILED/KILLED, as the sweep decides what to train."""
+    from pathlib import Path as _Path
+
+    from mmtrack import tracking
+
+    uri = tracking.resolve_uri(tracking_uri)
+    if tracking.is_local_sqlite(uri) and not _Path(uri[len("sqlite:///"):]).exists():
+        return {}  # a dry run creates no store
+    client = tracking.connect(uri)
+    exp_id = tracking.find_experiment(client, experiment)
+    if exp_id is None:
+        return {}
+    rank = {"FINISHED": ("finished", 3), "RUNNING": ("running", 2), "FAILED": ("failed", 1), "KILLED": ("failed", 1)}
+    out: dict[str, tuple[str, int]] = {}
+    for run in tracking.search_all_runs(client, exp_id):
+        key = run.data.tags.get(tracking.HASH_TAG)
+        state = rank.get(run.info.status)
+        if key and state and state[1] > out.get(key, ("", 0))[1]:
+            out[key] = state
+    return {k: v[0] for k, v in out.items()}
+
+
+@app.command("worker")
+def worker_command(
+    study: StudyArg,
+    storage: StorageOpt,
+    tracking_uri: TrackingUri = None,
+    threads: Annotated[Optional[int], typer.Option(metavar="INTEGER", help="CPU threads for training (default: all cores).")] = None,
+    heartbeat: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds between heartbeats while training.")] = DEFAULT_HEARTBEAT,
+    grace: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds without heartbeat after which a claim expires and its "
+                                            "configuration is retried by another worker.")] = DEFAULT_GRACE,
+    max_retry: Annotated[int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
+    data_dir: DataDir = None,
+):
+    """Train the study's configurations handed out through --storage until none is left (any number of
+    workers, on any machines, logging to one tracking server)."""
+    import signal
+
+    from mmtrack.study import load_study
+    from mmtrack.tracking import redact
+    from mmtrack.worker import Event, check_storage, raise_interrupt, run_worker, worker_id
+
+    quiet()
+    st = load_study(study)
+    signal.signal(signal.SIGTERM, raise_interrupt)  # hand the configuration back instead of waiting to expire
+
+    def on_event(ev: Event) -> None:
+        if ev.kind == "start":
+            console.print(f"  training {esc(ev.config)}")
+        elif ev.kind == "finished":
+            console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
+        elif ev.kind == "skipped":
+            console.print(f"  skipped {esc(ev.config)} (already finished)")
+        else:
+            console.print(f"  [red]failed[/] {esc(ev.config)}: {esc(ev.error or '')}")
+
+    check_storage(storage)
+    console.print(f"worker {esc(worker_id())} on {esc(st.name)} (queue in {esc(redact(storage))})")
+    try:
+        summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
+                             max_retry=max_retry, data_dir=data_dir)
+    except KeyboardInterrupt:
+        err.print("[yellow]stopped[/]: the configuration in training went back to the queue")
+        raise typer.Exit(130) from None
+    console.print(f"[bold]{esc(st.name)}[/]: this worker finished {len(summary.finished)}, skipped "
+                  f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim")
+    for ev in summary.failed:
+        err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
+    if summary.failed:
+        raise typer.Exit(1)

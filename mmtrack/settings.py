@@ -1,0 +1,90 @@
+"""Every environment variable and default path mmtrack reads, resolved in one place.
+
+Modules call these functions (or take the values as arguments); nothing else reads `os.environ`, and nothing
+writes it to pass values along. Each function reads the environment when called, so a test or a launcher that
+sets a variable before calling sees it.
+
+| variable | meaning | default |
+|---|---|---|
+| `MMTRACK_TRACKING_DIR` | local tracking store (SQLite + artifacts), locks and caches | `./tracking` |
+| `MMTRACK_CACHE` | caches (decoded datasets, runs tables, predictions) | `<tracking dir>/cache` |
+| `MMTRACK_DATA` | root folder of real datasets (`--data-dir` wins) | `./data` |
+| `MMTRACK_THREADS` | torch threads a sweep shares between its workers | the CPUs this process may use |
+| `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
+| `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
+| `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mmtrack.errors import MMTrackError
+
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+def tracking_dir() -> Path:
+    return Path(os.environ.get("MMTRACK_TRACKING_DIR") or "tracking").expanduser().resolve()
+
+
+def cache_dir() -> Path:
+    """Root of mmtrack's local caches: $MMTRACK_CACHE, else the tracking directory's `cache/`."""
+    env = os.environ.get("MMTRACK_CACHE")
+    return Path(env).expanduser() if env else tracking_dir() / "cache"
+
+
+def lock_dir() -> Path:
+    return tracking_dir() / "locks"
+
+
+def data_dir(explicit: str | Path | None = None) -> Path:
+    """The root folder of real datasets: the explicit value (--data-dir), else $MMTRACK_DATA, else ./data."""
+    return Path(explicit or os.environ.get("MMTRACK_DATA") or "data").expanduser()
+
+
+def studies_dir() -> Path:
+    """Where a bare study name (`digits-skewed`) is looked up."""
+    return Path("studies")
+
+
+def cpu_budget() -> int:
+    """Torch threads a sweep shares between its workers: $MMTRACK_THREADS, else the CPUs this process may use."""
+    value = os.environ.get("MMTRACK_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise MMTrackError(f"MMTRACK_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def device_name() -> str | None:
+    """$MMTRACK_DEVICE (e.g. `cpu`), or None for "CUDA when present"."""
+    return os.environ.get("MMTRACK_DEVICE") or None
+
+
+def memory_format() -> str:
+    name = os.environ.get("MMTRACK_MEMORY_FORMAT", "channels_last")
+    if name not in MEMORY_FORMATS:
+        raise MMTrackError(f"MMTRACK_MEMORY_FORMAT must be one of {', '.join(MEMORY_FORMATS)}, got {name!r}")
+    return name
+
+
+def mlflow_tracking_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def mlflow_run_id() -> str | None:
+    """The run `mlflow run` created for this process (it passes it as MLFLOW_RUN_ID)."""
+    return os.environ.get("MLFLOW_RUN_ID") or None
+
+
+def mlflow_credentials() -> tuple[str | None, str | None]:
+    return os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+
+
+def take_mlflow_run_id() -> str | None:
+    """Remove and return MLFLOW_RUN_ID. The one write to the environment: MLflow's fluent API would otherwise
+    resume `mlflow run`'s launcher run for every run this process starts."""
+    return os.environ.pop("MLFLOW_RUN_ID", None) or None

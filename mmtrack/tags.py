@@ -1,0 +1,34 @@
+"""Every MLflow tag name mmtrack writes. The tracking layer writes them; the analysis layer reads them back as
+`tags.<name>` columns of a runs table (`column(NAME)`). Renaming one orphans every run already logged."""
+
+from __future__ import annotations
+
+# on training runs
+HASH_TAG = "mmtrack.config_hash"  # RunConfig.hash: the sweep's identity of a configuration
+CONFIG_NAME_TAG = "mmtrack.config_name"  # the full description, e.g. resnet18-w0.125-lr0.1-...-s0
+STUDY_NAME_TAG = "mmtrack.study_name"  # the study a sweep ran the run for
+EVAL_N_TAG = "mmtrack.eval_n"  # JSON: metric -> number of test examples behind it (noise floors)
+ERROR_TAG = "mmtrack.error"  # why a run FAILED
+FAILED_INTERVENTIONS_TAG = "mmtrack.failed_interventions"  # JSON: intervention -> error (the run still FINISHED)
+DATA_FINGERPRINT_TAG = "mmtrack.data_fingerprint"
+DEVICE_TAG = "mmtrack.device"
+THREADS_TAG = "mmtrack.torch_threads"
+MEMORY_FORMAT_TAG = "mmtrack.memory_format"
+COMMAND_TAG = "mmtrack.command"
+TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"  # evaluate loaded the run's pickled model (--trust-pickle)
+# on report runs and experiments
+REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
+REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on
+# on experiments
+STUDY_TAG = "mmtrack.study"  # the study as JSON (also an Optuna study user attribute)
+REVISION_TAG = "mmtrack.revision"  # changes whenever finished runs gain metrics (runs caches reload)
+# on an `mlflow run` launcher run
+LAUNCHED_TAG = "mmtrack.launched_run"  # where the training run was logged
+# MLflow's own
+RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+
+
+def column(tag: str) -> str:
+    """The runs-table column (`mlflow.search_runs` format) that holds a tag."""
+    return f"tags.{tag}"
