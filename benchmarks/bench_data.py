@@ -42,17 +42,17 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmtrack-bench-data-"))
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     make_folder(tmp / "data", args.images)
-    from mmtrack import realdata
+    from mmtrack.data import utkface
     from mmtrack.config import RunConfig
-    from mmtrack.datasets import DataOptions
+    from mmtrack.data import DataOptions
     from mmtrack.train import train_model
 
     opts = DataOptions(data_dir=str(tmp / "data"), image_size=args.size)
     t = time.perf_counter()
-    data = realdata.load_utkface(opts)
+    data = utkface.load_utkface(opts)
     cold = time.perf_counter() - t
     t = time.perf_counter()
-    data = realdata.load_utkface(opts)
+    data = utkface.load_utkface(opts)
     warm = time.perf_counter() - t
     n = len(data.train) + len(data.test)
     cfg = RunConfig(dataset="utkface", epochs=1, width=args.width, image_size=args.size)

@@ -24,7 +24,7 @@ def main() -> None:
 
     warnings.filterwarnings("ignore")
     from mmtrack.config import RunConfig
-    from mmtrack.datasets import load_dataset
+    from mmtrack.data import load_dataset
     from mmtrack.interventions import DEFAULT_SPECS, Evaluator, parse
     from mmtrack.train import train_model
 

@@ -64,7 +64,7 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     from mmtrack import tracking
     from mmtrack.config import RunConfig
-    from mmtrack.datasets import load_dataset
+    from mmtrack.data import load_dataset
     from mmtrack.interventions import parse
     from mmtrack.run import run_config
 

@@ -86,7 +86,7 @@ class RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    from mmtrack.datasets import check_dataset_name
+    from mmtrack.data import check_dataset_name
 
     def allowed(name, value, choices):
         if value not in choices:

@@ -16,7 +16,7 @@ import torch
 
 from mmtrack import __version__, interventions as iv_mod, tracking
 from mmtrack.config import RunConfig
-from mmtrack.datasets import Dataset, load_dataset
+from mmtrack.data import Dataset, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.models import memory_format, model_spec

@@ -15,7 +15,7 @@ from torch import nn
 
 from mmtrack import settings
 from mmtrack.config import RECIPE, RunConfig
-from mmtrack.datasets import Dataset
+from mmtrack.data import Dataset
 from mmtrack.models import build_model, channel_stats
 
 

@@ -24,7 +24,7 @@ TINY = dict(width=0.0625, epochs=1, augment="none", batch_size=256)
 @pytest.fixture(scope="session")
 def digits():
     """`digits-skewed`, loaded once per session (load_dataset caches it in this process)."""
-    from mmtrack.datasets import load_dataset
+    from mmtrack.data import load_dataset
 
     return load_dataset("digits-skewed")
 

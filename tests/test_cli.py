@@ -172,7 +172,7 @@ def test_evaluate_adds_a_metric_and_leaves_the_others(capsys, monkeypatch, in_ev
     assert snapshot(ev.client, other)[1] == other_metrics0  # the other run is not touched
     # the value is what the reloaded model gives under the same settings
     model = tracking.load_model(ev.client, target)
-    from mmtrack.datasets import load_dataset
+    from mmtrack.data import load_dataset
 
     expected = Evaluator(model, load_dataset("digits-skewed"), EvalSettings(pgd_max_examples=100, pgd_steps=3)).run(
         Intervention("pgd_linf", 0.02))[0]

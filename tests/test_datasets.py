@@ -8,8 +8,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from mmtrack import datasets
-from mmtrack.datasets import DataOptions, fingerprint, load_dataset
+from mmtrack import data as datasets
+from mmtrack.data import digits as digits_data
+from mmtrack.data import DataOptions, fingerprint, load_dataset
 from mmtrack.errors import MMTrackError
 
 N_SOURCE = 1797  # scikit-learn's digits
@@ -40,7 +41,7 @@ def test_sizes_and_interface(digits):
         assert split.labels.dtype == torch.int64
         assert set(split.labels.tolist()) == set(range(10))
     assert set(digits.ood) == {"digits-warped"}
-    assert len(digits.ood["digits-warped"]) == N_TEST_SOURCE * len(datasets.WARPS)
+    assert len(digits.ood["digits-warped"]) == N_TEST_SOURCE * len(digits_data.WARPS)
     assert digits.fairness_group == ("skew", "gs-minority")
     values = {"color": ("color", "gray"), "skew": ("majority", "gs-minority", "color-minority")}
     assert digits.test.group_values == digits.group_split.group_values == values
@@ -137,7 +138,7 @@ def test_ood_digits_warped_is_the_test_digits_under_unseen_warps(digits):
     ood = digits.ood["digits-warped"]
     # labels: the test source digits, one per warp, source-major
     test_labels = digits.test.labels[::N_VARIANTS]
-    assert torch.equal(ood.labels, test_labels.repeat_interleave(len(datasets.WARPS)))
+    assert torch.equal(ood.labels, test_labels.repeat_interleave(len(digits_data.WARPS)))
     # no OOD image (by its strokes) is a training or test image
     seen = {x.numpy().tobytes() for x in strokes(torch.cat([digits.train.images, digits.test.images]))}
     assert not any(x.numpy().tobytes() in seen for x in strokes(ood.images))
@@ -147,7 +148,7 @@ def test_ood_digits_warped_is_the_test_digits_under_unseen_warps(digits):
 
 
 def test_fingerprint_is_stable_and_sensitive(digits):
-    again = datasets.load_digits_skewed(DataOptions())  # rebuilt from scratch, not the cached object
+    again = digits_data.load_digits_skewed(DataOptions())  # rebuilt from scratch, not the cached object
     assert again is not digits
     assert again.fingerprint == digits.fingerprint
     assert torch.equal(again.train.images, digits.train.images)
@@ -178,7 +179,7 @@ def test_unknown_dataset_and_fixed_image_size():
     with pytest.raises(MMTrackError, match=r"unknown dataset 'mnist'; choose one of: .*digits-skewed"):
         load_dataset("mnist")
     with pytest.raises(MMTrackError, match="fixed image size"):
-        datasets.load_digits_skewed(DataOptions(image_size=32))
+        digits_data.load_digits_skewed(DataOptions(image_size=32))
 
 
 def test_split_rejects_malformed_tensors():

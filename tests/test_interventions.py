@@ -11,9 +11,10 @@ from mlflow.utils.validation import _validate_metric_name
 from torch import nn
 
 from mmtrack import interventions as iv_mod
+from mmtrack.interventions import evaluator as iv_eval
 from mmtrack import tracking
 from mmtrack.config import RunConfig
-from mmtrack.datasets import Dataset, Split
+from mmtrack.data import Dataset, Split
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import DEFAULT_SPECS, EvalSettings, Evaluator, Intervention, check_available, parse
 from mmtrack.models import Classifier, Normalize
@@ -127,7 +128,7 @@ def test_input_noise_survives_a_uniform_draw_of_zero(digits, tiny_model, monkeyp
 def test_pgd_zero_budget_is_clean_accuracy_and_accuracy_falls_with_budget(digits, tiny_model):
     settings = EvalSettings(pgd_max_examples=200, pgd_steps=5)
     ev = Evaluator(tiny_model, digits, settings)
-    idx = iv_mod._fixed_subset(len(digits.test), 200, settings.subset_seed)
+    idx = iv_eval._fixed_subset(len(digits.test), 200, settings.subset_seed)
     subset = Split(digits.test.images[idx], digits.test.labels[idx])
     clean = accuracy(tiny_model, subset)
     deltas = [0.0, 1e-6, 0.001, 0.005, 0.02, 0.1]
@@ -135,7 +136,7 @@ def test_pgd_zero_budget_is_clean_accuracy_and_accuracy_falls_with_budget(digits
     for d in deltas:
         metrics, counts = ev.run(Intervention("pgd_linf", d))
         (name,) = metrics
-        assert name == f"acc/pgd_linf/{iv_mod._fmt(d)}" and counts == {name: 200}
+        assert name == f"acc/pgd_linf/{iv_mod.metric_number(d)}" and counts == {name: 200}
         accs.append(metrics[name])
     assert accs[0] == pytest.approx(clean, abs=1e-6)
     assert accs[1] == pytest.approx(clean, abs=1e-6)  # a real attack with a negligible budget changes nothing
@@ -145,7 +146,7 @@ def test_pgd_zero_budget_is_clean_accuracy_and_accuracy_falls_with_budget(digits
 
 def test_pgd_on_a_constant_predictor_changes_nothing(digits):
     ev = Evaluator(constant_predictor(3), digits, EvalSettings(pgd_max_examples=100, pgd_steps=3))
-    idx = iv_mod._fixed_subset(len(digits.test), 100, 0)
+    idx = iv_eval._fixed_subset(len(digits.test), 100, 0)
     share = float((digits.test.labels[idx] == 3).float().mean())
     assert ev.run(Intervention("pgd_linf", 0.1))[0]["acc/pgd_linf/0.1"] == pytest.approx(share)
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mmtrack import realdata
-from mmtrack.datasets import DataOptions, load_dataset
+from mmtrack.data import cifar, utkface
+from mmtrack.data import DataOptions, load_dataset
 from mmtrack.errors import MMTrackError
 
 # (age, gender, race) of the valid UTKFace fixture files; every other one uses the .jpg.chip.jpg variant.
@@ -61,7 +61,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def load_utk(root, size=8):
-    return realdata.load_utkface(DataOptions(data_dir=str(root), image_size=size))
+    return utkface.load_utkface(DataOptions(data_dir=str(root), image_size=size))
 
 
 def both(ds, attribute):
@@ -72,18 +72,18 @@ def both(ds, attribute):
 
 
 def test_parse_names_and_age_bins():
-    table, skipped = realdata.parse_utkface_names(
+    table, skipped = utkface.parse_utkface_names(
         ["1_0_0_20161219140623097.jpg.chip.jpg", "59_1_2_20170104.jpg", "61_1_20170109142408075.jpg.chip.jpg",
          "30_2_0_2017.jpg", "30_0_5_2017.jpg", "x.jpg"])
     assert table[["age", "gender", "race"]].values.tolist() == [[1, 0, 0], [59, 1, 2]]
     assert skipped == ["61_1_20170109142408075.jpg.chip.jpg", "30_2_0_2017.jpg", "30_0_5_2017.jpg", "x.jpg"]
     ages = np.array([0, 11, 12, 18, 19, 58, 59, 116, 117])
-    assert realdata.age_codes(ages).tolist() == [-1, -1, 0, 0, 1, 1, 2, 2, -1]
+    assert utkface.age_codes(ages).tolist() == [-1, -1, 0, 0, 1, 1, 2, 2, -1]
 
 
 def test_utkface_labels_groups_and_images(tmp_path, caplog):
     make_utkface(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="mmtrack.realdata"):
+    with caplog.at_level(logging.WARNING, logger="mmtrack.data.utkface"):
         ds = load_utk(tmp_path)
     assert "skipped 3 file(s)" in caplog.text and MALFORMED[0] in caplog.text
     assert ds.classes == ("male", "female") and ds.fairness_group == ("race", "asian")
@@ -107,9 +107,9 @@ def test_utkface_labels_groups_and_images(tmp_path, caplog):
 
 
 def test_split_is_fixed_and_depends_only_on_the_file_set(tmp_path):
-    train, test = realdata.split_indices(20)
+    train, test = utkface.split_indices(20)
     assert (len(train), len(test)) == (16, 4) and sorted([*train, *test]) == list(range(20))
-    assert [a.tolist() for a in realdata.split_indices(20)] == [train.tolist(), test.tolist()]
+    assert [a.tolist() for a in utkface.split_indices(20)] == [train.tolist(), test.tolist()]
     a, b = load_utk(make_utkface(tmp_path / "a").parent), load_utk(make_utkface(tmp_path / "b", reverse=True).parent)
     assert torch.equal(a.test.images, b.test.images) and torch.equal(a.test.labels, b.test.labels)
     assert torch.equal(a.train.groups["race_age"], b.train.groups["race_age"])
@@ -131,7 +131,7 @@ def test_load_dataset_and_default_size(tmp_path):
     make_utkface(tmp_path)
     ds = load_dataset("utkface", data_dir=str(tmp_path), image_size=16)
     assert ds.name == "utkface" and ds.image_size == 16 and ds.ood == {}
-    assert realdata.load_utkface(DataOptions(data_dir=str(tmp_path))).image_size == realdata.UTK_DEFAULT_SIZE == 64
+    assert utkface.load_utkface(DataOptions(data_dir=str(tmp_path))).image_size == utkface.UTK_DEFAULT_SIZE == 64
     assert ds.fingerprint != load_utk(tmp_path, 8).fingerprint
 
 
@@ -142,7 +142,7 @@ def test_missing_data_errors(tmp_path, caplog):
     assert "[age]_[gender]_[race]_[date&time].jpg" in msg and str(tmp_path / "UTKFace") in msg
     assert "https://susanqq.github.io/UTKFace/" in msg
     make_utkface(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="mmtrack.realdata"):
+    with caplog.at_level(logging.WARNING, logger="mmtrack.data.utkface"):
         ds = load_utk(tmp_path)
     assert ds.ood == {}
     assert "https://github.com/joojs/fairface" in caplog.text and "fairface_label_val.csv" in caplog.text
@@ -219,7 +219,7 @@ def make_fairface(root):
     folder = root / "fairface"
     rows = ["file,age,gender,race,service_test"]
     for i, (file, gender) in enumerate(FAIRFACE):
-        write_jpeg(folder / file, colour(realdata.FAIRFACE_GENDER[gender], i), size=(14, 14))
+        write_jpeg(folder / file, colour(utkface.FAIRFACE_GENDER[gender], i), size=(14, 14))
         rows.append(f"{file},20-29,{gender},East Asian,{'True' if i % 2 else 'False'}")
     (folder / "fairface_label_val.csv").write_text("\n".join(rows) + "\n")
 
@@ -367,18 +367,18 @@ def test_cifar10_skewed(tmp_path, monkeypatch):
     gs = ds.ood["cifar10-gs"]
     assert set(ds.ood) == {"cifar10-gs"} and is_gray(gs.images).all() and torch.equal(gs.labels, ds.test.labels)
     assert torch.equal(gs.images[~colour_], ds.test.images[~colour_])
-    again = realdata.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))
+    again = cifar.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))
     assert torch.equal(again.train.images, ds.train.images) and again.fingerprint == ds.fingerprint
 
 
 def test_cifar10_errors(tmp_path, monkeypatch):
     with pytest.raises(MMTrackError) as err:
-        realdata.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))
+        cifar.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))
     assert "data_batch_1" in str(err.value) and "https://www.cs.toronto.edu/~kriz/cifar.html" in str(err.value)
     make_cifar(tmp_path, monkeypatch, per_class_train=5, per_class_test=1)
     with pytest.raises(MMTrackError, match="fixed image size of 32"):
-        realdata.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path), image_size=64))
+        cifar.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path), image_size=64))
     with open(tmp_path / "cifar-10-batches-py" / "test_batch", "ab") as f:
         f.write(b"tampered")
     with pytest.raises(MMTrackError, match="md5"):
-        realdata.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))
+        cifar.load_cifar10_skewed(DataOptions(data_dir=str(tmp_path)))

@@ -17,7 +17,7 @@ from mmtrack.errors import MMTrackError
 @app.command()
 def datasets():
     """List the datasets with their groups (fairness metrics) and OOD sets (robustness metrics)."""
-    from mmtrack.datasets import dataset_info, dataset_names
+    from mmtrack.data import dataset_info, dataset_names
 
     table = Table(title="Datasets (metrics: acc/group/<attribute>/<value>, acc/ood/<set>)", show_lines=True)
     for col in ("dataset", "groups", "OOD sets", "fairness group", "data"):

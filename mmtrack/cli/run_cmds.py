@@ -37,7 +37,7 @@ def train(
     """Train and evaluate one configuration as one MLflow run."""
     from mmtrack import settings as env, tracking
     from mmtrack.config import RunConfig
-    from mmtrack.datasets import load_dataset
+    from mmtrack.data import load_dataset
     from mmtrack.interventions import check_available
     from mmtrack.run import run_config
 

@@ -1,8 +1,6 @@
-"""Real datasets read from their own published on-disk formats: UTKFace (OOD sets FairFace and CelebA) and
-CIFAR10-Skewed. Importing this module registers `utkface` and `cifar10-skewed` with `mmtrack.datasets`.
-
-Nothing is downloaded. Every dataset is read from the data root `datasets.data_dir(options)` (`--data-dir`,
-else `$MMTRACK_DATA`, else `./data`):
+"""UTKFace (gender task; race and age groups) with its OOD sets FairFace and CelebA, read from their own
+published on-disk formats. Nothing is downloaded; files are read from the data root (`--data-dir`, else
+`$MMTRACK_DATA`, else `./data`):
 
 * `utkface`: the UTKFace "Aligned & Cropped Faces" folder `<root>/UTKFace/` (or `<root>/utkface/`, or
   `<root>/UTKFace/UTKFace/`). Files are named `[age]_[gender]_[race]_[date&time].jpg` or
@@ -24,55 +22,27 @@ else `$MMTRACK_DATA`, else `./data`):
     target_type="attr", download=False)` from `<root>/celeba/`. It needs `img_align_celeba/` and the five
     `list_*.txt` / `identity_CelebA.txt` files. torchvision md5-checks those text files even with
     download=False. Gender comes from the `Male` attribute (1 -> male, else female).
-* `cifar10-skewed`: CIFAR-10's python batches in `<root>/cifar-10-batches-py/`, read through
-  `torchvision.datasets.CIFAR10(root, train=..., download=False)`, which md5-checks every batch. Both splits
-  are skewed with `datasets.skew_colors` and a fixed seed (`CIFAR_SKEW_SEED`): classes 0-4 are 95% colour /
-  5% grayscale and classes 5-9 the reverse. The groups are `color` and `skew`; the fairness group is
-  skew/gs-minority. OOD set `cifar10-gs` is the whole test split in grayscale. The size is fixed at 32x32.
 
-Preprocessing of JPEG datasets: PIL decode -> RGB -> centre crop to the largest square (a no-op for the square
-UTKFace and FairFace images; CelebA's 178x218 faces are not squashed) -> PIL bilinear resize to S x S.
-PIL antialiases when it downscales. The decoded uint8 tensors are cached once under
-`<$MMTRACK_CACHE or ./tracking/cache>/datasets/<key>.pt`, so later runs decode no JPEG. The key is a sha256
-of the source files (relative names, sizes, mtimes) and the preprocessing (image size, crop/resize,
-`PREPROCESS_VERSION`). Changing, adding or removing a source file, or changing the image size, gives a new
-key. Old cache files can be deleted at any time.
-
-`Dataset.fingerprint` hashes the content of what a run sees: the decoded tensors, file names and labels (hashed
+Decoding and caching: `mmtrack.data._decode`. `Dataset.fingerprint` hashes the content of what a run sees: the decoded tensors, file names and labels (hashed
 once when the cache is written), plus the split seed and the preprocessing. It does not depend on file mtimes,
 so the same data copied to another machine keeps its fingerprint.
 """
 
+
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
-from mmtrack import settings
-from mmtrack.datasets import (
-    SKEW_GROUPS,
-    DataOptions,
-    DatasetInfo,
-    Dataset,
-    Split,
-    data_dir,
-    fingerprint,
-    register,
-    skew_colors,
-    skew_groups,
-    to_grayscale,
-)
+from mmtrack.data.base import (DataOptions, Dataset, DatasetInfo, Split, data_dir, register)
+from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, decoded, resolve_image_size
 from mmtrack.errors import MMTrackError
 
 log = logging.getLogger(__name__)
@@ -80,10 +50,7 @@ log = logging.getLogger(__name__)
 UTKFACE_URL = "https://susanqq.github.io/UTKFace/"
 FAIRFACE_URL = "https://github.com/joojs/fairface"
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
-PREPROCESS_VERSION = "realdata-v1"  # bump when decoding or resizing changes: every cache key changes
-RESIZE = "center-square-crop+pil-bilinear"
 
 UTK_SPLIT_SEED = 20240214
 UTK_TEST_FRACTION = 0.2
@@ -101,108 +68,6 @@ FAIRFACE_CSV = "fairface_label_val.csv"
 FAIRFACE_COLUMNS = ("file", "age", "gender", "race", "service_test")
 FAIRFACE_GENDER = {"Male": 0, "Female": 1}
 CELEBA_TEST_PARTITION = 2
-
-CIFAR_SKEW_SEED = 20240315
-CIFAR_SIZE = 32
-
-
-# ------------------------------------------------------------------------------------------- decoding & cache
-
-
-def cache_dir() -> Path:
-    """Where decoded datasets are cached: `<cache dir>/datasets` (`$MMTRACK_CACHE`, else the tracking
-    directory's `cache/`)."""
-    return settings.cache_dir() / "datasets"
-
-
-def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str:
-    """Cache key of `kind` decoded at `image_size` from `files`: sha256 of their names relative to `base`,
-    sizes and mtimes, and of the preprocessing."""
-    h = hashlib.sha256(json.dumps({"kind": kind, "size": image_size, "resize": RESIZE,
-                                   "version": PREPROCESS_VERSION}, sort_keys=True).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(base).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    return f"{kind}-{image_size}-{h.hexdigest()[:20]}"
-
-
-def cached(key: str, build: Callable[[], dict]) -> dict:
-    """The payload cached under `key` (a dict of tensors, lists and strings), building and saving it on a miss."""
-    path = cache_dir() / f"{key}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: rebuild it
-            log.warning("ignoring unreadable dataset cache %s (%s); rebuilding it", path, exc)
-    payload = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    log.info("cached decoded dataset in %s", path)
-    return payload
-
-
-def decode_image(path: Path, size: int) -> np.ndarray:
-    """One image file -> uint8 (size, size, 3): RGB, centre square crop, PIL bilinear (antialiased) resize."""
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        reason = " ".join(str(exc).split())
-        raise MMTrackError(f"cannot decode image file {path} ({type(exc).__name__}: {reason}); "
-                           "remove or replace this file") from exc
-    w, h = im.size
-    if w != h:
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-    if im.size != (size, size):
-        im = im.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
-
-
-def decode_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Decode image files into one uint8 tensor (N, 3, size, size), with a small thread pool (PIL releases
-    the GIL while decoding). One-time work: callers cache the result."""
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    if paths:
-        log.info("decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths),
-                 paths[0].parent, size, size)
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        for i, arr in enumerate(pool.map(lambda p: decode_image(p, size), paths)):
-            out[i] = arr
-    finally:
-        pool.shutdown(cancel_futures=True)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-
-
-def _decoded(kind: str, base: Path, sources: list[Path], size: int,
-             inputs: Callable[[], tuple[list[Path], dict[str, torch.Tensor]]]) -> dict:
-    """The cached payload {"images", "names", "content", **tensors} of a dataset part, keyed by `sources`.
-
-    On a cache miss `inputs()` returns the image files to decode (in order) and extra tensors to store (e.g.
-    labels read from a label file that is among `sources`). "content" hashes images, names and tensors."""
-
-    def build() -> dict:
-        files, tensors = inputs()
-        images = decode_images(files, size)
-        names = [f.relative_to(base).as_posix() for f in files]
-        content = fingerprint(images, *(tensors[k] for k in sorted(tensors)), extra=f"{kind}\n" + "\n".join(names))
-        return {"images": images, "names": names, "content": content, **tensors}
-
-    return cached(source_key(kind, base, sources, size), build)
-
-
-def _image_size(options: DataOptions, default: int) -> int:
-    size = default if options.image_size is None else options.image_size
-    if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-        raise MMTrackError(f"image_size must be an integer >= 8, got {size!r}")
-    return size
-
-
-# ------------------------------------------------------------------------------------------------ UTKFace
 
 
 def find_utkface(root: Path) -> Path:
@@ -268,7 +133,7 @@ def _read_utkface(root: Path, size: int) -> tuple[dict, pd.DataFrame]:
         raise MMTrackError(f"UTKFace: no file in {folder} is named [age]_[gender]_[race]_[date&time].jpg; "
                            f"extract the aligned & cropped images from {UTKFACE_URL} there")
     files = [folder / n for n in table["name"]]
-    payload = _decoded("utkface", folder, files, size, lambda: (files, {}))
+    payload = decoded("utkface", folder, files, size, lambda: (files, {}))
     return payload, table
 
 
@@ -311,7 +176,7 @@ def read_fairface(root: Path, size: int) -> tuple[Split, str] | None:
                            f"extract FairFace's images (fairface-img-margin025-trainval.zip from {FAIRFACE_URL}) "
                            f"into {folder}")
     labels = torch.tensor(gender.to_numpy(dtype=np.int64))
-    payload = _decoded("fairface", folder, [csv, *files], size, lambda: (files, {"labels": labels}))
+    payload = decoded("fairface", folder, [csv, *files], size, lambda: (files, {"labels": labels}))
     return Split(payload["images"], payload["labels"]), payload["content"]
 
 
@@ -361,7 +226,7 @@ def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
         male = ds.attr[:, ds.attr_names.index("Male")].to(torch.int64)
         return files, {"labels": 1 - male}  # Male = 1 -> "male" (0); else "female" (1)
 
-    payload = _decoded("celeba", folder, sources, size, inputs)
+    payload = decoded("celeba", folder, sources, size, inputs)
     return Split(payload["images"], payload["labels"]), payload["content"]
 
 
@@ -370,7 +235,7 @@ def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
 def load_utkface(options: DataOptions) -> Dataset:
     """UTKFace (gender task, race/age groups) with the OOD sets FairFace and CelebA when present."""
     root = data_dir(options)
-    size = _image_size(options, UTK_DEFAULT_SIZE)
+    size = resolve_image_size(options, UTK_DEFAULT_SIZE)
     payload, table = _read_utkface(root, size)
     train_idx, test_idx = split_indices(len(table))
     train, test = _utkface_split(payload, table, train_idx), _utkface_split(payload, table, test_idx)
@@ -393,68 +258,3 @@ def load_utkface(options: DataOptions) -> Dataset:
         description=f"UTKFace aligned & cropped, perceived gender, {size}x{size}, fixed 80/20 split "
                     f"(OOD: {', '.join(ood) or 'none'}; see mmtrack.realdata)",
     )
-
-
-# ------------------------------------------------------------------------------------------ CIFAR10-Skewed
-
-
-def _cifar_files() -> list[str]:
-    from torchvision.datasets import CIFAR10
-
-    return [n for n, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
-
-
-@register("cifar10-skewed", DatasetInfo(SKEW_GROUPS, ("cifar10-gs",), ("skew", "gs-minority")))
-def load_cifar10_skewed(options: DataOptions) -> Dataset:
-    """CIFAR-10 with the CIFAR10-Skewed colour skew in both splits, and the all-grayscale OOD set cifar10-gs."""
-    from torchvision.datasets import CIFAR10
-
-    if options.image_size not in (None, CIFAR_SIZE):
-        raise MMTrackError(f"cifar10-skewed has a fixed image size of {CIFAR_SIZE}; drop --image-size")
-    root = data_dir(options)
-    folder = root / CIFAR10.base_folder
-    missing = [n for n in _cifar_files() if not (folder / n).is_file()]
-    if missing:
-        raise MMTrackError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}; download the python version "
-                           f"(cifar-10-python.tar.gz) from {CIFAR10_URL} and extract it into {root}")
-    try:
-        sources = {split: CIFAR10(root=str(root), train=split == "train", download=False)
-                   for split in ("train", "test")}
-    except RuntimeError as exc:
-        raise MMTrackError(f"CIFAR-10: torchvision rejected {folder} ({exc}); its md5 check failed: re-download "
-                           f"cifar-10-python.tar.gz from {CIFAR10_URL}") from exc
-    rng = np.random.default_rng(CIFAR_SKEW_SEED)
-    n_classes = len(sources["train"].classes)
-    splits: dict[str, Split] = {}
-    for name, ds in sources.items():
-        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))  # NHWC -> NCHW
-        labels = np.asarray(ds.targets, dtype=np.int64)
-        gray = skew_colors(labels, rng, n_classes=n_classes)
-        skewed = images.clone()
-        if gray.any():
-            mask = torch.from_numpy(gray)
-            skewed[mask] = to_grayscale(images[mask])
-        groups, values = skew_groups(labels, gray, n_classes=n_classes)
-        splits[name] = Split(skewed, torch.from_numpy(labels), groups, values)
-        if name == "test":
-            ood = {"cifar10-gs": Split(to_grayscale(images), torch.from_numpy(labels))}
-    train, test = splits["train"], splits["test"]
-    fp = fingerprint(train.images, train.labels, test.images, test.labels,
-                     extra=f"cifar10-skewed|{PREPROCESS_VERSION}|skew={CIFAR_SKEW_SEED}")
-    return Dataset(
-        name="cifar10-skewed",
-        classes=tuple(sources["train"].classes),
-        train=train,
-        test=test,
-        ood=ood,
-        fingerprint=fp,
-        fairness_group=("skew", "gs-minority"),
-        description="CIFAR-10, CIFAR10-Skewed colour skew in train and test (see mmtrack.realdata)",
-    )
-
-
-__all__ = [
-    "cache_dir", "source_key", "cached", "decode_image", "decode_images", "find_utkface", "parse_utkface_names",
-    "age_codes", "utkface_groups", "split_indices", "read_fairface", "read_celeba", "load_utkface",
-    "load_cifar10_skewed",
-]

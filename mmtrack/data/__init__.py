@@ -1,0 +1,12 @@
+"""Datasets: the interface and registry (`base`), one module per dataset, and the decoding cache (`_decode`).
+
+Importing this package registers every built-in dataset (timm-style: dataset modules import the registry,
+this package imports the dataset modules), so the registry is never half-populated.
+"""
+
+from mmtrack.data import cifar, digits, utkface  # noqa: F401 - registers the built-in datasets
+from mmtrack.data.base import (SKEW_GROUPS, DataOptions, Dataset, DatasetInfo, Split, check_dataset_name, data_dir,
+                               dataset_info, dataset_names, fingerprint, load_dataset, register)
+
+__all__ = ["SKEW_GROUPS", "DataOptions", "Dataset", "DatasetInfo", "Split", "check_dataset_name", "data_dir",
+           "dataset_info", "dataset_names", "fingerprint", "load_dataset", "register"]

@@ -1,0 +1,19 @@
+"""Accuracy under intervention: specs and settings (`specs`, no torch) and the evaluator (`evaluator`, torch).
+
+`Evaluator` is imported lazily, so `from mmtrack.interventions import parse` does not load torch."""
+
+from __future__ import annotations
+
+from mmtrack.interventions.specs import (DEFAULT_SPECS, INPUT_NOISE_DISTS, KINDS, MIA_ATTACK_MODELS, MIA_ATTACKS,
+                                         EvalSettings, Intervention, check_available, metric_number, parse)
+
+__all__ = ["DEFAULT_SPECS", "INPUT_NOISE_DISTS", "KINDS", "MIA_ATTACKS", "MIA_ATTACK_MODELS", "EvalSettings",
+           "Evaluator", "Intervention", "check_available", "metric_number", "parse"]
+
+
+def __getattr__(name: str):
+    if name == "Evaluator":
+        from mmtrack.interventions.evaluator import Evaluator
+
+        return Evaluator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
