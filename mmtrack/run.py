@@ -100,7 +100,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
             tracking.THREADS_TAG: str(torch.get_num_threads()), tracking.MEMORY_FORMAT_TAG: memory_format(),
             tracking.COMMAND_TAG: " ".join(sys.argv)[:500], tracking.CONFIG_NAME_TAG: cfg.run_name,
             **versions(), **(extra_tags or {})}
-    with tracking.RunLogger(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
+    with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
         logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
         logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
@@ -139,7 +139,7 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
     data = load_dataset(p["dataset"], data_dir, image_size)
     iv_mod.check_available(interventions, data)
     model = tracking.load_model(client, run_id, trust_pickle).to(pick_device())
-    logger = tracking.reopen(client, run_id)
+    logger = tracking.RunLogger.attach(client, run_id)
     result = RunResult(run_id)
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))
     # timings describe the training run's own evaluation; a later evaluation does not overwrite them
