@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mmtrack.tracking import runs as tracking_runs
 from mmtrack import run as run_mod
 from mmtrack import tracking
 from mmtrack.config import RunConfig
@@ -205,7 +206,7 @@ def test_runs_cache_sees_metrics_added_by_evaluate(capsys, monkeypatch, in_evalu
     assert "metrics.acc/output_noise/3" not in first
     calls = []
     real = tracking.search_all_runs
-    monkeypatch.setattr(tracking, "search_all_runs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(tracking_runs, "search_all_runs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     again = tracking.load_runs(ev.client, ev.exp_id)  # cached: only runs ending after the newest cached one
     assert calls and all("end_time >=" in f for f in calls)
     assert sorted(again["run_id"]) == sorted(first["run_id"])
