@@ -22,7 +22,7 @@ AXES = {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256, 640], "augment": ["ran
         "optimizer": ["sgd", "adam"], "arch": ["resnet18", "resnet50", "wide_resnet50_2"]}
 DEFAULT = {axis: values[0] for axis, values in AXES.items()}
 METRICS = ["acc", "acc/group/skew/gs-minority", "acc/group/color/gray", "acc/ood/digits-warped"] + \
-    [f"acc/output_noise/{l}" for l in (1, 2, 3, 4, 5)] + [f"acc/pgd_linf/{d}" for d in (0.0001, 0.0005, 0.001, 0.005, 0.01)]
+    [f"acc/output_noise/{k}" for k in (1, 2, 3, 4, 5)] + [f"acc/pgd_linf/{d}" for d in (0.0001, 0.0005, 0.001, 0.005, 0.01)]
 
 
 def build(client, exp_id: str, n_runs: int) -> None:
@@ -58,7 +58,7 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     import mlflow
 
-    from mmtrack import sheet as sh, tracking
+    from mmtrack import analysis, report, tracking
 
     client = tracking.connect()
     name = f"bench-{args.runs}"
@@ -73,9 +73,9 @@ def main() -> None:
     def sheet_once() -> float:
         t = time.perf_counter()
         runs = tracking.load_runs(client, exp_id)
-        design = sh.Design(axes=AXES, default=DEFAULT)
-        s = sh.build_sheet(runs, "acc/pgd_linf/0.005", design, name)
-        sh.render(s, "json")
+        design = analysis.Design(axes=AXES, default=DEFAULT)
+        s = analysis.build_sheet(runs, "acc/pgd_linf/0.005", design, name)
+        report.render(s, "json")
         return time.perf_counter() - t, len(runs)
 
     search, cold = [], []

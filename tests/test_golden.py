@@ -12,36 +12,14 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from rich.console import Console
 from test_selection import POOL
 from test_selection import make_runs as selection_runs
 from test_sheet import STUDY, make_runs, row
 
-from mmtrack import selection as sel
-from mmtrack import sheet as sh
-from mmtrack.selection import analyse, rich_table
-from mmtrack.sheet import Design, build_sheet, rich_summary, rich_tables, summary
-
-
-def render(obj, fmt, **opts):  # the renderers as they are called today, before they share one dispatch
-    if isinstance(obj, sh.Sheet):
-        return sh.render(obj, fmt, **opts)
-    if isinstance(obj, pd.DataFrame):
-        return sh.render_summary(obj, fmt, **opts)
-    return sel.render(obj, fmt, **opts)
-
-
-def render_sheets(sheets, fmt, ui_url=None, experiment_id=None):  # as `mmtrack sheet` assembles them today
-    if fmt == "html":
-        return sh.render_html_report(sheets, ui_url=ui_url, experiment_id=experiment_id)
-    texts = [sh.render(s, fmt, ui_url=ui_url, experiment_id=experiment_id) for s in sheets]
-    if fmt == "json":
-        return "[\n" + ",\n".join(t.rstrip() for t in texts) + "\n]\n"
-    if fmt == "csv":
-        return pd.concat([sh.sheet_csv_frame(s).assign(metric=s.metric) for s in sheets]).to_csv(index=False)
-    return "\n".join(texts)
+from mmtrack.analysis import Design, analyse, build_sheet, summary
+from mmtrack.report import render, render_sheets, rich_summary, rich_table, rich_tables
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("MMTRACK_REGEN_GOLDEN") == "1"
@@ -103,7 +81,7 @@ def test_several_sheets(fmt):
 def summary_frame():
     runs = make_runs()
     runs["metrics.acc/ood/x"] = np.nan  # logged nowhere: NaN spread, no top axis
-    return summary(runs, Design.from_study(STUDY), ["acc", "acc/group/g", "acc/ood/x"], experiment="toy")
+    return summary([build_sheet(runs, m, Design.from_study(STUDY), "toy") for m in ("acc", "acc/group/g", "acc/ood/x")])
 
 
 @pytest.mark.parametrize("fmt", list(EXT))

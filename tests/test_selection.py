@@ -9,21 +9,20 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 from rich.console import Console
 
-from mmtrack.errors import MMTrackError
-from mmtrack.selection import (
+from mmtrack.analysis.selection import (
     RangeStats,
     Selection,
     analyse,
-    figure,
-    render,
-    rich_table,
     select_pareto,
     select_top,
     select_within,
     top_count,
 )
+from mmtrack.errors import MMTrackError
+from mmtrack.report import render, rich_table, save_figure, selection_figure, selection_log
 
 NAN = float("nan")
 
@@ -260,11 +259,41 @@ def test_text_renderings(report):
         render(report, "xlsx")
 
 
-def test_figure_writes_png_and_svg(report, tmp_path):
-    paths = figure(report, POOL, tmp_path / "fig" / "selection")
+def test_report_carries_the_per_run_values(report):
+    """The figure draws from the report alone: every FINISHED run's unseen values, in percentage points."""
+    assert list(report.values.index) == ["r0", "r1", "r2", "r3"] and list(report.values.columns) == ["acc/u", "acc/v"]
+    assert report.values.loc["r3", "acc/u"] == pytest.approx(90.0) and np.isnan(report.values.loc["r1", "acc/v"])
+    (_, n0, before), (label, n1, top75) = report.groups()[:2]
+    assert (n0, len(before), label, n1, list(top75.index)) == (4, 4, "top 75%", 3, ["r0", "r1", "r2"])
+    assert top75["acc/u"].max() - top75["acc/u"].min() == pytest.approx(report.selections[0].unseen["acc/u"].delta_max)
+
+
+def test_figure_has_one_panel_per_unseen_metric(report, tmp_path):
+    fig = selection_figure(report)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["acc/u", "acc/v"]
+    ticks = [t.get_text() for t in panels[0].get_xticklabels()]
+    assert ticks == ["before\n(n=4)", "top 75%\n(n=3)", "top 50%\n(n=1)", "within 5 pp\n(n=1)", "pareto\n(n=3)"]
+    # one dot per run with the metric: acc/v lacks r1, so 3 before, 2 in top 75%, none in top 50%
+    dots = [len(c.get_offsets()) for c in panels[1].collections if isinstance(c, PathCollection)]
+    assert dots == [3, 2, 2]  # ... and pareto keeps r0 r1 r2
+    assert "Δ 30.00" in {t.get_text() for t in panels[0].texts}  # before: 60 .. 90
+    paths = save_figure(fig, tmp_path / "fig" / "selection")
     assert [p.name for p in paths] == ["selection.png", "selection.svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<svg" in paths[1].read_text()
+    assert "Selection on acc/a, acc/b" in paths[1].read_text()
+    with pytest.raises(MMTrackError, match="no unseen metric"):
+        selection_figure(analyse(POOL, ["acc/a"], unseen=[]))
+
+
+def test_selection_log_names_files_and_metrics(report):
+    files, metrics = selection_log(report)
+    assert set(files) == {"selection.json", "selection.html", "selection.md"}
+    assert json.loads(files["selection.json"])["by"] == ["acc/a", "acc/b"]
+    assert metrics["delta_max/before/acc/u"] == 30.0 and metrics["delta_max/before/acc/v"] == 15.0
+    assert {k: v for k, v in metrics.items() if k.startswith("n_selected/")} == {
+        "n_selected/top75": 3, "n_selected/top50": 1, "n_selected/within5pp": 1, "n_selected/pareto": 3}
+    assert metrics["delta_max/top75/acc/u"] == 15.0 and metrics["delta_max/top50/acc/v"] is None
 
 
 def test_non_accuracies_are_never_unseen_by_default_and_keep_their_unit():

@@ -10,9 +10,19 @@ import pytest
 from rich.console import Console
 from scipy.stats import studentized_range
 
+from mmtrack.analysis.sheet import (
+    Design,
+    assign_cells,
+    build_sheet,
+    choose_design,
+    infer_design,
+    noise_floor,
+    sheet_metrics,
+    sheet_stats,
+    summary,
+)
 from mmtrack.errors import MMTrackError
-from mmtrack.sheet import (Design, build_sheet, figure, infer_design, noise_floor, render, render_summary,
-                           rich_summary, rich_tables, sheet_metrics, summary)
+from mmtrack.report import render, rich_summary, rich_tables, save_figure, sheet_figure, sheet_log
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
@@ -279,12 +289,24 @@ def test_rich_tables_show_dashes_marks_and_footer():
     assert "batch_size=256, seed=1" in text  # the missing cell is listed
 
 
-def test_figure_writes_png_and_svg(tmp_path):
-    paths = figure(sheet_of(make_runs(drop={"r-0.1-256-1"})), tmp_path / "out" / "sheet-acc")
+def test_figure_has_one_axes_per_table_with_the_sheet_labels(tmp_path):
+    s = sheet_of(make_runs(drop={"r-0.1-256-1"}))
+    fig = sheet_figure(s)
+    tables = [ax for ax in fig.axes if ax.get_title()]  # the two colour bars have no title
+    assert [ax.get_title() for ax in tables] == ["lr", "batch_size"]
+    lr, bs = tables
+    assert [t.get_text() for t in lr.get_xticklabels()] == ["0.1", "0.05", "0.01", "Δmax"]
+    assert [t.get_text() for t in bs.get_yticklabels()] == ["0", "1", "2", "Δmax"]
+    texts = {t.get_text() for t in bs.texts}
+    assert {"93.50", "—", "0.60~"} <= texts  # a score, the missing cell, a Δmax within its noise floor
+    assert "acc (%)" in {ax.get_ylabel() for ax in fig.axes}  # the score colour bar names the metric
+    paths = save_figure(fig, tmp_path / "out" / "sheet-acc")
     assert [p.name for p in paths] == ["sheet-acc.png", "sheet-acc.svg"]
-    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[0].stat().st_size > 5000
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = paths[1].read_text()
-    assert "<svg" in svg and paths[1].stat().st_size > 5000
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "Multiplicity sheet: acc" in svg
+    with pytest.raises(MMTrackError, match="no tables"):
+        sheet_figure(build_sheet(make_runs(), "acc", Design(axes={}, default={}), "toy"))
 
 
 def test_summary_and_sheet_metrics():
@@ -292,24 +314,69 @@ def test_summary_and_sheet_metrics():
     runs["metrics.acc/ood/x"] = np.nan  # logged nowhere -> NaN spread, not an error
     runs["metrics.mia/loss/auc"] = 0.5
     assert sheet_metrics(runs) == ["acc", "acc/group/g", "acc/ood/x"]
-    df = summary(runs, Design.from_study(STUDY), ["acc", "acc/group/g", "acc/ood/x"])
+    cells = assign_cells(runs, Design.from_study(STUDY))
+    sheets = [sheet_stats(cells, m) for m in ["acc", "acc/group/g", "acc/ood/x"]]
+    df = summary(sheets)
     assert list(df.columns[:5]) == ["metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_delta_max"]
     acc, grp, ood = df.to_dict(orient="records")
     assert acc["delta_max_all"] == pytest.approx(2.50) and acc["ratio_to_acc"] == pytest.approx(1.0)
     assert acc["top_axis"] == "lr" and acc["top_axis_delta_max"] == pytest.approx(2.00)  # lr 2.00 > bs 1.70
     assert grp["delta_max_all"] == pytest.approx(5.00) and grp["ratio_to_acc"] == pytest.approx(2.0)
     assert math.isnan(ood["delta_max_all"]) and pd.isna(ood["top_axis"])
-    no_acc = summary(runs, Design.from_study(STUDY), ["acc/group/g"])  # acc still read from the runs
+    assert math.isnan(summary(sheets[1:]).ratio_to_acc.iloc[0])  # no acc sheet, no cells to compute it from
+    no_acc = summary(sheets[1:2], cells)  # acc computed from the cells
     assert no_acc.ratio_to_acc.item() == pytest.approx(2.0)
-    assert math.isnan(summary(runs.drop(columns="metrics.acc"), Design.from_study(STUDY),
-                              ["acc/group/g"]).ratio_to_acc.item())
-    assert pd.read_csv(io.StringIO(render_summary(df, "csv"))).delta_max_all.iloc[1] == pytest.approx(5.0)
-    assert json.loads(render_summary(df, "json"))[2]["delta_max_all"] is None
-    assert "| acc/group/g | 5.00 | 2.0× | lr |" in render_summary(df, "markdown")
-    assert "acc/group/g" in render_summary(df, "latex") and "5.00" in render_summary(df, "html")
+    cells_without_acc = assign_cells(runs.drop(columns="metrics.acc"), Design.from_study(STUDY))
+    assert math.isnan(summary([sheet_stats(cells_without_acc, "acc/group/g")], cells_without_acc).ratio_to_acc.item())
+    assert pd.read_csv(io.StringIO(render(df, "csv"))).delta_max_all.iloc[1] == pytest.approx(5.0)
+    assert json.loads(render(df, "json"))[2]["delta_max_all"] is None
+    assert "| acc/group/g | 5.00 | 2.0× | lr |" in render(df, "markdown")
+    assert "acc/group/g" in render(df, "latex") and "5.00" in render(df, "html")
     console = Console(record=True, width=160)
     console.print(rich_summary(df))
     assert "acc/group/g" in console.export_text()
+
+
+def test_cells_are_assigned_once_for_every_metric():
+    """The cell assignment does not depend on the metric: one `assign_cells`, then per metric `sheet_stats`,
+    gives the same sheets as `build_sheet` per metric; a run lacking one metric still fills its cell for others."""
+    runs = make_runs([row("redo-new", "0.1", "128", "0", 0.9400, end=500)])
+    runs.loc[runs.run_id == "r-0.05-128-1", "metrics.acc/group/g"] = np.nan
+    cells = assign_cells(runs, Design.from_study(STUDY), "toy")
+    assert cells.rows["lr"].shape == (3, 3) and cells.rows["batch_size"].shape == (3, 2)
+    ids = cells.run_ids()
+    assert "redo-new" in ids and "r-0.1-128-0" not in ids and "failed" not in ids and len(ids) == 12
+    for metric in ("acc", "acc/group/g"):
+        a, b = sheet_stats(cells, metric), build_sheet(runs, metric, Design.from_study(STUDY), "toy")
+        assert render(a, "json") == render(b, "json")
+    g = sheet_stats(cells, "acc/group/g")
+    assert g.tables[0].run_ids[1][1] is None and g.n_models == 11
+    assert any("r-0.05-128-1" in m and "no metric 'acc/group/g'" in m for m in g.missing)
+    assert sheet_stats(cells, "acc").tables[0].run_ids[1][1] == "r-0.05-128-1"
+
+
+def test_design_from_study_holds_fixed_params_and_choose_design():
+    runs = make_runs()
+    study = {**STUDY, "fixed": {"momentum": 0.9, "lr": 0.5}}  # the study's default wins over fixed
+    d = Design.from_study(study)
+    assert d.default == {"momentum": 0.9, "lr": 0.1, "batch_size": 128} and d.keys == ["lr", "batch_size", "momentum"]
+    assert build_sheet(runs, "acc", d).n_models == 12  # every run has momentum 0.9
+    runs_other = make_runs([row("m", "0.1", "128", "0", 0.99, end=900, **{"params.momentum": "0.5"})])
+    assert build_sheet(runs_other, "acc", d).tables[0].scores[0, 0] == pytest.approx(93.0)  # momentum 0.5: not a cell
+    assert choose_design(runs, study) == d
+    assert choose_design(runs, study, defaults={"lr": "0.05"}).default["lr"] == 0.05  # overrides: inferred
+    assert choose_design(runs, None) == infer_design(runs)
+
+
+def test_sheet_log_names_files_and_metrics():
+    s, g = (sheet_of(), build_sheet(make_runs(), "acc/group/g", Design.from_study(STUDY), "toy"))
+    files, metrics = sheet_log([s, g], ui_url="http://mlflow:5000", experiment_id="7")
+    assert set(files) == {"report.html", "sheet-acc.json", "sheet-acc_group_g.json"}
+    assert json.loads(files["sheet-acc_group_g.json"])["metric"] == "acc/group/g"
+    assert files["report.html"].count("<section") == 2 and "/#/experiments/7/runs/" in files["report.html"]
+    assert metrics["delta_max_all/acc"] == pytest.approx(DELTA_ALL)
+    assert metrics["delta_max_all/acc/group/g"] == pytest.approx(2 * DELTA_ALL)
+    assert metrics["noise_floor_all/acc"] == s.noise_floor_all and metrics["disagreement_all/acc"] is None
 
 
 def test_only_accuracies_are_scaled_to_percentage_points():

@@ -12,8 +12,7 @@ from mmtrack.cli._app import app, console, emit_text, err, quiet
 from mmtrack.cli._options import ExperimentOpt, OutOpt, RefreshOpt, TrackingUri
 from mmtrack.errors import MMTrackError
 
-
-FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")
+FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
 FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="rich (terminal) | csv | markdown | latex | html | json")]
 
 
@@ -34,13 +33,10 @@ def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = 
     return client, exp_id, tracking.experiment_study(client, exp_id), runs
 
 
-def _slug(metric: str) -> str:
-    return metric.replace("/", "_")
-
-
 def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise MMTrackError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    from mmtrack.report import check_format
+
+    check_format(fmt, FORMATS)
 
 
 @app.command()
@@ -61,7 +57,7 @@ def sheet(
     """Multiplicity sheets: per metric, one table per axis (rows = seeds), Δmax per row/column and Δmax^all."""
     import tempfile
 
-    from mmtrack import sheet as sh, tracking
+    from mmtrack import analysis, report, tracking
 
     quiet()
     _check_format(fmt)
@@ -72,59 +68,41 @@ def sheet(
         if not eq:
             raise MMTrackError(f"--default takes AXIS=VALUE, got {item!r}")
         overrides[key.strip()] = value.strip()
-    if study and not overrides and seed_param == study.get("seed_param", "seed"):
-        design = sh.Design.from_study({**study, "default": {**study.get("fixed", {}), **study["default"]}})
-    else:
-        design = sh.infer_design(runs, seed_param=seed_param, defaults=overrides)
-    metrics = metric or sh.sheet_metrics(runs)
+    design = analysis.choose_design(runs, study, seed_param=seed_param, defaults=overrides)
+    metrics = analysis.sheet_metrics(runs, metric)
     if not metrics:
         raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
+    cells = analysis.assign_cells(runs, design, experiment)
     if summary:
-        df = sh.summary(runs, design, metrics, experiment=experiment)
+        df = analysis.summary([analysis.sheet_stats(cells, m) for m in metrics], cells)
         if fmt == "rich" and out is None:
-            console.print(sh.rich_summary(df))
+            console.print(report.rich_summary(df))
         else:
-            emit_text(sh.render_summary(df, "markdown" if fmt == "rich" else fmt), out)
+            emit_text(report.render(df, "markdown" if fmt == "rich" else fmt), out)
         return
-    sheets = [sh.build_sheet(runs, m, design, experiment) for m in metrics]
-    if predictions:  # download each cell run's predictions once, for all metrics, then add disagreement
-        ids = sorted({r for s in sheets for t in s.tables for row in t.run_ids for r in row if r})
-        preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, ids).items()}
-        sheets = [sh.build_sheet(runs, m, design, experiment, predictions=preds) for m in metrics]
+    preds = None
+    if predictions:  # each cell run's predictions, downloaded once for every metric
+        preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, cells.run_ids()).items()}
+    sheets = [analysis.sheet_stats(cells, m, predictions=preds) for m in metrics]
     ui = tracking.ui_base(client.tracking_uri)
     if fmt == "rich" and out is None:
         for s in sheets:
-            console.print(sh.rich_tables(s))
+            console.print(report.rich_tables(s))
             for line in s.missing + s.warnings:
                 err.print(f"[yellow]warning:[/] {esc(line)}")
     else:
-        texts = [sh.render(s, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id) for s in sheets]
-        if fmt == "json" and len(texts) > 1:
-            text = "[\n" + ",\n".join(t.rstrip() for t in texts) + "\n]\n"
-        elif fmt == "csv" and len(texts) > 1:
-            import pandas as pd
-
-            text = pd.concat([sh.sheet_csv_frame(s).assign(metric=s.metric) for s in sheets]).to_csv(index=False)
-        else:
-            text = "\n".join(texts)
-        emit_text(text, out)
+        emit_text(report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id),
+                  out)
     written: list[Path] = []
     if figure is not None or log:
         fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-sheet-"))
-        fig_dir.mkdir(parents=True, exist_ok=True)
         for s in sheets:
-            written += sh.figure(s, fig_dir / f"sheet-{_slug(s.metric)}")
+            written += report.save_figure(report.sheet_figure(s), fig_dir / f"sheet-{report.slug(s.metric)}")
         if figure is not None:
             err.print(f"wrote {len(written)} figure files to {esc(str(fig_dir))}")
     if log:  # one report run holding every sheet of this invocation
-        files = {"report.html": sh.render_html_report(sheets, ui_url=ui, experiment_id=exp_id),
-                 **{f"sheet-{_slug(s.metric)}.json": sh.render(s, "json") for s in sheets}}
-        metrics = {}
-        for s in sheets:
-            metrics[f"delta_max_all/{s.metric}"] = s.delta_max_all
-            metrics[f"noise_floor_all/{s.metric}"] = s.noise_floor_all
-            metrics[f"disagreement_all/{s.metric}"] = s.disagreement_all
-        rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, metrics)
+        files, numbers = report.sheet_log(sheets, ui_url=ui, experiment_id=exp_id)
+        rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, numbers)
         err.print(f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
                   f"{tracking.ui_url(ui, rep_exp, rid)}")
 
@@ -150,7 +128,7 @@ def select_cmd(
     """Model selection: keep the runs good on several metrics at once; how much do unseen metrics still vary?"""
     import tempfile
 
-    from mmtrack import selection, tracking
+    from mmtrack import analysis, report, tracking
 
     quiet()
     _check_format(fmt)
@@ -166,30 +144,22 @@ def select_cmd(
     client, exp_id, _study, runs = _experiment_runs(experiment, tracking_uri, refresh)
     by_list = [m.strip() for m in by.split(",") if m.strip()]
     unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
-    report = selection.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"),
-                               within=numbers(within, "--within"), pareto=pareto, experiment=experiment,
-                               rounding=rounding)
+    rep = analysis.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"), within=numbers(within, "--within"),
+                           pareto=pareto, experiment=experiment, rounding=rounding)
     if fmt == "rich" and out is None:
-        console.print(selection.rich_table(report))
-        for line in report.warnings:
+        console.print(report.rich_table(rep))
+        for line in rep.warnings:
             err.print(f"[yellow]warning:[/] {esc(line)}")
     else:
-        emit_text(selection.render(report, "markdown" if fmt == "rich" else fmt), out)
+        emit_text(report.render(rep, "markdown" if fmt == "rich" else fmt), out)
     figs: list[Path] = []
     if figure is not None or log:
         stem = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-")) / "selection"
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        figs = selection.figure(report, runs, stem)
+        figs = report.save_figure(report.selection_figure(rep), stem)
         if figure is not None:
             err.print(f"wrote {esc(', '.join(map(str, figs)))}")
     if log:
-        files = {"selection.json": selection.render(report, "json"), "selection.html": selection.render(report, "html"),
-                 "selection.md": selection.render(report, "markdown")}
-        metrics = {f"delta_max/before/{m}": st.delta_max for m, st in report.before.items()}
-        for o in report.selections:
-            label = o.selection.label.replace(" ", "").replace("%", "")  # top 75% -> top75, within 2 pp -> within2pp
-            metrics[f"n_selected/{label}"] = o.selection.n_selected
-            metrics.update({f"delta_max/{label}/{m}": st.delta_max for m, st in o.unseen.items()})
+        files, metrics = report.selection_log(rep)
         rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
         err.print(f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
                   f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}")

@@ -1,0 +1,40 @@
+"""The analysis layer: numbers computed from a runs table (``mlflow.search_runs`` format), nothing drawn or written.
+
+``sheet`` builds multiplicity sheets (which run fills which cell, then per metric Δmax, noise floors, prediction
+disagreement) and their summary; ``selection`` simulates model selection and the multiplicity left on unseen
+metrics. Both return dataclasses and DataFrames that ``mmtrack.report`` renders. This layer imports pandas, numpy,
+scipy (and Optuna's public API for the Pareto front, lazily), never torch, MLflow, matplotlib or rich, so it can be
+used and tested without a training stack or a tracking server."""
+
+from mmtrack.analysis.selection import (
+                                        RangeStats,
+                                        Selection,
+                                        SelectionOutcome,
+                                        SelectionReport,
+                                        analyse,
+                                        default_unseen,
+                                        select_pareto,
+                                        select_top,
+                                        select_within,
+                                        top_count,
+)
+from mmtrack.analysis.sheet import (
+                                        Cells,
+                                        Design,
+                                        Sheet,
+                                        Table,
+                                        assign_cells,
+                                        build_sheet,
+                                        choose_design,
+                                        disagreement,
+                                        infer_design,
+                                        noise_floor,
+                                        sheet_metrics,
+                                        sheet_stats,
+                                        summary,
+)
+
+__all__ = ["Cells", "Design", "RangeStats", "Selection", "SelectionOutcome", "SelectionReport", "Sheet", "Table",
+           "analyse", "assign_cells", "build_sheet", "choose_design", "default_unseen", "disagreement",
+           "infer_design", "noise_floor", "select_pareto", "select_top", "select_within", "sheet_metrics",
+           "sheet_stats", "summary", "top_count"]

@@ -1,0 +1,52 @@
+"""The analysis and report layers stay light: importing them loads neither torch nor MLflow (so sheets and
+selections can be computed and rendered without a training stack or a tracking server), analysis loads no
+plotting or terminal library, and rendering fails with one clear line on anything it does not know."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mmtrack.errors import MMTrackError
+from mmtrack.report import FORMATS, render, render_sheets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:
+    code = f"import sys; {statement}; print(' '.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_analysis_and_report_load_neither_torch_nor_mlflow():
+    assert loaded_after("import mmtrack.analysis, mmtrack.report", ("torch", "mlflow")) == []
+
+
+def test_analysis_loads_no_plotting_or_terminal_library():
+    assert loaded_after("import mmtrack.analysis", ("torch", "mlflow", "matplotlib", "rich", "optuna")) == []
+
+
+def test_old_import_paths_still_work():
+    from mmtrack.analysis.sheet import noise_floor
+    from mmtrack.sheet import noise_floor as old
+
+    assert old is noise_floor
+
+
+def test_unknown_format_and_object_are_one_line_errors():
+    from test_sheet import sheet_of
+
+    assert FORMATS == ("csv", "markdown", "latex", "html", "json")
+    with pytest.raises(MMTrackError, match=r"unknown format 'xlsx'; choose one of: csv, markdown, latex, html, json"):
+        render(sheet_of(), "xlsx")
+    with pytest.raises(MMTrackError, match="cannot render a list"):
+        render([sheet_of()], "json")
+    with pytest.raises(MMTrackError, match="no sheet to render"):
+        render_sheets([], "json")
+    with pytest.raises(MMTrackError, match="unknown format 'rich'"):
+        render(pd.DataFrame(), "rich")
