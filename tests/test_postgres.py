@@ -6,6 +6,7 @@ processes on a 6-configuration study, SIGKILLs one while it trains, and checks t
 configuration once its claim expires: exactly one FINISHED run per configuration, and the sheet reads back
 from the server. Outside CI it skips when PostgreSQL cannot be started here; under CI=true it must run.
 The other tests need no PostgreSQL: the queue on a SQLite storage, and the unreachable-server errors.
+The stack is started once per session and shared with tests/test_queue_contract.py (which imports `stack`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from mmtrack import sweep, worker
 from mmtrack.errors import MMTrackError
+from mmtrack.execution import Event, OptunaQueue, check_storage, optuna_queue, runner
+from mmtrack.execution.runner import run_worker, sweep_with_storage
 from mmtrack.study import parse_study
-from mmtrack.sweep import Event
 
 REPO = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -59,8 +60,18 @@ def write_study(path: Path, **changes) -> Path:
 # ------------------------------------------------------------------------------------------------ the stack
 
 
-@pytest.fixture(scope="module")
+_STACK: dict = {}  # the running stack (or why it cannot run): every module that imports `stack` shares it
+
+
+@pytest.fixture(scope="session")
 def stack():
+    """The authenticated PostgreSQL + MLflow server stack, started once per session (each module importing this
+    fixture gets its own copy of it from pytest; the first one to run starts the stack, the others reuse it)."""
+    if "skip" in _STACK:
+        pytest.skip(_STACK["skip"])
+    if "env" in _STACK:
+        yield _STACK["env"]
+        return
     root = Path(tempfile.mkdtemp(prefix="mmtrack-pg-"))
     root.chmod(0o755)  # as root, PostgreSQL runs as `postgres`, which must reach its data directory
     argv = ["bash", str(REPO / "tracking" / "start-stack.sh"), "--dir", str(root), "--pg-port", str(free_port()),
@@ -70,7 +81,8 @@ def stack():
         if proc.returncode != 0:
             why = f"tracking/start-stack.sh exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
             if proc.returncode == 3 and not CI:
-                pytest.skip(f"PostgreSQL cannot be started on this machine ({why})")
+                _STACK["skip"] = f"PostgreSQL cannot be started on this machine ({why})"
+                pytest.skip(_STACK["skip"])
             pytest.fail(why)
         env = {}
         for line in (root / "stack.env").read_text().splitlines():
@@ -81,9 +93,11 @@ def stack():
         saved = {k: os.environ.get(k) for k in login}
         os.environ.update(login)  # this process's MLflow clients log in as the worker, like every worker
         try:
-            yield {"root": root, "tracking_uri": env["MLFLOW_TRACKING_URI"], "storage": env["MMTRACK_STORAGE"],
-                   "login": login}
+            _STACK["env"] = {"root": root, "tracking_uri": env["MLFLOW_TRACKING_URI"], "storage": env["MMTRACK_STORAGE"],
+                             "login": login}
+            yield _STACK["env"]
         finally:
+            _STACK.pop("env", None)
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
@@ -199,7 +213,7 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     # In the queue: the killed claim expired (FAIL) and a retry of the same configuration COMPLETEd.
     import optuna
 
-    q = optuna.load_study(study_name=worker.queue_name(study), storage=worker._driver_url(storage))
+    q = optuna.load_study(study_name=optuna_queue.queue_name(study), storage=optuna_queue.driver_url(storage))
     index = list(configs).index(killed_hash)
     mine = [t for t in q.trials if t.params.get("config") == index]
     assert [t.state.name for t in mine] == ["FAIL", "COMPLETE"]
@@ -218,7 +232,7 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     assert sheet["disagreement_all"] is not None  # predictions went through the server's artifact proxy
 
     # `mmtrack sweep --storage` on the finished study: a new round with nothing to train, all skipped.
-    summary = worker.sweep_with_storage(study, storage, 2, uri)
+    summary = sweep_with_storage(study, storage, 2, uri)
     assert len(summary.skipped) == len(configs) and not summary.finished and not summary.failed
 
 
@@ -228,7 +242,7 @@ SMALL = {**TINY, "name": "queue-small"}
 
 
 def fake_execute(calls: list[str]):
-    def execute(study, cfg, client, exp_id, emit, since_ms=0):
+    def execute(study, cfg, client, exp_id, emit, since_ms=0, data_dir=None):
         calls.append(cfg.hash)
         emit(Event("start", cfg.run_name, cfg.hash))
         emit(Event("finished", cfg.run_name, cfg.hash, f"run-{cfg.hash}", seconds=0.01))
@@ -240,16 +254,16 @@ def test_queue_hands_each_configuration_out_once_and_retries_an_expired_claim(tm
     hashes = [c.hash for c in study.configs()]
     storage, uri = f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db"
     calls: list[str] = []
-    monkeypatch.setattr(sweep, "execute", fake_execute(calls))
+    monkeypatch.setattr(runner, "execute", fake_execute(calls))
 
-    q = worker.ConfigQueue(study, storage, heartbeat=1, grace=2)
+    q = OptunaQueue(study, storage, heartbeat=1, grace=2)
     assert q.prepare(finished={hashes[5]}) == 1  # round 1: configuration 5 is FINISHED in MLflow already
     dead = q.claim("gone:1")  # a worker that claims configuration 0 and dies without a heartbeat thread
     assert (dead.index, dead.round) == (0, 1)
     assert q.prepare(finished=set()) == 1  # a round in progress is joined, not reseeded
 
     start = time.time()
-    summary = worker.run_worker(study, storage, uri, threads=1, heartbeat=1, grace=2, poll=0.2)
+    summary = run_worker(study, storage, uri, threads=1, heartbeat=1, grace=2, poll=0.2)
     assert time.time() - start >= 2  # it waited for the dead claim to expire
     assert calls == hashes[1:5] + hashes[:1]  # in queue order, the expired claim retried last, 5 never
     assert sorted(ev.hash for ev in summary.finished) == sorted(hashes[:5])
@@ -261,8 +275,8 @@ def test_queue_hands_each_configuration_out_once_and_retries_an_expired_claim(tm
     # Round over: the next worker starts round 2 with what MLflow does not have FINISHED (here: nothing
     # is, since execute was faked), and a worker that may not start rounds finds nothing to do.
     calls.clear()
-    assert worker.run_worker(study, storage, uri, threads=1, new_round=False).outcomes == {}
-    worker.run_worker(study, storage, uri, threads=1)
+    assert run_worker(study, storage, uri, threads=1, new_round=False).outcomes == {}
+    run_worker(study, storage, uri, threads=1)
     assert sorted(calls) == sorted(hashes) and q.current_round() == 2
     q.close()
 
@@ -272,18 +286,18 @@ def test_unreachable_storage_and_tracking_server_name_the_url(tmp_path):
     port = free_port()  # nothing listens there
     url = f"postgresql://mmtrack:s3cret@127.0.0.1:{port}/mmtrack_optuna"
     with pytest.raises(MMTrackError) as info:
-        worker.run_worker(study, url, f"sqlite:///{tmp_path}/mlflow.db")
+        run_worker(study, url, f"sqlite:///{tmp_path}/mlflow.db")
     message = info.value.message
     assert message.startswith(f"Optuna storage postgresql://mmtrack:***@127.0.0.1:{port}/mmtrack_optuna is "
                               "unreachable (")
     assert "s3cret" not in message and "\n" not in message
 
     with pytest.raises(MMTrackError) as info:
-        worker.run_worker(study, f"sqlite:///{tmp_path}/optuna.db", f"http://127.0.0.1:{port}")
+        run_worker(study, f"sqlite:///{tmp_path}/optuna.db", f"http://127.0.0.1:{port}")
     assert info.value.message.startswith(f"tracking server http://127.0.0.1:{port} is unreachable")
 
     with pytest.raises(MMTrackError, match="--storage must be a postgresql://"):
-        worker.check_storage("mysql://u:p@h/db")
+        check_storage("mysql://u:p@h/db")
 
     # The command prints that one line (no traceback) and exits 2.
     study_file = write_study(tmp_path / "s.yaml", name="queue-small")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mmtrack.cli._app import app, console, err, quiet
 from mmtrack.cli._options import DataDir, StudyArg, TrackingUri
-from mmtrack.worker import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
+from mmtrack.execution import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
 
 StorageOpt = Annotated[str, typer.Option(
     "--storage", metavar="URL", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
@@ -28,10 +28,17 @@ def sweep(
     tracking_uri: TrackingUri = None,
 ):
     """Run every configuration of a study as one MLflow run each (resumable, parallel)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from mmtrack import settings, sweep as sweep_mod, tracking
+    from mmtrack import settings, tracking
+    from mmtrack.execution import runner
     from mmtrack.study import load_study
 
     quiet()
@@ -71,11 +78,9 @@ def sweep(
                     progress.console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
 
         if storage:
-            from mmtrack import worker as worker_mod
-
-            summary = worker_mod.sweep_with_storage(st, storage, workers, tracking_uri, on_event, data_dir=data_dir)
+            summary = runner.sweep_with_storage(st, storage, workers, tracking_uri, on_event, data_dir=data_dir)
         else:
-            summary = sweep_mod.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir)
+            summary = runner.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir)
     console.print(f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
                   f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations")
     for ev in summary.failed:
@@ -130,9 +135,10 @@ def worker_command(
     workers, on any machines, logging to one tracking server)."""
     import signal
 
+    from mmtrack.execution import Event, check_storage
+    from mmtrack.execution.runner import raise_interrupt, run_worker, worker_id
     from mmtrack.study import load_study
     from mmtrack.tracking import redact
-    from mmtrack.worker import Event, check_storage, raise_interrupt, run_worker, worker_id
 
     quiet()
     st = load_study(study)

@@ -1,0 +1,354 @@
+"""Training what a work queue hands out: `execute` one configuration, `work` (the one worker loop, for any
+`WorkQueue`), local worker processes, and the three entry points:
+
+- `sweep`: a study on this machine through `FileLockQueue`, in this process or `workers` spawned processes;
+- `run_worker`: one worker of an `OptunaQueue` (`mmtrack worker`, on any machine);
+- `sweep_with_storage`: start or join a round of an `OptunaQueue` and run `workers` local workers on it.
+
+MLflow stays the truth: after each claim `execute` re-reads the configuration's runs, so one with a FINISHED
+run is reported skipped and never trained again, and runs left RUNNING by a dead worker are marked FAILED (the
+claim proves their worker is gone). A worker that loses the tracking server hands its configuration back and
+stops with one line naming the server. Resumable: a rerun trains what is not FINISHED.
+Worker processes are spawned (torch's thread pools are not fork-safe), split the CPU threads, and die with
+their parent (`die_with_parent`); SQLite writes from several processes wait on SQLite's busy timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+
+from mmtrack import settings, tracking
+from mmtrack.config import RunConfig
+from mmtrack.errors import MMTrackError
+from mmtrack.execution.events import Event, Summary
+from mmtrack.execution.local_queue import FileLockQueue, lock_dir
+from mmtrack.execution.optuna_queue import (
+    DEFAULT_GRACE,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_RETRY,
+    OptunaQueue,
+    check_storage,
+)
+from mmtrack.execution.queue import ARCH_COST, WorkQueue, relative_cost
+from mmtrack.study import Study
+
+__all__ = ["ARCH_COST", "die_with_parent", "execute", "quiet_libraries", "raise_interrupt", "relative_cost",
+           "run_processes", "run_worker", "sweep", "sweep_with_storage", "work", "worker_id"]
+
+log = logging.getLogger("mmtrack")
+Emit = Callable[[Event], None]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def quiet_libraries() -> None:
+    """Only errors from the libraries a worker process drives (MLflow, alembic, ART, Optuna). MLflow sets its
+    loggers' levels when imported, from $MLFLOW_LOGGING_LEVEL, hence the variable as well as the levels.
+    (The command line has its own `quiet()`; the execution layer does not import the command line.)"""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "alembic", "art", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def raise_interrupt(signum, frame) -> None:
+    """SIGTERM: stop like Ctrl-C (the run is marked KILLED, the claim handed back); a second one while
+    cleaning up is ignored (an Optuna claim would expire after the grace period anyway)."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def die_with_parent() -> None:
+    """Linux: a worker process gets SIGKILL when its parent dies, so `kill -9` of a sweep stops its workers too."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Train with `n` torch threads, restoring the previous number after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _recorder(on_event: Emit) -> tuple[Summary, Emit]:
+    summary = Summary()
+
+    def emit(ev: Event) -> None:
+        summary.add(ev)
+        on_event(ev)
+
+    return summary, emit
+
+
+def _report_finished(configs: list[RunConfig], finished: set[str], emit: Emit) -> list[RunConfig]:
+    """Report the configurations FINISHED in MLflow as skipped; return the others."""
+    for cfg in configs:
+        if cfg.hash in finished:
+            emit(Event("skipped", cfg.run_name, cfg.hash))
+    return [cfg for cfg in configs if cfg.hash not in finished]
+
+
+def _experiment(client, study: Study) -> str:
+    return tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
+
+
+# ------------------------------------------------------------------------------------------------ one configuration
+
+
+def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int = 0,
+            data_dir: str | None = None) -> None:
+    """Train one claimed configuration unless it is already FINISHED (or already FAILED in this round, which
+    started at `since_ms`; 0: no such check); report what happened through `emit`."""
+    from mmtrack.interventions import parse
+    from mmtrack.run import run_config
+
+    runs = tracking.runs_of_config(client, exp_id, cfg.hash)
+    if any(r.info.status == "FINISHED" for r in runs):
+        emit(Event("skipped", cfg.run_name, cfg.hash))
+        return
+    failed_now = [r for r in runs if r.info.status == "FAILED" and r.info.start_time >= since_ms > 0]
+    if failed_now:  # another worker of this round tried it already: one attempt per round
+        emit(Event("failed", cfg.run_name, cfg.hash, failed_now[0].info.run_id,
+                   failed_now[0].data.tags.get(tracking.ERROR_TAG, "failed")))
+        return
+    for r in runs:  # left RUNNING by a worker that died: we hold the claim, so it is not running any more
+        if r.info.status == "RUNNING":
+            tracking.fail_run(client, r.info.run_id, "interrupted: its worker died before it finished")
+    emit(Event("start", cfg.run_name, cfg.hash))
+    start = time.perf_counter()
+    try:
+        result = run_config(cfg, client, exp_id, parse(study.interventions), study.eval_settings(), data_dir=data_dir,
+                            extra_tags={tracking.STUDY_NAME_TAG: study.name}, run_name=cfg.short_name(study.reference()))
+    except Exception as exc:  # noqa: BLE001 - recorded FAILED on the run; the sweep goes on
+        emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(exc).__name__}: {exc}",
+                   seconds=time.perf_counter() - start))
+        return
+    emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=time.perf_counter() - start))
+
+
+def _tracking_problem(uri: str) -> MMTrackError | None:
+    """The tracking store's unreachability as an error, or None when it answers (a local store always does)."""
+    try:
+        if uri.startswith(("http://", "https://")):
+            tracking.check_server(uri)
+        elif uri.startswith(("postgresql", "mysql")):
+            tracking.check_database(uri)
+    except MMTrackError as exc:
+        return MMTrackError(f"{exc.message} (finished runs are kept; this worker's configuration went back to "
+                            "the queue)")
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ the worker loop
+
+
+def _settle(emit: Emit, outcome: list[Event], ev: Event) -> None:
+    """Report "start" at once; keep the outcome until it is known not to come from a lost tracking server."""
+    if ev.kind == "start":
+        emit(ev)
+    else:
+        outcome.append(ev)
+
+
+def work(queue: WorkQueue, study: Study, client, exp_id: str, uri: str, emit: Emit, *, data_dir: str | None = None,
+         should_stop: Callable[[], bool] = lambda: False) -> None:
+    """One worker: claim, train (inside the queue's heartbeat), settle, until nothing is left in the round.
+    Ctrl-C, SIGTERM or a lost tracking server hand the claimed configuration back before the worker stops."""
+    me = worker_id()
+    while not should_stop():
+        claim = queue.claim(me)
+        if claim is None:
+            if not queue.active():
+                return
+            time.sleep(queue.poll)  # the rest is held by other workers: wait for them
+            continue
+        outcome: list[Event] = []
+        settle = functools.partial(_settle, emit, outcome)
+        start = time.perf_counter()
+        try:
+            with queue.heartbeat(claim):
+                execute(study, claim.config, client, exp_id, settle, queue.since_ms, data_dir)
+        except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
+            queue.hand_back(claim, type(exc).__name__)
+            if isinstance(exc, Exception) and (problem := _tracking_problem(uri)) is not None:
+                raise problem from None
+            raise
+        ev = outcome[-1]
+        if ev.kind == "failed" and (problem := _tracking_problem(uri)) is not None:
+            queue.hand_back(claim, "tracking server unreachable")
+            raise problem
+        emit(ev)
+        if not queue.finish(claim, ev, time.perf_counter() - start):
+            log.warning("the claim on %s had expired before it finished (heartbeat stalled > %ss); another worker may "
+                        "have trained it too", claim.config.run_name, getattr(queue, "grace", "?"))
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def run_processes(target, args: tuple, n: int, emit: Emit) -> tuple[list[int], list[str]]:
+    """Run `target(*args, queue)` in `n` spawned processes (torch's thread pools are not fork-safe) and forward
+    the Events they put on the queue to `emit` until each has put None. Workers report an error they stopped on
+    as ("error", message). Returns the exit codes of crashed processes and the reported errors."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, queue), daemon=True) for _ in range(n)]
+    for p in procs:
+        p.start()
+    running, errors = len(procs), []
+    while running:
+        try:
+            item = queue.get(timeout=1.0)
+        except Exception:  # noqa: BLE001 - queue.Empty: check that the workers are alive
+            if not any(p.is_alive() for p in procs):
+                break
+            continue
+        if item is None:
+            running -= 1
+        elif isinstance(item, tuple):
+            errors.append(item[1])
+        else:
+            emit(item)
+    for p in procs:
+        p.join()
+    return [p.exitcode for p in procs if p.exitcode not in (0, None)], errors
+
+
+def _process_main(job: Callable[..., object], events) -> None:
+    """A local worker process: `job(emit, should_stop=...)` with events going to the parent over `events`."""
+    die_with_parent()
+    quiet_libraries()
+    signal.signal(signal.SIGTERM, raise_interrupt)  # hand the claim back instead of leaving it to expire
+    parent = os.getppid()
+    try:
+        job(events.put, should_stop=lambda: os.getppid() != parent)
+    except MMTrackError as exc:
+        events.put(("error", exc.message))
+    except KeyboardInterrupt:
+        pass
+    events.put(None)
+
+
+def _run_local(processes: int, job: Callable[..., object], emit: Emit) -> list[int]:
+    """Run `job` in local worker processes; a reported error stops the sweep; returns crashed exit codes."""
+    crashed, errors = run_processes(_process_main, (job,), processes, emit)
+    if errors:
+        raise MMTrackError(errors[0])
+    return crashed
+
+
+# ------------------------------------------------------------------------------------------------ one machine
+
+
+def _sweep_job(study: Study, uri: str, exp_id: str, finished: set[str], round_: int, threads: int,
+               data_dir: str | None, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> None:
+    """A worker of `sweep`: join its round of the file-lock queue and work."""
+    queue = FileLockQueue(study.configs(), lock_dir(exp_id), round_)
+    queue.prepare(finished, new_round=False)
+    try:
+        with torch_threads(threads):
+            work(queue, study, tracking.connect(uri), exp_id, uri, emit, data_dir=data_dir, should_stop=should_stop)
+    finally:
+        queue.close()
+
+
+def sweep(study: Study, workers: int = 1, uri: str | None = None, on_event: Emit = lambda ev: None,
+          data_dir: str | None = None) -> Summary:
+    """Run the whole study into the experiment named after it, on this machine; returns what happened."""
+    if workers < 1:
+        raise MMTrackError(f"--workers must be at least 1, got {workers}")
+    uri = tracking.resolve_uri(uri)
+    client = tracking.connect(uri)
+    exp_id = _experiment(client, study)
+    summary, emit = _recorder(on_event)
+    finished = tracking.finished_hashes(client, exp_id)
+    todo = _report_finished(study.configs(), finished, emit)
+    round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
+    threads = max(1, settings.cpu_budget() // workers)
+    job = functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir)
+    if workers == 1 or len(todo) <= 1:
+        job(emit)
+        return summary
+    crashed = _run_local(min(workers, len(todo)), job, emit)
+    if crashed:
+        raise MMTrackError(f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
+                           "finish the remaining configurations (finished runs are kept)")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------ many machines
+
+
+def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None, emit: Emit = lambda ev: None,
+               threads: int | None = None, *, heartbeat: int = DEFAULT_HEARTBEAT, grace: int = DEFAULT_GRACE,
+               max_retry: int = DEFAULT_MAX_RETRY, new_round: bool = True, poll: float | None = None,
+               data_dir: str | None = None, should_stop: Callable[[], bool] = lambda: False) -> Summary:
+    """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
+    experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
+
+    `new_round=False` only joins a round in progress (the workers of `sweep_with_storage`); `poll` is the
+    wait between looks at the queue while other workers hold the rest (default: the heartbeat interval, at
+    most 5 s)."""
+    uri = tracking.resolve_uri(tracking_uri)
+    check_storage(storage_url)  # both fail fast, in one line naming the URL
+    client = tracking.connect(uri)
+    summary, report = _recorder(emit)
+    with OptunaQueue(study, storage_url, heartbeat, grace, max_retry, poll) as queue, \
+            torch_threads(threads or settings.cpu_budget()):
+        exp_id = _experiment(client, study)
+        queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
+        work(queue, study, client, exp_id, uri, report, data_dir=data_dir, should_stop=should_stop)
+    return summary
+
+
+def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, tracking_uri: str | None = None,
+                       on_event: Emit = lambda ev: None, *, heartbeat: int = DEFAULT_HEARTBEAT,
+                       grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY,
+                       data_dir: str | None = None) -> Summary:
+    """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
+    processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
+    (those trained by workers elsewhere included)."""
+    if workers < 1:
+        raise MMTrackError(f"--workers must be at least 1, got {workers}")
+    uri = tracking.resolve_uri(tracking_uri)
+    check_storage(storage_url)
+    client = tracking.connect(uri)
+    summary, emit = _recorder(on_event)
+    with OptunaQueue(study, storage_url, heartbeat, grace, max_retry) as queue:
+        exp_id = _experiment(client, study)
+        finished = tracking.finished_hashes(client, exp_id)
+        _report_finished(queue.configs, finished, emit)
+        round_ = queue.prepare(finished, new_round=True)
+        job = functools.partial(run_worker, study, storage_url, uri, threads=max(1, settings.cpu_budget() // workers),
+                                heartbeat=heartbeat, grace=grace, max_retry=max_retry, new_round=False,
+                                data_dir=data_dir)
+        crashed = _run_local(workers, job, emit)
+        for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
+            if ev.hash not in summary.outcomes:
+                emit(ev)
+        if crashed and queue.active():
+            raise MMTrackError(f"{len(crashed)} worker(s) died (exit codes {crashed}) with configurations left; "
+                               "rerun the sweep or start `mmtrack worker` to finish them (finished runs are kept)")
+    return summary
