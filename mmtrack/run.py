@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from mmtrack import __version__, interventions as iv_mod, tracking
+from mmtrack import interventions as iv_mod, tracking
+from mmtrack._version import __version__
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, load_dataset
 from mmtrack.errors import MMTrackError

@@ -141,7 +141,7 @@ class RunLogger:
         import mlflow
         import mlflow.pytorch
 
-        from mmtrack import __version__
+        from mmtrack._version import __version__
 
         reqs = [f"mmtrack=={__version__}", f"torch=={_version('torch')}", f"torchvision=={_version('torchvision')}"]
         import logging
