@@ -17,7 +17,7 @@ import torch
 from mmtrack import interventions as iv_mod, tracking
 from mmtrack._version import __version__
 from mmtrack.config import RunConfig
-from mmtrack.data import Dataset, load_dataset
+from mmtrack.data import Dataset, Split, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.models import memory_format, model_spec
@@ -56,9 +56,14 @@ def dataset_profile(data: Dataset) -> dict:
     }
 
 
-def predictions_frame(logits: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
+def predictions_frame(logits: torch.Tensor, split: Split) -> pd.DataFrame:
+    """One row per test example: index, label, pred, `group/<attribute>` (the example's group value, None where it
+    has none; prediction multiplicity per group reads them) and `prob_<class>`."""
     proba = torch.softmax(logits, 1).numpy()
-    df = pd.DataFrame({"index": range(len(labels)), "label": labels.numpy(), "pred": logits.argmax(1).numpy()})
+    df = pd.DataFrame({"index": range(len(split)), "label": split.labels.numpy(), "pred": logits.argmax(1).numpy()})
+    for attr, values in split.group_values.items():
+        codes = split.groups[attr].numpy()
+        df[f"group/{attr}"] = pd.Series([values[c] if c >= 0 else None for c in codes], dtype="object")
     return pd.concat([df, pd.DataFrame(proba, columns=[f"prob_{c}" for c in range(proba.shape[1])])], axis=1)
 
 
@@ -117,7 +122,7 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
         result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
         evaluator = Evaluator(model, data, settings)
         start = time.perf_counter()
-        logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test.labels), tracking.PREDICTIONS)
+        logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test), tracking.PREDICTIONS)
         example = data.test.images[:2].float().div(255).numpy()
         logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
         logger.log_model(model.cpu(), example)

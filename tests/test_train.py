@@ -306,6 +306,8 @@ def test_predictions_artifact(logged, digits):
     np.testing.assert_array_equal(prob.argmax(1), df["pred"].to_numpy())
     assert float((df["pred"] == df["label"]).mean()) == pytest.approx(logged.run.data.metrics["acc"], abs=1e-7)
     gs = digits.test.group_mask("skew", "gs-minority").numpy()
+    assert (df["group/skew"] == "gs-minority").to_numpy().tolist() == gs.tolist()  # groups travel with predictions
+    assert set(df["group/color"]) == {"color", "gray"}
     assert float((df["pred"] == df["label"])[gs].mean()) == pytest.approx(
         logged.run.data.metrics["acc/group/skew/gs-minority"], abs=1e-7)
 
