@@ -312,6 +312,22 @@ def test_predictions_artifact(logged, digits):
         logged.run.data.metrics["acc/group/skew/gs-minority"], abs=1e-7)
 
 
+def test_predictions_are_downloaded_once(logged, tmp_path, monkeypatch):
+    """A run's predictions never change: the second read comes from the local cache, not the store."""
+    monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "cache"))
+    rid = logged.run.info.run_id
+    first = tracking.load_predictions(logged.client, [rid])[rid]
+    assert (tmp_path / "cache" / "predictions" / f"{rid}.parquet").exists()
+
+    class Offline:  # a store that can no longer serve artifacts
+        def download_artifacts(self, *args):
+            raise OSError("store unreachable")
+
+    again = tracking.load_predictions(Offline(), [rid])
+    pd.testing.assert_frame_equal(again[rid], first)
+    assert tracking.load_predictions(Offline(), [rid], use_cache=False) == {}
+
+
 def test_logged_model_reloads_to_the_same_predictions(logged, digits):
     df = _predictions(logged)
     model = tracking.load_model(logged.client, logged.run.info.run_id)

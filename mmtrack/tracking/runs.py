@@ -299,18 +299,32 @@ def mark_changed(client, exp_id: str) -> None:
 PREDICTIONS = "predictions/test.parquet"
 
 
-def load_predictions(client, run_ids: list[str]) -> dict[str, "pd.DataFrame"]:
-    """The stored per-example test predictions of each run (runs without them are left out)."""
+def load_predictions(client, run_ids: list[str], use_cache: bool = True) -> dict[str, pd.DataFrame]:
+    """The stored per-example test predictions of each run (runs without them are left out).
+
+    A run's predictions never change once logged (`mmtrack evaluate` adds metrics only), so with `use_cache` each
+    run's file is downloaded once into `<cache dir>/predictions/<run id>.parquet` and read from there after."""
+    import shutil
     import tempfile
 
     out = {}
+    cache = settings.cache_dir() / "predictions"
     with tempfile.TemporaryDirectory() as tmp:
         for run_id in run_ids:
+            path = cache / f"{run_id}.parquet"
+            if use_cache and path.exists():
+                with contextlib.suppress(Exception):  # a broken cache file is fetched again
+                    out[run_id] = pd.read_parquet(path)
+                    continue
             try:
                 local = client.download_artifacts(run_id, PREDICTIONS, tmp)
             except Exception:  # noqa: BLE001 - a run without predictions is reported by the caller
                 continue
             out[run_id] = pd.read_parquet(local)
+            if use_cache:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local, path.with_suffix(f".{os.getpid()}.tmp"))
+                os.replace(path.with_suffix(f".{os.getpid()}.tmp"), path)
     return out
 
 
