@@ -5,6 +5,13 @@ Designs:
 - `ofat`: the paper's one-factor-at-a-time design: the default configuration, plus each axis varied alone
   around it, crossed with every seed (UTKFace: 9 configurations x 5 seeds = 45 runs).
 - `grid`: the full factorial of all axes, crossed with every seed.
+
+`dataset:` names a registered dataset, or declares one from files on disk (a mapping, or a YAML file beside the
+study; see `mmtrack.data.folder`). A declared dataset is checked when the study is read (missing, unreadable or
+leaking files fail before anything trains), travels inside the Study as `dataset_spec` (absolute paths), and is
+registered whenever a Study is built or unpickled: spawned sweep workers receive the pickled Study and RunConfigs,
+and RunConfig validates its dataset against the registry. The experiment tag `mmtrack.study` (`to_json`) carries
+it too, so a later process registers it with `register_study_dataset(tracking.experiment_study(...))`.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from mmtrack.interventions import DEFAULT_SPECS, EvalSettings
 AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
 # dataset, epochs and seeds (keys of their own), when it is not an axis
-KEYS = {"name": str, "dataset": str, "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
+KEYS = {"name": str, "dataset": (str, dict), "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
         "fixed": dict, "interventions": list, "eval": dict, "description": str}
 REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
 
@@ -41,6 +48,24 @@ class Study:
     interventions: list[str] = field(default_factory=lambda: list(DEFAULT_SPECS))
     eval: dict = field(default_factory=dict)
     description: str = ""
+    dataset_spec: dict | None = None  # a dataset declared in the study (mmtrack.data.folder), normalised
+
+    def __post_init__(self):
+        if self.dataset_spec is not None:
+            from mmtrack.data.folder import register_declared
+
+            register_declared(self.dataset_spec)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickling (a spawned sweep worker) registers the declared dataset too, before any RunConfig."""
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+        self.__post_init__()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Study:
+        """The Study of `to_dict()` / the experiment tag `mmtrack.study` (registers its declared dataset)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def configs(self) -> list[RunConfig]:
         """Every configuration of the study, default configuration first, seeds innermost."""
@@ -64,6 +89,8 @@ class Study:
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if d["dataset_spec"] is None:
+            del d["dataset_spec"]  # built-in datasets: the same JSON as before declarations existed
         d["seed_param"] = "seed"
         return d
 
@@ -72,7 +99,22 @@ class Study:
 
 
 def _type_name(t) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(map(_type_name, t))
     return {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}[t]
+
+
+def register_study_dataset(study: dict | str | None) -> str | None:
+    """Register the dataset a study declares, from its dict or JSON (the experiment tag `mmtrack.study`): what
+    `mmtrack evaluate` calls before loading a run's dataset. Returns the declared name (None: nothing declared)."""
+    if isinstance(study, str):
+        study = json.loads(study)
+    spec = (study or {}).get("dataset_spec")
+    if not spec:
+        return None
+    from mmtrack.data.folder import register_declared
+
+    return register_declared(spec)
 
 
 def parse_study(raw: dict, source: str = "study") -> Study:
@@ -120,11 +162,20 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     if unknown_eval:
         raise MMTrackError(f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: "
                            f"{', '.join(sorted(eval_keys))}")
+    name = raw.get("name") or Path(source).stem
+    dataset, spec = raw["dataset"], None
+    from mmtrack.data import folder
+
+    if folder.is_declaration(dataset):  # own data: check the files now, so that bad data trains nothing
+        spec = folder.declaration(dataset, Path(source).parent, str(Path(source).resolve()) if source != "study"
+                                  else source, name)
+        folder.check(spec, fixed.get("image_size"))
+        dataset = spec["name"]
     # Axis values must be the types RunConfig expects: ask RunConfig itself (it names allowed values).
-    study = Study(name=raw.get("name") or Path(source).stem, dataset=raw["dataset"], design=design,
+    study = Study(name=name, dataset=dataset, design=design,
                   epochs=raw["epochs"], seeds=list(seeds), default=dict(default), axes=dict(axes), fixed=dict(fixed),
                   interventions=list(raw.get("interventions", DEFAULT_SPECS)), eval=dict(raw.get("eval", {})),
-                  description=raw.get("description", ""))
+                  description=raw.get("description", ""), dataset_spec=spec)
     base = {**fixed, **default, "dataset": study.dataset, "epochs": study.epochs, "seed": seeds[0]}
     for axis, values in axes.items():
         for v in values:

@@ -6,7 +6,7 @@ registers its commands on the app when imported here."""
 from __future__ import annotations
 
 # importing a command module registers its commands; `mmtrack --help` lists them in this order
-from mmtrack.cli import run_cmds, sweep_cmds, report_cmds, misc_cmds  # noqa: F401, I001
+from mmtrack.cli import run_cmds, sweep_cmds, report_cmds, data_cmds, misc_cmds  # noqa: F401, I001
 from mmtrack.cli._app import app, console, err, make_console, run_main
 
 __all__ = ["app", "console", "err", "main", "make_console"]

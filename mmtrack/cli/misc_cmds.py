@@ -1,4 +1,4 @@
-"""`mmtrack datasets` and `mmtrack server`."""
+"""`mmtrack server` (`mmtrack datasets` is in `data_cmds`)."""
 
 from __future__ import annotations
 
@@ -7,30 +7,10 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape as esc
-from rich.table import Table
 
 from mmtrack.cli._app import app, console
 from mmtrack.cli._options import TrackingUri
 from mmtrack.errors import MMTrackError
-
-
-@app.command()
-def datasets():
-    """List the datasets with their groups (fairness metrics) and OOD sets (robustness metrics)."""
-    from mmtrack.data import dataset_info, dataset_names
-
-    table = Table(title="Datasets (metrics: acc/group/<attribute>/<value>, acc/ood/<set>)", show_lines=True)
-    for col in ("dataset", "groups", "OOD sets", "fairness group", "data"):
-        table.add_column(col)
-    for name in dataset_names():
-        info = dataset_info(name)
-        groups = "\n".join(f"{attr}: {', '.join(values)}" if len(values) <= 6 else
-                           f"{attr}: {len(values)} values ({', '.join(values[:2])}, …)"
-                           for attr, values in info.groups.items())
-        fair = "/".join(info.fairness_group) if info.fairness_group else "-"
-        where = "--data-dir / $MMTRACK_DATA" if info.needs_data else "built in"
-        table.add_row(esc(name), esc(groups), esc(", ".join(info.ood) or "-"), esc(fair), where)
-    console.print(table)
 
 
 @app.command()

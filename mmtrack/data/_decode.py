@@ -14,16 +14,16 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from mmtrack import settings
-from mmtrack.data.base import (DataOptions, fingerprint)
+from mmtrack.data.base import DataOptions, fingerprint
 from mmtrack.errors import MMTrackError
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,14 @@ def cached(key: str, build: Callable[[], dict]) -> dict:
 
 def decode_image(path: Path, size: int) -> np.ndarray:
     """One image file -> uint8 (size, size, 3): RGB, centre square crop, PIL bilinear (antialiased) resize."""
+    return read_image(path, size)[0]
+
+
+def read_image(path: Path, size: int) -> tuple[np.ndarray, str]:
+    """`decode_image`, plus the file's own PIL mode (`RGB`, `L`, `RGBA`, `P`, `CMYK`, ...) before conversion."""
     try:
         with Image.open(path) as im:
+            mode = im.mode
             im = im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         reason = " ".join(str(exc).split())
@@ -82,7 +88,7 @@ def decode_image(path: Path, size: int) -> np.ndarray:
         im = im.crop((left, top, left + side, top + side))
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
+    return np.asarray(im, dtype=np.uint8), mode
 
 
 def decode_images(paths: list[Path], size: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -99,11 +99,15 @@ class DatasetInfo:
     ood: tuple[str, ...] = ()  # OOD set names (real ones only when their files are present)
     fairness_group: tuple[str, str] | None = None
     needs_data: bool = True  # read from --data-dir / $MMTRACK_DATA (False: built from a package)
+    source: str = ""  # a dataset declared in a file (`mmtrack.data.folder`): that file; "" for built-in ones
 
 
 Loader = Callable[[DataOptions], Dataset]
 _REGISTRY: dict[str, Loader] = {}
 _INFO: dict[str, DatasetInfo] = {}
+# Called with a name the registry lacks; one may register it and return True (declared datasets this machine has
+# seen: `mmtrack.data.folder`), so a later process that knows only the name finds the dataset again.
+_RESOLVERS: list[Callable[[str], bool]] = []
 
 
 def register(name: str, info: DatasetInfo | None = None):
@@ -127,6 +131,8 @@ def dataset_names() -> list[str]:
 
 
 def check_dataset_name(name: str) -> None:
+    if name not in _REGISTRY and isinstance(name, str):
+        any(resolve(name) for resolve in _RESOLVERS)
     names = dataset_names()
     if name not in names:
         raise MMTrackError(f"unknown dataset {name!r}; choose one of: {', '.join(names)}")
