@@ -50,3 +50,24 @@ def test_unknown_format_and_object_are_one_line_errors():
         render_sheets([], "json")
     with pytest.raises(MMTrackError, match="unknown format 'rich'"):
         render(pd.DataFrame(), "rich")
+
+
+def test_every_format_follows_one_convention():
+    """One rule style in LaTeX (booktabs, said in a comment), a standalone page in HTML, UTF-8 text kept in JSON,
+    for sheets, the summary and selections alike."""
+    from test_selection import POOL
+    from test_sheet import sheet_of
+
+    from mmtrack.analysis import analyse, summary
+
+    sheet = sheet_of()
+    rep = analyse(POOL, ["acc/a", "acc/b"], experiment="Δ-toy")
+    for obj in (sheet, summary([sheet]), rep):
+        tex = render(obj, "latex")
+        assert r"\usepackage{booktabs}" in tex.splitlines()[0] + tex.splitlines()[1]
+        assert tex.count(r"\toprule") == tex.count(r"\bottomrule") >= 1 and r"\hline" not in tex and "|" not in tex
+        page = render(obj, "html")
+        assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>\n") and page.count("<style>") == 1
+    assert '"experiment": "Δ-toy"' in render(rep, "json")
+    assert "<title>Model selection — Δ-toy</title>" in render(rep, "html")
+    assert "<li>1 run(s) not FINISHED were ignored</li>" in render(rep, "html")

@@ -45,7 +45,7 @@ def sheet(
     metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Metric (repeatable). Default: every acc* metric.")] = None,
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
-    figure: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Folder for heatmap figures (PNG and SVG, one per metric).")] = None,
+    figure: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the figures: DIR/sheet-<metric>.png and .svg per metric.")] = None,
     summary: Annotated[bool, typer.Option("--summary", help="One row per metric: Δmax^all, ratio to acc, top axis.")] = False,
     default: Annotated[Optional[list[str]], typer.Option(metavar="AXIS=VALUE", help="Override an axis default, e.g. --default lr=0.1 (repeatable).")] = None,
     seed_param: Annotated[str, typer.Option(metavar="PARAM", help="The param whose values are the rows.")] = "seed",
@@ -120,7 +120,7 @@ def select_cmd(
     rounding: Annotated[str, typer.Option(metavar="ceil|floor", help="ceil (default) or floor for ⌈k·n/100⌉.")] = "ceil",
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
-    figure: Annotated[Optional[Path], typer.Option(metavar="PATH", help="Figure path stem (writes .png and .svg).")] = None,
+    figure: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the figure: DIR/selection.png and .svg.")] = None,
     log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
@@ -154,10 +154,10 @@ def select_cmd(
         emit_text(report.render(rep, "markdown" if fmt == "rich" else fmt), out)
     figs: list[Path] = []
     if figure is not None or log:
-        stem = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-")) / "selection"
-        figs = report.save_figure(report.selection_figure(rep), stem)
+        fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-"))
+        figs = report.save_figure(report.selection_figure(rep), fig_dir / "selection")
         if figure is not None:
-            err.print(f"wrote {esc(', '.join(map(str, figs)))}")
+            err.print(f"wrote {len(figs)} figure files to {esc(str(fig_dir))}")
     if log:
         files, metrics = report.selection_log(rep)
         rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)

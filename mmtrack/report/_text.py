@@ -26,14 +26,18 @@ def num(x: Any, digits: int = 2) -> str:
     return MISSING if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def strict_json(obj: Any, ascii: bool = False) -> str:
-    """`obj` as indented strict JSON (NaN and inf as null, numpy values as plain ones), newline-terminated."""
-    return json.dumps(jsonable(obj), indent=2, ensure_ascii=ascii, allow_nan=False) + "\n"
+def strict_json(obj: Any) -> str:
+    """`obj` as indented strict JSON (NaN and inf as null, numpy values as plain ones, UTF-8 text as is),
+    newline-terminated."""
+    return json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "–": "--", "Δ": r"$\Delta$"}
+
+
+LATEX_PREAMBLE = r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule)"  # the one rule style of every table
 
 
 def latex_escape(text: Any) -> str:

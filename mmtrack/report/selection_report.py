@@ -17,7 +17,7 @@ from mmtrack.analysis.selection import RangeStats, SelectionReport
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy
 from mmtrack.report._figure import new_figure
-from mmtrack.report._text import check_format, latex_escape, md_escape, strict_json
+from mmtrack.report._text import LATEX_PREAMBLE, check_format, html_page, latex_escape, md_escape, strict_json
 
 LONG_COLUMNS = ["selection", "rule", "k", "eps", "n_selected", "metric", "min", "max", "delta_max", "n"]
 
@@ -68,33 +68,40 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _latex(table: pd.DataFrame, text: str) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(table.columns) - 1) + "}",
+    lines = [LATEX_PREAMBLE, r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(table.columns) - 1) + "}",
              r"\toprule", " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
     lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(text)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def _html(table: pd.DataFrame, text: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>\n"
+def _html(report: SelectionReport) -> str:
+    """A standalone page (the same shell and style as a sheet's): the table, then the warnings."""
+    esc = html.escape
+    table = wide_table(report)
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>\n"
                    for row in table.itertuples(index=False))
-    return (f'<table class="mmtrack-selection">\n<caption>{html.escape(text)}</caption>\n'
-            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n")
+    notes = "".join(f"<li>{esc(w)}</li>\n" for w in report.warnings)
+    title = "Model selection" + (f" — {report.experiment}" if report.experiment else "")
+    return html_page(title, f'<table class="mmtrack-selection">\n<caption>{esc(caption(report))}</caption>\n'
+                            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+                     + (f'<footer>\n<p>Warnings ({len(report.warnings)}):</p>\n<ul class="note">\n{notes}</ul>\n'
+                        "</footer>\n" if notes else ""))
 
 
 def render_selection(report: SelectionReport, fmt: str) -> str:
-    """The report as csv, markdown, latex, html or json."""
+    """The report as csv, markdown, latex (booktabs), html (a standalone page) or json."""
     check_format(fmt)
     if fmt == "json":
-        return strict_json(report.to_dict(), ascii=True)
+        return strict_json(report.to_dict())
     if fmt == "csv":
         return long_table(report).to_csv(index=False)
     if fmt == "markdown":
         return _markdown(wide_table(report))
     if fmt == "latex":
         return _latex(wide_table(report), caption(report))
-    return _html(wide_table(report), caption(report))
+    return _html(report)
 
 
 def rich_table(report: SelectionReport) -> Any:

@@ -18,7 +18,7 @@ from mmtrack.analysis.sheet import MISSING, NOISE_LEVEL, Sheet, format_value
 from mmtrack.errors import MMTrackError
 from mmtrack.report._colour import DELTA_CMAP, SCORE_CMAP, colour
 from mmtrack.report._figure import new_figure
-from mmtrack.report._text import check_format, html_page, latex_escape, md_escape, num, strict_json
+from mmtrack.report._text import LATEX_PREAMBLE, check_format, html_page, latex_escape, md_escape, num, strict_json
 
 WITHIN_NOISE_MARK = "~"  # appended to a Δmax at or below its noise floor
 CSV_COLUMNS = ("kind", "axis", "seed", "value", "score", "run_id", "noise_floor", "within_noise", "disagreement")
@@ -119,20 +119,20 @@ def _latex(sheet: Sheet, digits: int) -> str:
     def delta(d: float, w: bool | None) -> str:
         return cell(d) + (r"\textsuperscript{$\sim$}" if w and not math.isnan(d) else "")
 
-    out = [f"% multiplicity sheet: {sheet.metric} ({sheet.unit}); {NOISE_NOTE}".replace(MISSING, "--"),
+    out = [f"% multiplicity sheet: {sheet.metric} ({sheet.unit}); {NOISE_NOTE}".replace(MISSING, "--"), LATEX_PREAMBLE,
            r"\begin{table}[t]", r"\centering\small"]
     for t in sheet.tables:
         ncol = len(t.values) + 2
-        out += [r"\begin{tabular}{l|" + "r" * len(t.values) + "|r}",
-                rf"\multicolumn{{{ncol}}}{{c}}{{\textbf{{{latex_escape(t.axis)}}}}} \\", r"\hline",
+        out += [r"\begin{tabular}{l" + "r" * len(t.values) + "r}",
+                rf"\multicolumn{{{ncol}}}{{c}}{{\textbf{{{latex_escape(t.axis)}}}}} \\", r"\toprule",
                 " & ".join([latex_escape(sheet.design.seed_param)] + [latex_escape(format_value(v)) for v in t.values]
-                           + [r"$\Delta_{\max}$"]) + r" \\", r"\hline"]
+                           + [r"$\Delta_{\max}$"]) + r" \\", r"\midrule"]
         for i, seed in enumerate(t.seeds):
             cells = [latex_escape(format_value(seed))] + [cell(x) for x in t.scores[i]]
             cells.append(delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]))
             out.append(" & ".join(cells) + r" \\")
-        out += [r"\hline", " & ".join([r"$\Delta_{\max}$"] + [delta(d, w) for d, w in zip(
-            t.delta_max_per_value, t.within_noise_per_value)] + [""]) + r" \\", r"\end{tabular}\quad"]
+        out += [r"\midrule", " & ".join([r"$\Delta_{\max}$"] + [delta(d, w) for d, w in zip(
+            t.delta_max_per_value, t.within_noise_per_value)] + [""]) + r" \\", r"\bottomrule", r"\end{tabular}\quad"]
     dflt = ", ".join(f"{latex_escape(k)}={latex_escape(format_value(v))}" for k, v in sheet.default.items())
     exp = f" ({latex_escape(sheet.experiment)})" if sheet.experiment else ""
     floor = "" if sheet.noise_floor_all is None else f" (noise floor {num(sheet.noise_floor_all, digits)})"
@@ -354,7 +354,7 @@ def _summary_cells(df: pd.DataFrame, digits: int) -> list[list[str]]:
     for r in df.itertuples(index=False):
         out.append([str(r.metric), num(r.delta_max_all, digits),
                     MISSING if pd.isna(r.ratio_to_acc) else f"{r.ratio_to_acc:.1f}×",
-                    MISSING if r.top_axis is None else str(r.top_axis), num(r.top_axis_delta_max, digits),
+                    MISSING if pd.isna(r.top_axis) else str(r.top_axis), num(r.top_axis_delta_max, digits),
                     num(r.noise_floor_all, digits)])
     return out
 
@@ -377,10 +377,10 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
     if fmt == "latex":
         head = ["metric", r"$\Delta^{all}_{\max}$", r"$\times$ acc", "top axis", r"its $\Delta_{\max}$",
                 "noise floor"]
-        lines = [r"\begin{tabular}{lrrlrr}", r"\hline", " & ".join(head) + r" \\", r"\hline"]
+        lines = [LATEX_PREAMBLE, r"\begin{tabular}{lrrlrr}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
         lines += [" & ".join(latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--") for c in row)
                   + r" \\" for row in cells]
-        return "\n".join(lines + [r"\hline", r"\end{tabular}"]) + "\n"
+        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
     esc = html_lib.escape
     rows = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
