@@ -293,7 +293,8 @@ def test_figure_has_one_axes_per_table_with_the_sheet_labels(tmp_path):
     s = sheet_of(make_runs(drop={"r-0.1-256-1"}))
     fig = sheet_figure(s)
     tables = [ax for ax in fig.axes if ax.get_title()]  # the two colour bars have no title
-    assert [ax.get_title() for ax in tables] == ["lr", "batch_size"]
+    assert [ax.get_title().split("\n")[0] for ax in tables] == ["lr", "batch_size"]
+    assert all(ax.get_title().split("\n")[1].startswith("η²") for ax in tables)  # each table's axis effect
     lr, bs = tables
     assert [t.get_text() for t in lr.get_xticklabels()] == ["0.1", "0.05", "0.01", "Δmax"]
     assert [t.get_text() for t in bs.get_yticklabels()] == ["0", "1", "2", "Δmax"]
@@ -309,6 +310,26 @@ def test_figure_has_one_axes_per_table_with_the_sheet_labels(tmp_path):
         sheet_figure(build_sheet(make_runs(), "acc", Design(axes={}, default={}), "toy"))
 
 
+def test_summary_top_axis_is_the_largest_significant_effect():
+    runs = make_runs()
+    shifted = pd.to_numeric(runs["params.lr"]) == 0.01
+    runs.loc[shifted, "metrics.acc"] += 0.05  # lr 0.01 costs every seed 5 points
+    cells = assign_cells(runs, Design.from_study(STUDY))
+    sheet = sheet_stats(cells, "acc")
+    lr = next(t for t in sheet.tables if t.axis == "lr")
+    assert lr.axis_effect.significant and lr.axis_effect.eta_squared > 0.9
+    row = summary([sheet]).iloc[0]
+    assert row.top_axis == "lr" and row.top_axis_eta_squared == pytest.approx(lr.axis_effect.eta_squared)
+    assert row.top_axis_p_value == pytest.approx(lr.axis_effect.p_value) and row.top_axis_p_value < 0.05
+    assert row.top_axis_delta_max == pytest.approx(lr.top_delta_max())
+    table = json.loads(render(sheet, "json"))["tables"][0]
+    assert table["axis"] == "lr" and table["axis_effect"] == lr.axis_effect.to_dict()
+    assert "Axis effect: η² " in render(sheet, "markdown") and r"$\eta^2$" in render(sheet, "latex")
+    assert 'class="effect significant"' in render(sheet, "html")
+    csv = pd.read_csv(io.StringIO(render(sheet, "csv")))
+    assert csv[(csv.kind == "p_value") & (csv.axis == "lr")].score.item() == pytest.approx(lr.axis_effect.p_value)
+
+
 def test_summary_and_sheet_metrics():
     runs = make_runs()
     runs["metrics.acc/ood/x"] = np.nan  # logged nowhere -> NaN spread, not an error
@@ -317,10 +338,13 @@ def test_summary_and_sheet_metrics():
     cells = assign_cells(runs, Design.from_study(STUDY))
     sheets = [sheet_stats(cells, m) for m in ["acc", "acc/group/g", "acc/ood/x"]]
     df = summary(sheets)
-    assert list(df.columns[:5]) == ["metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_delta_max"]
+    assert list(df.columns) == ["metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_eta_squared",
+                                "top_axis_p_value", "top_axis_delta_max", "noise_floor_all"]
     acc, grp, ood = df.to_dict(orient="records")
     assert acc["delta_max_all"] == pytest.approx(2.50) and acc["ratio_to_acc"] == pytest.approx(1.0)
-    assert acc["top_axis"] == "lr" and acc["top_axis_delta_max"] == pytest.approx(2.00)  # lr 2.00 > bs 1.70
+    # lr holds the largest Δmax (2.00) but explains only η² 0.38 of its table at p 0.24: seed noise, not the axis
+    assert acc["top_axis"] == "seed" and acc["top_axis_delta_max"] == pytest.approx(1.70)  # bs=256 column
+    assert math.isnan(acc["top_axis_eta_squared"])
     assert grp["delta_max_all"] == pytest.approx(5.00) and grp["ratio_to_acc"] == pytest.approx(2.0)
     assert math.isnan(ood["delta_max_all"]) and pd.isna(ood["top_axis"])
     assert math.isnan(summary(sheets[1:]).ratio_to_acc.iloc[0])  # no acc sheet, no cells to compute it from
@@ -330,7 +354,7 @@ def test_summary_and_sheet_metrics():
     assert math.isnan(summary([sheet_stats(cells_without_acc, "acc/group/g")], cells_without_acc).ratio_to_acc.item())
     assert pd.read_csv(io.StringIO(render(df, "csv"))).delta_max_all.iloc[1] == pytest.approx(5.0)
     assert json.loads(render(df, "json"))[2]["delta_max_all"] is None
-    assert "| acc/group/g | 5.00 | 2.0× | lr |" in render(df, "markdown")
+    assert "| acc/group/g | 5.00 | 2.0× | seed | — | — | 3.40 |" in render(df, "markdown")
     assert "acc/group/g" in render(df, "latex") and "5.00" in render(df, "html")
     console = Console(record=True, width=160)
     console.print(rich_summary(df))

@@ -25,6 +25,9 @@ Beyond the paper, two extra readings help decide whether a Δmax means anything:
 * **Prediction-level multiplicity.** Given each run's predicted labels on the test set, the disagreement of
   a row/column is the share of test examples on which its runs do not all predict the same label. Two models
   of equal accuracy can still disagree on many examples.
+* **Axis effect.** Each table carries η² (the share of its variance between axis values) and a permutation
+  p-value for "the axis values don't matter" (:mod:`mmtrack.analysis.effects`): does the axis move the metric
+  more than changing the seed does? The summary's top axis is the largest significant effect, else "seed".
 
 The work is split in two so that nothing is computed twice: :func:`assign_cells` decides which run fills which
 cell (the same for every metric, and the run ids whose predictions are worth downloading), then
@@ -55,6 +58,8 @@ from mmtrack.analysis._runs import (
     param_names,
     sort_key,
 )
+from mmtrack.analysis.effects import AxisEffect, axis_effect
+from mmtrack.analysis.effects import top_axis as effects_top_axis
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy, scale
 
@@ -307,6 +312,7 @@ class Table:
     within_noise_per_value: list[bool | None]
     disagreement_per_seed: list[float | None]
     disagreement_per_value: list[float | None]
+    axis_effect: AxisEffect = AxisEffect(None, None, 0, True)  # η² and permutation p of the axis (effects.py)
 
     def frame(self) -> pd.DataFrame:
         """The scores as a DataFrame (index = seeds, columns = values)."""
@@ -326,6 +332,7 @@ class Table:
             "within_noise_per_value": self.within_noise_per_value,
             "disagreement_per_seed": self.disagreement_per_seed,
             "disagreement_per_value": self.disagreement_per_value,
+            "axis_effect": self.axis_effect.to_dict(),
         })
 
     def top_delta_max(self) -> float:
@@ -515,6 +522,7 @@ def _table(axis: str, design: Design, seeds: list, grid: np.ndarray, ids: np.nda
         within_noise_per_value=[_within(d, f) for d, f in zip(dpv, nf_v)],
         disagreement_per_seed=[disagreement(row, predictions) for row in run_ids],
         disagreement_per_value=[disagreement([row[j] for row in run_ids], predictions) for j in range(shape[1])],
+        axis_effect=axis_effect(scores),
     ), lacking
 
 
@@ -530,28 +538,36 @@ def build_sheet(runs: pd.DataFrame, metric: str, design: Design, experiment: str
 # Summary across metrics
 # --------------------------------------------------------------------------------------------------------
 
-SUMMARY_COLUMNS = ("metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_delta_max", "noise_floor_all")
+SUMMARY_COLUMNS = ("metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_eta_squared",
+                   "top_axis_p_value", "top_axis_delta_max", "noise_floor_all")
+SEED = "seed"  # the top "axis" when no axis moves the metric beyond seed noise
 
 
-def top_axis(sheet: Sheet) -> tuple[str | None, float]:
-    """The axis whose table holds the sheet's largest Δmax (over rows and columns), and that Δmax."""
-    best, top = None, math.nan
-    for t in sheet.tables:
-        d = t.top_delta_max()
-        if not math.isnan(d) and (math.isnan(top) or d > top):
-            best, top = t.axis, d
-    return best, top
+def top_axis(sheet: Sheet) -> tuple[str | None, AxisEffect | None, float]:
+    """The axis with the largest significant effect (η², p < 0.05), its effect and its table's largest Δmax; when
+    no axis is significant, "seed" with the largest Δmax between seeds of one configuration (a column's Δmax)."""
+    if not sheet.tables or all(np.isnan(t.scores).all() for t in sheet.tables):
+        return None, None, math.nan
+    name = effects_top_axis({t.axis: t.axis_effect for t in sheet.tables})
+    if name != SEED:
+        table = next(t for t in sheet.tables if t.axis == name)
+        return name, table.axis_effect, table.top_delta_max()
+    columns = np.concatenate([t.delta_max_per_value for t in sheet.tables])
+    columns = columns[~np.isnan(columns)]
+    return SEED, None, float(columns.max()) if len(columns) else math.nan
 
 
 def summary(sheets: Sequence[Sheet], cells: Cells | None = None) -> pd.DataFrame:
-    """One row per sheet: Δmax^all, its ratio to accuracy's Δmax^all, the axis whose table holds the largest
-    Δmax with that Δmax, and the noise floor of Δmax^all. Accuracy is the ``acc`` sheet among `sheets`; without
+    """One row per sheet: Δmax^all, its ratio to accuracy's Δmax^all, the top axis (largest significant η²; "seed"
+    when no axis beats the seed noise) with its η², p and largest Δmax, and the noise floor of Δmax^all. Accuracy is the ``acc`` sheet among `sheets`; without
     one it is computed from `cells` when their runs log ``acc`` (the ratio is NaN otherwise)."""
     rows = []
     for sheet in sheets:
-        axis, top = top_axis(sheet)
+        axis, effect, top = top_axis(sheet)
+        eta = effect.eta_squared if effect is not None and effect.eta_squared is not None else math.nan
+        p = effect.p_value if effect is not None and effect.p_value is not None else math.nan
         rows.append({"metric": sheet.metric, "delta_max_all": sheet.delta_max_all, "top_axis": axis,
-                     "top_axis_delta_max": top,
+                     "top_axis_eta_squared": eta, "top_axis_p_value": p, "top_axis_delta_max": top,
                      "noise_floor_all": math.nan if sheet.noise_floor_all is None else sheet.noise_floor_all})
     acc = next((s.delta_max_all for s in sheets if s.metric == "acc"), None)
     if acc is None:

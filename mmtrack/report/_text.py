@@ -55,6 +55,8 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 .sheet { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 caption { font-weight: bold; padding: 0.3em; }
+caption .effect { font-weight: normal; color: #666; font-size: 0.85em; margin-left: 0.5em; }
+caption .effect.significant { font-weight: bold; color: #b2182b; }
 th, td { padding: 0.25em 0.55em; text-align: right; border: 1px solid #fff; }
 th { background: #f1f1f1; }
 td.missing { background: #eee; color: #888; text-align: center; }

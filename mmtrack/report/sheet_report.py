@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from mmtrack.analysis.effects import format_p
 from mmtrack.analysis.sheet import MISSING, NOISE_LEVEL, Sheet, format_value
 from mmtrack.errors import MMTrackError
 from mmtrack.report._colour import DELTA_CMAP, SCORE_CMAP, colour
@@ -56,7 +57,12 @@ def _footer(sheet: Sheet, digits: int = 2) -> str:
 
 
 NOISE_NOTE = (f"{WITHIN_NOISE_MARK} = Δmax within the {NOISE_LEVEL:.0%} noise floor of test-set sampling; "
-              f"{MISSING} = missing")
+              f"{MISSING} = missing; η², p = the axis's effect beyond seed noise (permutation test), * = p < 0.05")
+
+
+def effect_text(t) -> str:
+    """`η² 0.81 · p 0.002*` for a table (`η² –` when undefined)."""
+    return t.axis_effect.label()
 
 
 def sheet_csv_frame(sheet: Sheet) -> pd.DataFrame:
@@ -65,7 +71,8 @@ def sheet_csv_frame(sheet: Sheet) -> pd.DataFrame:
     Columns: kind, axis, seed, value, score, run_id, noise_floor, within_noise, disagreement.
     kind = "score" (one cell: axis, seed, value, score, run_id), "delta_max_per_seed" (axis, seed; score =
     the row's Δmax), "delta_max_per_value" (axis, value; score = the column's Δmax) or "delta_max_all"
-    (score = Δmax^all). All numbers are percentage points; empty = missing / not applicable."""
+    (score = Δmax^all), "eta_squared" / "p_value" (axis; score = the table's axis effect, not in pp). Other
+    numbers are percentage points; empty = missing / not applicable."""
     rows: list[dict] = []
     for t in sheet.tables:
         for i, seed in enumerate(t.seeds):
@@ -80,6 +87,8 @@ def sheet_csv_frame(sheet: Sheet) -> pd.DataFrame:
             rows.append({"kind": "delta_max_per_value", "axis": t.axis, "value": value,
                          "score": t.delta_max_per_value[j], "noise_floor": t.noise_floor_per_value[j],
                          "within_noise": t.within_noise_per_value[j], "disagreement": t.disagreement_per_value[j]})
+        rows.append({"kind": "eta_squared", "axis": t.axis, "score": t.axis_effect.eta_squared})
+        rows.append({"kind": "p_value", "axis": t.axis, "score": t.axis_effect.p_value})
     rows.append({"kind": "delta_max_all", "score": sheet.delta_max_all, "noise_floor": sheet.noise_floor_all,
                  "within_noise": sheet.within_noise_all, "disagreement": sheet.disagreement_all})
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS), dtype=object)  # object: seeds stay ints
@@ -97,7 +106,7 @@ def _markdown(sheet: Sheet, digits: int) -> str:
             out.append("| " + " | ".join(cells) + " |")
         cells = ["**Δmax**"] + [_delta_text(d, w, digits) for d, w in zip(t.delta_max_per_value,
                                                                            t.within_noise_per_value)] + [""]
-        out += ["| " + " | ".join(cells) + " |", ""]
+        out += ["| " + " | ".join(cells) + " |", "", f"Axis effect: {md_escape(effect_text(t))}", ""]
     out += [md_escape(_footer(sheet, digits)).replace("Δmax^all", "**Δmax^all**"), "", NOISE_NOTE]
     out += _notes(sheet, lambda s: f"- {s}")
     return "\n".join(out) + "\n"
@@ -132,7 +141,8 @@ def _latex(sheet: Sheet, digits: int) -> str:
             cells.append(delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]))
             out.append(" & ".join(cells) + r" \\")
         out += [r"\midrule", " & ".join([r"$\Delta_{\max}$"] + [delta(d, w) for d, w in zip(
-            t.delta_max_per_value, t.within_noise_per_value)] + [""]) + r" \\", r"\bottomrule", r"\end{tabular}\quad"]
+            t.delta_max_per_value, t.within_noise_per_value)] + [""]) + r" \\", r"\bottomrule",
+            rf"\multicolumn{{{ncol}}}{{l}}{{\footnotesize {_latex_effect(t)}}} \\", r"\end{tabular}\quad"]
     dflt = ", ".join(f"{latex_escape(k)}={latex_escape(format_value(v))}" for k, v in sheet.default.items())
     exp = f" ({latex_escape(sheet.experiment)})" if sheet.experiment else ""
     floor = "" if sheet.noise_floor_all is None else f" (noise floor {num(sheet.noise_floor_all, digits)})"
@@ -141,6 +151,13 @@ def _latex(sheet: Sheet, digits: int) -> str:
             rf"\textsuperscript{{$\sim$}}: $\Delta_{{\max}}$ within the {NOISE_LEVEL * 100:.0f}\% noise floor of "
             r"test-set sampling; --: missing.}", r"\end{table}"]
     return "\n".join(out) + "\n"
+
+
+def _latex_effect(t) -> str:
+    e = t.axis_effect
+    if e.eta_squared is None or e.p_value is None:
+        return r"$\eta^2$ --"
+    return rf"$\eta^2$ {e.eta_squared:.2f}, $p$ {format_p(e.p_value)}" + ("$^*$" if e.significant else "")
 
 
 def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | None) -> str:
@@ -186,7 +203,9 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
             delta_cell(d, f, w, q) for d, f, w, q in zip(t.delta_max_per_value, t.noise_floor_per_value,
                                                          t.within_noise_per_value, t.disagreement_per_value))
                     + "<td></td></tr>")
-        parts.append(f"<table><caption>{esc(t.axis)}</caption>\n" + "\n".join(rows) + "\n</table>")
+        sig = " significant" if t.axis_effect.significant else ""
+        parts.append(f'<table><caption>{esc(t.axis)} <span class="effect{sig}">{esc(effect_text(t))}</span></caption>\n'
+                     + "\n".join(rows) + "\n</table>")
     notes = _notes(sheet, lambda s: f"<li>{esc(s)}</li>")
     notes_html = "\n".join(n if n.startswith("<li>") else (f"<p>{esc(n)}</p>" if n else "") for n in notes)
     return ('<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
@@ -272,7 +291,8 @@ def rich_tables(sheet: Sheet, digits: int = 2):
 
     tables = []
     for t in sheet.tables:
-        rt = RichTable(title=t.axis, show_edge=False, pad_edge=False, padding=(0, 1))
+        rt = RichTable(title=t.axis, caption=effect_text(t), caption_style="bold" if t.axis_effect.significant else "dim",
+                       show_edge=False, pad_edge=False, padding=(0, 1))
         rt.add_column(sheet.design.seed_param, justify="right", style="bold")
         for v in t.values:
             rt.add_column(format_value(v), justify="right")
@@ -337,7 +357,7 @@ def sheet_figure(sheet: Sheet, digits: int = 2):
         ax.set_xticks(range(V + 1), labels, fontsize=8, rotation=25 if long else 0, ha="right" if long else "center")
         ax.set_yticks(range(S + 1), [format_value(s) for s in t.seeds] + ["Δmax"], fontsize=8)
         ax.tick_params(length=0)
-        ax.set_title(t.axis, fontsize=10)
+        ax.set_title(f"{t.axis}\n{effect_text(t)}", fontsize=9, fontweight="bold" if t.axis_effect.significant else None)
         for spine in ax.spines.values():
             spine.set_visible(False)
     axes[0].set_ylabel(f"{sheet.design.seed_param} (changing random seeds)", fontsize=9)
@@ -352,14 +372,20 @@ def sheet_figure(sheet: Sheet, digits: int = 2):
 def _summary_cells(df: pd.DataFrame, digits: int) -> list[list[str]]:
     out = []
     for r in df.itertuples(index=False):
+        p = r.top_axis_p_value
         out.append([str(r.metric), num(r.delta_max_all, digits),
                     MISSING if pd.isna(r.ratio_to_acc) else f"{r.ratio_to_acc:.1f}×",
-                    MISSING if pd.isna(r.top_axis) else str(r.top_axis), num(r.top_axis_delta_max, digits),
+                    MISSING if pd.isna(r.top_axis) else str(r.top_axis),
+                    MISSING if pd.isna(r.top_axis_eta_squared) else f"{r.top_axis_eta_squared:.2f}",
+                    MISSING if pd.isna(p) else format_p(p), num(r.top_axis_delta_max, digits),
                     num(r.noise_floor_all, digits)])
     return out
 
 
-_SUMMARY_HEADERS = ["metric", "Δmax^all (pp)", "× acc", "top axis", "its Δmax (pp)", "noise floor (pp)"]
+_SUMMARY_HEADERS = ["metric", "Δmax^all (pp)", "× acc", "top axis", "η²", "p", "its Δmax (pp)", "noise floor (pp)"]
+SUMMARY_NOTE = ("top axis = the axis with the largest significant effect beyond seed noise (η², permutation p < 0.05); "
+                "seed = no axis moves the metric more than changing the seed does (its Δmax: the largest between "
+                "seeds of one configuration)")
 
 
 def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
@@ -371,27 +397,29 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
         return strict_json(df.to_dict(orient="records"))
     cells = _summary_cells(df, digits)
     if fmt == "markdown":
-        lines = ["| " + " | ".join(_SUMMARY_HEADERS) + " |", "|---|" + "---:|---:|---|---:|---:|"]
+        lines = ["| " + " | ".join(_SUMMARY_HEADERS) + " |", "|---|" + "---:|---:|---|---:|---:|---:|---:|"]
         lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in cells]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + ["", md_escape(SUMMARY_NOTE)]) + "\n"
     if fmt == "latex":
-        head = ["metric", r"$\Delta^{all}_{\max}$", r"$\times$ acc", "top axis", r"its $\Delta_{\max}$",
-                "noise floor"]
-        lines = [LATEX_PREAMBLE, r"\begin{tabular}{lrrlrr}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--") for c in row)
+        head = ["metric", r"$\Delta^{all}_{\max}$", r"$\times$ acc", "top axis", r"$\eta^2$", "$p$",
+                r"its $\Delta_{\max}$", "noise floor"]
+        lines = [f"% {SUMMARY_NOTE}", LATEX_PREAMBLE, r"\begin{tabular}{lrrlrrrr}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+        lines += [" & ".join(latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--").replace("η²", r"$\eta^2$")
+                             for c in row)
                   + r" \\" for row in cells]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
     esc = html_lib.escape
     rows = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
-    return html_page("Multiplicity summary", "<table>\n" + "\n".join(rows) + "\n</table>\n")
+    return html_page("Multiplicity summary", "<table>\n" + "\n".join(rows) + f"\n</table>\n<p class=\"note\">"
+                     f"{esc(SUMMARY_NOTE)}</p>\n")
 
 
 def rich_summary(df: pd.DataFrame, digits: int = 2):
     """The summary table for a terminal."""
     from rich.table import Table as RichTable
 
-    rt = RichTable(title="Multiplicity per metric (Δmax^all)")
+    rt = RichTable(title="Multiplicity per metric (Δmax^all)", caption=SUMMARY_NOTE, caption_justify="left")
     for h in _SUMMARY_HEADERS:
         if h == "metric":  # metric names are the point of the table: never cut them
             rt.add_column(h, justify="left", no_wrap=True, min_width=max(map(len, df["metric"]), default=6))
