@@ -6,7 +6,7 @@ through Optuna costs per configuration.
                                                                     tracking/start-stack.sh and stopped after)
 
 For each N in --workers, a fresh study (3 learning rates x --seeds seeds of tiny digits-skewed ResNets) is run
-by N local workers exactly as `mmtrack sweep --storage URL --workers N` does (`worker.sweep_with_storage`):
+by N local workers exactly as `mmtrack sweep --storage URL --workers N` does (`runner.sweep_with_storage`):
 configs/min = configurations / wall time. Per configuration it reports the time in `execute` (train, evaluate,
 log to the server) and in claiming it (queue lock, stale check, claim: the trial's `claim_seconds`).
 A no-op loop (--noop configurations, nothing trained) then measures the pure queue cost of one configuration:
@@ -73,18 +73,17 @@ def trial_timings(queue) -> tuple[list[float], list[float]]:
 
 def noop_costs(storage: str, uri: str, n: int, stamp: str) -> tuple[float, float]:
     """Mean seconds to claim and to finish one configuration when nothing is trained."""
-    from mmtrack import worker
+    from mmtrack.execution import Event, OptunaQueue
     from mmtrack.study import parse_study
-    from mmtrack.sweep import Event
 
     study = parse_study({"name": f"bench-noop-{stamp}", "dataset": "digits-skewed", "epochs": 1,
                          "seeds": list(range(n)), "default": {"lr": 0.1}, "axes": {"lr": [0.1]}})
-    queue = worker.ConfigQueue(study, storage)
+    queue = OptunaQueue(study, storage)
     queue.prepare(finished=set())
     claims, finishes = [], []
     while (claim := queue.claim("bench")) is not None:
         claims.append(claim.seconds)
-        cfg = queue.configs[claim.index]
+        cfg = claim.config
         start = time.perf_counter()
         queue.finish(claim, Event("finished", cfg.run_name, cfg.hash, "none", seconds=0.0), 0.0)
         finishes.append(time.perf_counter() - start)
@@ -107,7 +106,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    from mmtrack import worker
+    from mmtrack.execution import OptunaQueue
+    from mmtrack.execution.runner import sweep_with_storage
 
     root = None
     if args.storage:
@@ -121,9 +121,9 @@ def main() -> None:
         for n in args.workers:
             study = tiny_study(f"bench-{stamp}-w{n}", args.seeds)
             start = time.perf_counter()
-            summary = worker.sweep_with_storage(study, storage, n, uri)
+            summary = sweep_with_storage(study, storage, n, uri)
             wall = time.perf_counter() - start
-            queue = worker.ConfigQueue(study, storage)
+            queue = OptunaQueue(study, storage)
             claim_s, exec_s = trial_timings(queue)
             queue.close()
             k = len(summary.finished)

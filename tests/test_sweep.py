@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli, start_mmtrack
 
 from mmtrack import tracking
 from mmtrack.errors import MMTrackError
 from mmtrack.study import load_study, parse_study
-
-from conftest import run_cli, start_mmtrack
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
@@ -338,3 +337,20 @@ def test_fixed_holds_any_training_parameter_that_is_not_an_axis():
     study = parse_study(raw)
     assert {(c.optimizer, c.augment, c.width) for c in study.configs()} == {("adam", "none", 0.0625)}
     assert [c.short_name(study.reference()) for c in study.configs()][:2] == ["default · s0", "default · s1"]
+
+
+def test_two_worker_processes_share_one_round(capsys, monkeypatch, tmp_path, tracking_dir, client, digits):
+    """`--workers 2`: spawned workers join the sweep's round of the file-lock queue; each configuration is tried
+    once (the diverging one fails once, not once per worker) and its outcome is written in its lock file."""
+    path = write_study(tmp_path, name="two-workers", seeds=[0], axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6],
+                                                                      "optimizer": ["sgd", "adam"]})
+    configs = load_study(path).configs()
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--workers", "2")
+    assert res.code == 1
+    assert summary_counts(res.out) == (2, 0, 1)
+    runs = runs_by_hash(client, "two-workers")
+    assert sorted(len(rs) for rs in runs.values()) == [1, 1, 1]
+    exp_id = client.get_experiment_by_name("two-workers").experiment_id
+    records = [json.loads((tracking_dir / "locks" / exp_id / f"{c.hash}.lock").read_text()) for c in configs]
+    assert len({r["round"] for r in records}) == 1 and sorted(r["kind"] for r in records) == ["failed", "finished",
+                                                                                             "finished"]
