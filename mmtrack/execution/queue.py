@@ -5,7 +5,9 @@ A queue holds one study's configurations for the current *round*, a pass over ev
 - **prepare(finished, new_round)** joins the round in progress, or, when `new_round` is allowed and the round
   has nothing left (or there is none yet), starts a new one holding every configuration whose hash is not in
   `finished` (the hashes FINISHED in MLflow), most expensive first so parallel workers end together. It returns
-  the round. Rerunning after a round therefore retries exactly what failed or never ran.
+  the round. Rerunning after a round therefore retries exactly what failed or never ran. (The Optuna queue
+  keeps the round in its storage; the file-lock queue keeps none: its round is one sweep, and the sweep's
+  worker processes join it by number.)
 - **claim(worker)** hands out the next configuration of the round, or None when nothing is free right now.
   *Ownership*: until `finish` or `hand_back`, the claim is the caller's alone: no other worker, in this process
   or any other, holds the same configuration at the same time (the contract test races several).
