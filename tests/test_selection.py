@@ -217,7 +217,9 @@ def test_analyse_unknown_unseen_metric_lists_existing():
 
 def test_json_layout(report):
     data = json.loads(render(report, "json"), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
-    assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings"}
+    assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings",
+                         "prediction_multiplicity"}
+    assert data["prediction_multiplicity"] is None  # no predictions given
     assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["acc/a", "acc/b"], ["acc/u", "acc/v"])
     assert set(data["before"]["acc/u"]) == {"min", "max", "delta_max", "n"}
     assert data["before"]["acc/v"]["n"] == 3
@@ -310,3 +312,43 @@ def test_non_accuracies_are_never_unseen_by_default_and_keep_their_unit():
     console = Console(record=True, width=250)
     console.print(rich_table(report))
     assert "accuracies in percentage points" in console.export_text()
+
+
+# --------------------------------------------------------------------------------------- prediction multiplicity
+
+
+def test_prediction_multiplicity_before_and_after_selection():
+    """r0..r9 predict 10 examples; r6..r9 flip examples of their own: selecting the top 50% on `a` (r0..r4)
+    keeps only models that agree with the reference r0."""
+    base = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    preds = {f"r{i}": base.copy() for i in range(10)}
+    for i in range(6, 10):
+        preds[f"r{i}"][i] = (base[i] + 1) % 3  # rI flips example I
+    rep = analyse(TEN, ["a"], ["b"], tops=[50], predictions=preds, reference="r0")
+    before, top50 = rep.multiplicity, rep.selections[0].multiplicity
+    assert (before.n_models, before.n_examples, before.reference) == (10, 10, "r0")
+    assert before.ambiguity == pytest.approx(0.4) and before.discrepancy == pytest.approx(0.1)
+    assert before.contested == pytest.approx(0.4)
+    assert rep.selections[0].selection.run_ids == ids(0, 1, 2, 3, 4)
+    assert top50.n_models == 5 and top50.ambiguity == top50.discrepancy == top50.contested == 0.0
+    data = rep.to_dict()
+    assert data["prediction_multiplicity"]["ambiguity"] == pytest.approx(0.4)
+    assert data["selections"][0]["prediction_multiplicity"]["contested"] == 0.0
+    text = render(rep, "markdown")
+    assert "| predictions: ambiguity | 40.00% | 0.00% |" in text
+    long = pd.read_csv(io.StringIO(render(rep, "csv")))
+    row = long[(long.metric == "predictions/contested") & (long.selection == "before")]
+    assert row["min"].item() == pytest.approx(40.0) and row["n"].item() == 10
+    # without predictions: nothing about them anywhere
+    plain = analyse(TEN, ["a"], ["b"], tops=[50])
+    assert plain.multiplicity is None and plain.to_dict()["prediction_multiplicity"] is None
+    assert "predictions:" not in render(plain, "markdown")
+
+
+def test_selection_multiplicity_against_a_reference_outside_the_set():
+    preds = {f"r{i}": np.array([0, 0, 0, 0]) for i in range(10)}
+    preds["r9"] = np.array([1, 1, 0, 0])  # the reference disagrees with everyone on 2 of 4 examples
+    rep = analyse(TEN, ["a"], ["b"], tops=[50], predictions=preds, reference="r9")
+    top50 = rep.selections[0].multiplicity  # r0..r4, r9 not among them
+    assert top50.ambiguity == pytest.approx(0.5) and top50.discrepancy == pytest.approx(0.5)
+    assert top50.contested == 0.0

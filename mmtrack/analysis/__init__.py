@@ -1,11 +1,14 @@
 """The analysis layer: numbers computed from a runs table (``mlflow.search_runs`` format), nothing drawn or written.
 
 ``sheet`` builds multiplicity sheets (which run fills which cell, then per metric Δmax, noise floors, prediction
-disagreement) and their summary; ``selection`` simulates model selection and the multiplicity left on unseen
-metrics. Both return dataclasses and DataFrames that ``mmtrack.report`` renders. This layer imports pandas, numpy,
+disagreement, axis effects from ``effects``) and their summary; ``selection`` simulates model selection and the
+multiplicity left on unseen metrics; ``multiplicity`` measures prediction multiplicity from stored predictions. Both return dataclasses and DataFrames that ``mmtrack.report`` renders. This layer imports pandas, numpy,
 scipy (and Optuna's public API for the Pareto front, lazily), never torch, MLflow, matplotlib or rich, so it can be
 used and tested without a training stack or a tracking server."""
 
+from mmtrack.analysis._runs import finished_run_ids
+from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
+from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
 from mmtrack.analysis.selection import (
     RangeStats,
     Selection,
@@ -34,7 +37,8 @@ from mmtrack.analysis.sheet import (
     summary,
 )
 
-__all__ = ["Cells", "Design", "RangeStats", "Selection", "SelectionOutcome", "SelectionReport", "Sheet", "Table",
+__all__ = ["finished_run_ids", "AxisEffect", "Multiplicity", "axis_effect", "contested_examples", "multiplicity", "top_axis",
+           "vote_shares", "Cells", "Design", "RangeStats", "Selection", "SelectionOutcome", "SelectionReport", "Sheet", "Table",
            "analyse", "assign_cells", "build_sheet", "choose_design", "default_unseen", "disagreement",
            "infer_design", "noise_floor", "select_pareto", "select_top", "select_within", "sheet_metrics",
            "sheet_stats", "summary", "top_count"]

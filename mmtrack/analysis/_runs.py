@@ -42,6 +42,11 @@ def finished(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[finished_mask(runs)]
 
 
+def finished_run_ids(runs: pd.DataFrame) -> list[str]:
+    """The ids of the FINISHED runs, in table order."""
+    return finished(runs)["run_id"].astype(str).tolist()
+
+
 def strip_metric(name: str) -> str:
     return str(name).removeprefix(METRIC_PREFIX)
 

@@ -51,18 +51,21 @@ def stack(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None =
 
 def multiplicity(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None = None,
                  reference: str | None = None, mask: np.ndarray | None = None) -> Multiplicity:
-    """Ambiguity, discrepancy and contested rate of the models `run_ids` (default: all) against `reference`
-    (which must be among them to count; None: reference-free numbers only), over the examples in `mask`."""
+    """Ambiguity, discrepancy and contested rate of the models `run_ids` (default: all) against `reference` (a run
+    with predictions, in the set or not, e.g. the default configuration outside a selection that dropped it; None:
+    the reference-free contested rate only), over the examples in `mask`."""
     ids, preds = stack(predictions, run_ids)
-    if mask is not None and len(ids):
-        preds = preds[:, np.asarray(mask, dtype=bool)]
+    keep = None if mask is None else np.asarray(mask, dtype=bool)
+    if keep is not None and len(ids):
+        preds = preds[:, keep]
     n_models, n_examples = preds.shape if len(ids) else (0, 0)
     if n_models < 2 or n_examples == 0:
         return Multiplicity(n_models, n_examples, reference, None, None, None)
     contested = float((preds != preds[0]).any(axis=0).mean())
-    if reference is None or reference not in ids:
+    if reference is None or reference not in predictions:
         return Multiplicity(n_models, n_examples, None, None, None, contested)
-    differs = preds != preds[ids.index(reference)]  # (models, examples)
+    ref = np.asarray(predictions[reference])  # compared with, whether or not it is one of the set
+    differs = preds != (ref if keep is None else ref[keep])  # (models, examples)
     return Multiplicity(n_models, n_examples, reference, float(differs.any(axis=0).mean()),
                         float(differs.mean(axis=1).max()), contested)
 

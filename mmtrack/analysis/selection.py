@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +61,7 @@ from mmtrack.analysis._runs import (
     scaled,
     strip_metric,
 )
+from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
 from mmtrack.errors import MMTrackError
 
 TOLERANCE = 1e-9  # float-equality tolerance for ties and within-eps comparisons (on fractions / pp)
@@ -120,6 +121,7 @@ class SelectionOutcome:
 
     selection: Selection
     unseen: dict[str, RangeStats]
+    multiplicity: Multiplicity | None = None  # prediction multiplicity of the kept runs (with predictions)
 
 
 @dataclass
@@ -137,6 +139,7 @@ class SelectionReport:
     # Every FINISHED run's unseen values (index run id, one column per unseen metric; pp for accuracies, NaN where
     # missing): what the statistics summarise, and what a figure draws. Not part of to_dict().
     values: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False, repr=False)
+    multiplicity: Multiplicity | None = None  # prediction multiplicity of all FINISHED runs (None: no predictions)
 
     def groups(self) -> list[tuple[str, int, pd.DataFrame]]:
         """(label, number of runs, their unseen values) for "before", then each selection."""
@@ -156,6 +159,8 @@ class SelectionReport:
             entry["n_selected"] = sel.n_selected
             entry["run_ids"] = list(sel.run_ids)
             entry["unseen"] = {m: s.to_dict(with_n=False) for m, s in outcome.unseen.items()}
+            if outcome.multiplicity is not None:
+                entry["prediction_multiplicity"] = outcome.multiplicity.to_dict()
             selections.append(entry)
         return jsonable(
             {
@@ -163,6 +168,7 @@ class SelectionReport:
                 "by": list(self.by),
                 "unseen": list(self.unseen),
                 "before": {m: s.to_dict(with_n=True) for m, s in self.before.items()},
+                "prediction_multiplicity": None if self.multiplicity is None else self.multiplicity.to_dict(),
                 "selections": selections,
                 "excluded": {run_id: list(missing) for run_id, missing in self.excluded.items()},
                 "warnings": list(self.warnings),
@@ -320,8 +326,12 @@ def analyse(
     pareto: bool = False,
     experiment: str = "",
     rounding: Literal["ceil", "floor"] = "ceil",
+    predictions: Mapping[str, np.ndarray] | None = None,
+    reference: str | None = None,
 ) -> SelectionReport:
-    """Select runs with every requested rule and report each unseen metric's spread before and after."""
+    """Select runs with every requested rule and report each unseen metric's spread before and after; with
+    `predictions` ({run id: predicted labels}), also the prediction multiplicity of each set against `reference`
+    (a run id; default: none, contested rate only)."""
     by, by_values, excluded = _prepare(runs, by)
     unseen = default_unseen(runs, by) if unseen is None else check_metrics(runs, unseen, "unseen")
     fin = finished(runs)
@@ -363,7 +373,8 @@ def analyse(
                     f"unseen metric {metric} missing in {sel.n_selected - s.n} of {sel.n_selected} runs "
                     f"selected by {sel.label}"
                 )
-        outcomes.append(SelectionOutcome(sel, stats))
+        outcomes.append(SelectionOutcome(sel, stats, multiplicity(predictions, sel.run_ids, reference)
+                                         if predictions else None))
 
     return SelectionReport(
         experiment=experiment,
@@ -375,6 +386,7 @@ def analyse(
         excluded=excluded,
         warnings=warnings,
         values=scaled(unseen_values),
+        multiplicity=multiplicity(predictions, list(fin["run_id"].astype(str)), reference) if predictions else None,
     )
 
 

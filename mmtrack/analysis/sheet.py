@@ -226,6 +226,14 @@ class Cells:
         ids = self.runs["run_id"].astype(str).to_numpy()
         return sorted({ids[p] for grid in self.rows.values() for p in grid.ravel() if p >= 0})
 
+    def reference_run(self) -> str | None:
+        """The run of the default configuration with the first seed (the reference model of prediction
+        multiplicity), or None when that cell is empty."""
+        for grid in self.rows.values():
+            if grid.size and grid[0, 0] >= 0:
+                return str(self.runs["run_id"].iloc[grid[0, 0]])
+        return None
+
 
 def assign_cells(runs: pd.DataFrame, design: Design, experiment: str = "") -> Cells:
     """Which FINISHED run fills each cell of each table of `design` (the latest by ``end_time`` when several do).

@@ -33,6 +33,23 @@ def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = 
     return client, exp_id, tracking.experiment_study(client, exp_id), runs
 
 
+def _predicted_labels(client, run_ids: list[str]):
+    """{run id: predicted labels} of the runs that stored predictions (read once, then from the local cache)."""
+    from mmtrack import tracking
+
+    return {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, run_ids).items()}
+
+
+def _default_reference(runs, study: dict | None, experiment: str) -> str | None:
+    """The default configuration's first seed, when the experiment's design can be worked out."""
+    from mmtrack import analysis
+
+    try:
+        return analysis.assign_cells(runs, analysis.choose_design(runs, study), experiment).reference_run()
+    except MMTrackError:  # no design (e.g. runs logged by other tools): reference-free numbers only
+        return None
+
+
 def _check_format(fmt: str) -> None:
     from mmtrack.report import check_format
 
@@ -122,6 +139,9 @@ def select_cmd(
     out: OutOpt = None,
     figure: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the figure: DIR/selection.png and .svg.")] = None,
     log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
+    predictions: Annotated[bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")] = True,
+    reference: Annotated[Optional[str], typer.Option(metavar="RUN_ID", help="Reference model of prediction multiplicity "
+                                                     "(default: the default configuration's first seed).")] = None,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -144,8 +164,16 @@ def select_cmd(
     client, exp_id, _study, runs = _experiment_runs(experiment, tracking_uri, refresh)
     by_list = [m.strip() for m in by.split(",") if m.strip()]
     unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
+    preds, ref = None, reference
+    if predictions:
+        finished = analysis.finished_run_ids(runs)
+        if ref is None:
+            ref = _default_reference(runs, _study, experiment)
+        elif ref not in finished:
+            raise MMTrackError(f"--reference {ref} is not a FINISHED run of experiment {experiment!r}")
+        preds = _predicted_labels(client, finished) or None
     rep = analysis.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"), within=numbers(within, "--within"),
-                           pareto=pareto, experiment=experiment, rounding=rounding)
+                           pareto=pareto, experiment=experiment, rounding=rounding, predictions=preds, reference=ref)
     if fmt == "rich" and out is None:
         console.print(report.rich_table(rep))
         for line in rep.warnings:

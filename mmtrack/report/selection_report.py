@@ -34,10 +34,22 @@ def column_labels(report: SelectionReport) -> list[str]:
         f"{o.selection.label} (n={o.selection.n_selected})" for o in report.selections]
 
 
+MULTIPLICITY_ROWS = ("ambiguity", "discrepancy", "contested")  # prediction multiplicity, after the unseen metrics
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
 def wide_table(report: SelectionReport) -> pd.DataFrame:
-    """One row per unseen metric; one text column per group: ``min–max (Δ x.xx)``."""
+    """One row per unseen metric; one text column per group: ``min–max (Δ x.xx)``; then, when the runs' predictions
+    were given, one row per prediction-multiplicity measure (`predictions: ambiguity`, ...) in percent."""
     rows = [[metric, _cell(report.before[metric])] + [_cell(o.unseen[metric]) for o in report.selections]
             for metric in report.unseen]
+    if report.multiplicity is not None:
+        sets = [report.multiplicity] + [o.multiplicity for o in report.selections]
+        rows += [[f"predictions: {name}"] + [_share(getattr(m, name) if m else None) for m in sets]
+                 for name in MULTIPLICITY_ROWS]
     return pd.DataFrame(rows, columns=["metric", *column_labels(report)])
 
 
@@ -52,13 +64,28 @@ def long_table(report: SelectionReport) -> pd.DataFrame:
              "min": stats[metric].min, "max": stats[metric].max, "delta_max": stats[metric].delta_max,
              "n": stats[metric].n}
             for label, rule, k, eps, n_sel, stats in groups for metric in report.unseen]
+    if report.multiplicity is not None:  # metric predictions/<measure>: min = max = the share (%), n = models
+        sets = [report.multiplicity] + [o.multiplicity for o in report.selections]
+        for (label, rule, k, eps, n_sel, _), m in zip(groups, sets):
+            for name in MULTIPLICITY_ROWS:
+                value = None if m is None or getattr(m, name) is None else 100 * getattr(m, name)
+                rows.append({"selection": label, "rule": rule, "k": k, "eps": eps, "n_selected": n_sel,
+                             "metric": f"predictions/{name}", "min": value, "max": value, "delta_max": None,
+                             "n": None if m is None else m.n_models})
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 def caption(report: SelectionReport) -> str:
     where = f" in {report.experiment}" if report.experiment else ""
-    return (f"Spread (min–max, Δmax; accuracies in percentage points) of unseen metrics{where} before and after "
+    text = (f"Spread (min–max, Δmax; accuracies in percentage points) of unseen metrics{where} before and after "
             f"model selection on {', '.join(report.by)}")
+    m = report.multiplicity
+    if m is not None:
+        ref = f"reference run {m.reference}" if m.reference else "no reference run"
+        text += (f"; predictions: share of {m.n_examples} test examples predicted differently from the {ref} by "
+                 "some model (ambiguity) or by one model at most (discrepancy), or not predicted alike by all "
+                 "(contested)")
+    return text
 
 
 def _markdown(table: pd.DataFrame) -> str:
