@@ -227,7 +227,7 @@ def show(
 
     def floor(n: int) -> str:
         f = noise_floor(np.full(k, 100 * accuracy), n)
-        return "-" if f is None else f"{f:.1f} pp"
+        return "-" if f is None else (f"{f:.1f} pp" if f < 100 else "> 100 pp")
 
     console.print(f"[bold]{esc(name)}[/]: {esc(where)}")
     if prof.get("source"):

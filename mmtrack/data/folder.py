@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from mmtrack.data import base
-from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, cache_dir, cached, read_image, source_key
+from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, cache_dir, cached, read_image
 from mmtrack.data.base import DataOptions, Dataset, DatasetInfo, Split, fingerprint, to_grayscale
 from mmtrack.errors import MMTrackError
 
@@ -75,6 +75,7 @@ COLUMNS = {"path": "path", "label": "label", "split": "split"}
 SPLITS = ("train", "test")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EXAMPLES = 3  # file names quoted in an error
+CHUNK = 256  # images decoded per thread-pool task
 
 
 def _examples(items, n: int = EXAMPLES) -> str:
@@ -641,11 +642,20 @@ def _size(spec: dict, image_size: int | None) -> int:
     return size
 
 
-def _key(part: Part, spec: dict, size: int) -> tuple[str, Path]:
-    base_dir = Path(os.path.commonpath(part.files)) if len(part.files) > 1 else Path(part.files[0]).parent
-    if base_dir.is_file():
-        base_dir = base_dir.parent
-    return source_key(f"declared-c{spec['channels']}", base_dir, [Path(f) for f in part.files], size), base_dir
+def _key(part: Part, spec: dict, size: int) -> tuple[str, str]:
+    """(cache key, base folder) of a part: `_decode.source_key`'s scheme (file names relative to the files'
+    common folder, sizes, mtimes; the preprocessing), on plain strings: pathlib costs seconds per 100k files."""
+    base_dir = os.path.commonpath(part.files) if len(part.files) > 1 else os.path.dirname(part.files[0])
+    if os.path.isfile(base_dir):
+        base_dir = os.path.dirname(base_dir)
+    kind = f"declared-c{spec['channels']}"
+    h = hashlib.sha256(json.dumps({"kind": kind, "size": size, "resize": RESIZE, "version": PREPROCESS_VERSION},
+                                  sort_keys=True).encode())
+    cut = len(os.path.join(base_dir, ""))
+    for f in part.files:
+        st = os.stat(f)
+        h.update(f"{f[cut:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    return f"{kind}-{size}-{h.hexdigest()[:20]}", base_dir
 
 
 def _open_header(path: str) -> tuple[str | None, str | None]:
@@ -710,33 +720,43 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
     def build() -> dict:
         log.info("decoding %d images of %s at %dx%d (one-time; cached afterwards)", len(part.files), part.what,
                  size, size)
-        out = np.empty((len(part.files), size, size, 3), dtype=np.uint8)
+        n = len(part.files)
+        out = np.empty((n, 3, size, size), dtype=np.uint8)
         failures, modes = [], {}
 
-        def one(i_path):
-            i, path = i_path
-            try:
-                out[i], mode = read_image(Path(path), size)
-                return mode, None
-            except MMTrackError as exc:  # "cannot decode image file PATH (WHY); remove or replace this file"
-                return None, exc.message.split(f"{path} (", 1)[-1].rsplit("); remove", 1)[0][:80]
+        def chunk(start: int) -> tuple[list[tuple[str | None, str | None]], bytes]:
+            """Decode files[start:start + CHUNK] into `out` and hash them (chunks, not one task per file: small
+            images decode in microseconds, and per-task overhead would dominate)."""
+            done, stop = [], min(start + CHUNK, n)
+            for i in range(start, stop):
+                try:
+                    arr, mode = read_image(part.files[i], size)  # type: ignore[arg-type] - PIL takes str
+                    out[i] = arr.transpose(2, 0, 1)
+                    done.append((mode, None))
+                except MMTrackError as exc:  # "cannot decode image file PATH (WHY); remove or replace this file"
+                    done.append((None, exc.message.split(f"{part.files[i]} (", 1)[-1].rsplit("); remove", 1)[0][:80]))
+            if spec["channels"] == 1:
+                out[start:stop] = to_grayscale(torch.from_numpy(out[start:stop])).numpy()
+            return done, hashlib.sha256(memoryview(out[start:stop])).digest()
 
         pool = _pool()
         try:
-            for path, (mode, why) in zip(part.files, pool.map(one, enumerate(part.files))):
-                if why:
-                    failures.append((path, why))
-                else:
-                    modes[mode] = modes.get(mode, 0) + 1
+            chunks = list(pool.map(chunk, range(0, n, CHUNK)))
         finally:
             pool.shutdown(cancel_futures=True)
+        for path, (mode, why) in zip(part.files, (r for rs, _ in chunks for r in rs)):
+            if why:
+                failures.append((path, why))
+            else:
+                modes[mode] = modes.get(mode, 0) + 1
         if failures:
             raise _unreadable(part, failures)
-        images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-        if spec["channels"] == 1:
-            images = to_grayscale(images)
-        names = [Path(f).relative_to(base_dir).as_posix() for f in part.files]
-        content = fingerprint(images, extra=f"{DECLARED_VERSION}\n" + "\n".join(names))
+        cut = len(os.path.join(base_dir, ""))
+        names = [f[cut:].replace(os.sep, "/") for f in part.files]
+        h = hashlib.sha256(f"{DECLARED_VERSION}\n{size}\n".encode() + "\n".join(names).encode())
+        for _, digest in chunks:
+            h.update(digest)
+        images, content = torch.from_numpy(out), h.hexdigest()[:16]
         return {"images": images, "names": names, "content": content, "modes": json.dumps(modes, sort_keys=True)}
 
     payload = cached(key, build)
