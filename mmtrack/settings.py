@@ -1,7 +1,8 @@
 """Every environment variable and default path mmtrack reads, resolved in one place.
 
 Modules call these functions (or take the values as arguments); nothing else reads `os.environ`, and nothing
-writes it to pass values along. Each function reads the environment when called, so a test or a launcher that
+writes it to pass values along. The two writes mmtrack makes are MLflow's own: `take_mlflow_run_id` below, and
+`tracking.quiet_libraries` switching off MLflow's console chatter through MLflow's variables. Each function reads the environment when called, so a test or a launcher that
 sets a variable before calling sees it.
 
 | variable | meaning | default |

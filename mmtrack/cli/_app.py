@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import typer
@@ -38,13 +36,9 @@ err = make_console(stderr=True)
 
 def quiet() -> None:
     """Keep library chatter (MLflow, alembic, ART, Optuna) out of the command's output: only their errors."""
-    import mlflow  # noqa: F401  (importing mlflow resets its loggers' levels: import first, then quiet them)
+    from mmtrack import tracking
 
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore")
-    for name in ("mlflow", "alembic", "art", "optuna"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    tracking.quiet_libraries()
 
 
 def fmt_metric(name: str, value: float | None) -> str:

@@ -23,7 +23,6 @@ import os
 import signal
 import socket
 import time
-import warnings
 from collections.abc import Callable, Iterator
 
 from mmtrack import settings, tracking
@@ -53,15 +52,10 @@ def worker_id() -> str:
 
 
 def quiet_libraries() -> None:
-    """Only errors from the libraries a worker process drives (MLflow, alembic, ART, Optuna). MLflow sets its
-    loggers' levels when imported, from $MLFLOW_LOGGING_LEVEL, hence the variable as well as the levels.
-    (The command line has its own `quiet()`; the execution layer does not import the command line.)"""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore")
-    for name in ("mlflow", "alembic", "art", "optuna"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    """Only errors from the libraries a worker process drives (see `tracking.quiet_libraries`)."""
+    from mmtrack import tracking
+
+    tracking.quiet_libraries()
 
 
 def raise_interrupt(signum, frame) -> None:

@@ -13,12 +13,13 @@ from mmtrack.tracking.runs import (PREDICTIONS, REPORTS_SUFFIX, WEIGHTS, RunLogg
                                    get_run, load_model, load_predictions, load_runs, log_launcher_summary, log_report,
                                    mark_changed, point_launcher, runs_of_config, search_all_runs)
 from mmtrack.tracking.stores import (LOCAL_UI, MLFLOW_DEFAULT_URIS, UI_VIEW, check_database, check_server, connect,
-                                     default_uri, file_lock, is_local_sqlite, is_mlflow_default, open_hint, redact,
+                                     default_uri, file_lock, is_local_sqlite, is_mlflow_default, open_hint, quiet_libraries,
+                                     redact,
                                      resolve_uri, tracking_dir, ui_base, ui_url)
 
 __all__ = ["LOCAL_UI", "MLFLOW_DEFAULT_URIS", "PREDICTIONS", "REPORTS_SUFFIX", "UI_VIEW", "WEIGHTS", "RunLogger",
            "can_adopt", "check_database", "check_server", "connect", "default_uri", "drop_cache", "experiment_id",
            "experiment_study", "fail_run", "file_lock", "find_experiment", "finished_hashes", "get_run",
            "is_local_sqlite", "is_mlflow_default", "load_model", "load_predictions", "load_runs",
-           "log_launcher_summary", "log_report", "mark_changed", "open_hint", "point_launcher", "redact",
+           "log_launcher_summary", "log_report", "mark_changed", "open_hint", "point_launcher", "quiet_libraries", "redact",
            "resolve_uri", "runs_of_config", "search_all_runs", "tracking_dir", "ui_base", "ui_url"]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
+import os
+import warnings
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -178,3 +181,21 @@ def open_hint(uri: str, exp_id: str, run_id: str | None = None) -> str:
         return ui_url(uri, exp_id, run_id)
     server = "mmtrack server" if uri == default_uri() else f"mmtrack server --tracking-uri {uri}"
     return f"`{server}`, then {ui_url(LOCAL_UI, exp_id, run_id)}"
+
+
+QUIET_LOGGERS = ("mlflow", "alembic", "art", "optuna")
+QUIET_WARNINGS = r"(mlflow|alembic|art|optuna|sqlalchemy|pydantic|torchvision)(\.|$)"  # modules whose warnings go
+
+
+def quiet_libraries() -> None:
+    """Only errors from the libraries mmtrack drives (MLflow, alembic, ART, Optuna), in a command or a worker
+    process; warnings raised inside them are dropped (mmtrack's own are kept). Importing mlflow resets its loggers'
+    levels, so it is imported first; its console chatter (run URLs, artifact progress bars) is switched off
+    through MLflow's own variables, the one kind of environment write mmtrack makes besides MLFLOW_RUN_ID."""
+    import mlflow  # noqa: F401
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", module=QUIET_WARNINGS)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
