@@ -29,7 +29,9 @@ demo: $(STAMP)
 		--by acc/group/skew/gs-minority,acc/ood/digits-warped,acc/output_noise/5,acc/pgd_linf/0.005 --top 75,50 \
 		--unseen acc/group/color/gray,acc/group/skew/color-minority,acc/input_noise/1,acc/pgd_linf/0.01 \
 		--figure outputs/selection
-	@echo "Browse every run: make server, then the link the sweep printed (the model-training view)"
+	$(BIN)/mmtrack report --experiment digits-skewed --out outputs
+	@echo "Open outputs/report.html (one page: design, summary, sheets, selection, prediction multiplicity);"
+	@echo "browse every run: make server, then the link the sweep printed (the model-training view)"
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -31,7 +31,8 @@ AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
 # dataset, epochs and seeds (keys of their own), when it is not an axis
 KEYS = {"name": str, "dataset": (str, dict), "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
-        "fixed": dict, "interventions": list, "eval": dict, "description": str}
+        "fixed": dict, "interventions": list, "eval": dict, "description": str, "selection": dict}
+SELECTION_KEYS = ("by", "unseen", "top")  # the model-selection experiment `mmtrack report` runs
 REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
 
 
@@ -48,6 +49,7 @@ class Study:
     interventions: list[str] = field(default_factory=lambda: list(DEFAULT_SPECS))
     eval: dict = field(default_factory=dict)
     description: str = ""
+    selection: dict = field(default_factory=dict)  # by, unseen (metric lists), top (percentages): for reports
     dataset_spec: dict | None = None  # a dataset declared in the study (mmtrack.data.folder), normalised
 
     def __post_init__(self):
@@ -91,6 +93,8 @@ class Study:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         if d["dataset_spec"] is None:
             del d["dataset_spec"]  # built-in datasets: the same JSON as before declarations existed
+        if not d["selection"]:
+            del d["selection"]
         d["seed_param"] = "seed"
         return d
 
@@ -162,6 +166,15 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     if unknown_eval:
         raise MMTrackError(f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: "
                            f"{', '.join(sorted(eval_keys))}")
+    selection = raw.get("selection", {})
+    for key, value in selection.items():
+        if key not in SELECTION_KEYS:
+            raise MMTrackError(f"{source}: unknown selection key {key!r}; allowed: {', '.join(SELECTION_KEYS)}")
+        kind = (int, float) if key == "top" else str
+        if not isinstance(value, list) or not value or not all(isinstance(x, kind) and not isinstance(x, bool)
+                                                                for x in value):
+            what = "percentages" if key == "top" else "metric names"
+            raise MMTrackError(f"{source}: selection.{key} must be a non-empty list of {what}, got {value!r}")
     name = raw.get("name") or Path(source).stem
     dataset, spec = raw["dataset"], None
     from mmtrack.data import folder
@@ -175,7 +188,7 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     study = Study(name=name, dataset=dataset, design=design,
                   epochs=raw["epochs"], seeds=list(seeds), default=dict(default), axes=dict(axes), fixed=dict(fixed),
                   interventions=list(raw.get("interventions", DEFAULT_SPECS)), eval=dict(raw.get("eval", {})),
-                  description=raw.get("description", ""), dataset_spec=spec)
+                  description=raw.get("description", ""), selection=dict(selection), dataset_spec=spec)
     base = {**fixed, **default, "dataset": study.dataset, "epochs": study.epochs, "seed": seeds[0]}
     for axis, values in axes.items():
         for v in values:

@@ -7,6 +7,7 @@ scipy (and Optuna's public API for the Pareto front, lazily), never torch, MLflo
 used and tested without a training stack or a tracking server."""
 
 from mmtrack.analysis._runs import finished_run_ids
+from mmtrack.analysis.audit import Audit, build_audit
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
 from mmtrack.analysis.selection import (
@@ -37,7 +38,7 @@ from mmtrack.analysis.sheet import (
     summary,
 )
 
-__all__ = ["finished_run_ids", "AxisEffect", "Multiplicity", "axis_effect", "contested_examples", "multiplicity", "top_axis",
+__all__ = ["Audit", "build_audit", "finished_run_ids", "AxisEffect", "Multiplicity", "axis_effect", "contested_examples", "multiplicity", "top_axis",
            "vote_shares", "Cells", "Design", "RangeStats", "Selection", "SelectionOutcome", "SelectionReport", "Sheet", "Table",
            "analyse", "assign_cells", "build_sheet", "choose_design", "default_unseen", "disagreement",
            "infer_design", "noise_floor", "select_pareto", "select_top", "select_within", "sheet_metrics",

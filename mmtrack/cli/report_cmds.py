@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape as esc
 
 from mmtrack.cli._app import app, console, emit_text, err, quiet
-from mmtrack.cli._options import ExperimentOpt, OutOpt, RefreshOpt, TrackingUri
+from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, RefreshOpt, TrackingUri
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
@@ -191,3 +191,96 @@ def select_cmd(
         rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
         err.print(f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
                   f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}")
+
+
+@app.command("report")
+def report_cmd(
+    experiment: ExperimentOpt,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Folder for report.html (default: "
+                                                "outputs/<experiment>).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Sheet metric (repeatable). Default: every acc* metric.")] = None,
+    by: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Selection metrics, comma-separated (default: the "
+                                              "study's selection: block).")] = None,
+    unseen: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Unseen metrics, comma-separated (default: the "
+                                                  "study's, else every other accuracy).")] = None,
+    top: Annotated[Optional[str], typer.Option(metavar="PERCENTS", help="Top-k% rules (default: the study's, else 75,50).")] = None,
+    reference: Annotated[Optional[str], typer.Option(metavar="RUN_ID", help="Reference model of prediction multiplicity "
+                                                     "(default: the default configuration's first seed).")] = None,
+    predictions: Annotated[bool, typer.Option(help="Prediction multiplicity and contested examples from stored predictions.")] = True,
+    log: Annotated[bool, typer.Option("--log", help="Also record the page as a run of experiment <NAME>-reports.")] = False,
+    refresh: RefreshOpt = False,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+):
+    """One self-contained HTML page: design, summary, every sheet with axis effects, selection, prediction
+    multiplicity and the most contested test examples."""
+    import time
+
+    from mmtrack import analysis, report, tracking
+
+    quiet()
+    start = time.perf_counter()
+    client, exp_id, study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    design = analysis.choose_design(runs, study)
+    finished = analysis.finished_run_ids(runs)
+    if reference is not None and reference not in finished:
+        raise MMTrackError(f"--reference {reference} is not a FINISHED run of experiment {experiment!r}")
+    preds = tracking.load_predictions(client, finished) if predictions else None
+    try:
+        tops = [float(t) for t in split(top)] if top else None
+    except ValueError:
+        raise MMTrackError(f"--top takes comma-separated numbers, got {top!r}") from None
+    audit = analysis.build_audit(runs, design, experiment, study, preds, by=split(by), unseen=split(unseen),
+                                 tops=tops, reference=reference, metrics=metric)
+    images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
+    ui = tracking.ui_base(client.tracking_uri)
+    page = report.render_audit(audit, images, classes, note, ui_url=ui, experiment_id=exp_id)
+    folder = out or Path("outputs") / experiment
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "report.html"
+    path.write_text(page)
+    console.print(f"wrote {esc(str(path))} ({len(audit.sheets)} sheets, {audit.n_runs} runs, "
+                  f"{time.perf_counter() - start:.1f} s)")
+    for line in audit.notes:
+        err.print(f"[yellow]note:[/] {esc(line)}")
+    if log:
+        files = {"report.html": page, "report.json": report.strict_json(audit.to_dict())}
+        numbers = {f"delta_max_all/{s.metric}": s.delta_max_all for s in audit.sheets}
+        if audit.overall is not None:
+            numbers.update({"predictions/ambiguity": audit.overall.ambiguity,
+                            "predictions/discrepancy": audit.overall.discrepancy,
+                            "predictions/contested": audit.overall.contested})
+        rep_exp, rid = tracking.log_report(client, experiment, "report", files, [], numbers)
+        err.print(f"logged the report as run {rid} in experiment {esc(experiment)}-reports: "
+                  f"{tracking.ui_url(ui, rep_exp, rid)}")
+
+
+def split(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list (None when not given)."""
+    return [m.strip() for m in text.split(",") if m.strip()] if text else None
+
+
+def _test_images(study: dict | None, runs, data_dir: str | None, preds: dict):
+    """(test images, class names, None), or (None, None, why not) when the dataset cannot be loaded here."""
+    from mmtrack.study import register_study_dataset
+
+    column = runs.get("params.dataset")
+    name = (study or {}).get("dataset") if study else None
+    name = name if isinstance(name, str) else (str(column.dropna().iloc[0]) if column is not None and
+                                               column.notna().any() else None)
+    if name is None:
+        return None, None, "images unavailable: the runs do not say which dataset they used"
+    sizes = runs.get("params.image_size")
+    size = sizes.dropna().iloc[0] if sizes is not None and sizes.notna().any() else "default"
+    try:
+        register_study_dataset(study)
+        from mmtrack.data import load_dataset
+
+        data = load_dataset(name, data_dir, None if size in ("default", "None") else int(size))
+    except MMTrackError as exc:
+        return None, None, f"images unavailable ({exc.message}); the examples are listed without them"
+    n = len(next(iter(preds.values()))) if preds else len(data.test)
+    if len(data.test) != n:
+        return None, list(data.classes), (f"images unavailable: the dataset's test split has {len(data.test)} images, "
+                                          f"the stored predictions {n} (the data changed since training)")
+    return data.test.images.numpy(), list(data.classes), None

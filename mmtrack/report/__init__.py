@@ -18,6 +18,7 @@ from mmtrack.analysis.sheet import Sheet
 from mmtrack.errors import MMTrackError
 from mmtrack.report._figure import save_figure
 from mmtrack.report._text import FORMATS, check_format, html_page, latex_escape, md_escape, strict_json
+from mmtrack.report.audit_page import contested_figure, render_audit
 from mmtrack.report.selection_report import long_table, render_selection, rich_table, selection_figure, wide_table
 from mmtrack.report.sheet_report import (
     NOISE_NOTE,
@@ -31,7 +32,7 @@ from mmtrack.report.sheet_report import (
     sheet_figure,
 )
 
-__all__ = ["FORMATS", "NOISE_NOTE", "check_format", "html_page", "latex_escape", "long_table", "md_escape", "render",
+__all__ = ["contested_figure", "render_audit", "FORMATS", "NOISE_NOTE", "check_format", "html_page", "latex_escape", "long_table", "md_escape", "render",
            "render_html_report", "render_sheets", "rich_summary", "rich_table", "rich_tables", "save_figure",
            "selection_figure", "selection_log", "sheet_csv_frame", "sheet_figure", "sheet_log", "slug",
            "strict_json", "wide_table"]
