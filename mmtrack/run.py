@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from mmtrack import interventions as iv_mod, tracking
+from mmtrack import interventions as iv_mod
+from mmtrack import tracking
 from mmtrack._version import __version__
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.models import memory_format, model_spec
+from mmtrack.study import register_study_dataset
 from mmtrack.train import EpochStats, pick_device, train_model
 
 log = logging.getLogger("mmtrack")
@@ -142,6 +144,7 @@ def evaluate_run(client, run_id: str, interventions: list[Intervention], setting
         raise MMTrackError(f"run {run_id} has no dataset param; only runs logged by `mmtrack train` / `mmtrack sweep` "
                            "can be evaluated")
     image_size = None if p.get("image_size", "default") == "default" else int(p["image_size"])
+    register_study_dataset(tracking.experiment_study(client, run.info.experiment_id))  # a dataset the study declared
     data = load_dataset(p["dataset"], data_dir, image_size)
     iv_mod.check_available(interventions, data)
     model = tracking.load_model(client, run_id, trust_pickle).to(pick_device())

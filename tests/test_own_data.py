@@ -327,7 +327,7 @@ def test_datasets_list_and_show(tmp_path, capsys, monkeypatch):
 
 def test_own_data_study_end_to_end(tmp_path, capsys, monkeypatch, tracking_dir):
     """sweep --workers 2 (spawned workers unpickle the Study), sheet, select, then evaluate in a 'later process'
-    (nothing registered: the dataset is found again from what this machine remembered)."""
+    on another machine (nothing registered or remembered: the declaration comes from the experiment's study tag)."""
     monkeypatch.delenv("MMTRACK_CACHE")  # the cache follows the tracking dir, as in normal use
     monkeypatch.setenv("MMTRACK_THREADS", "2")
     make_manifest(tmp_path / "data", n=32)
@@ -356,6 +356,7 @@ def test_own_data_study_end_to_end(tmp_path, capsys, monkeypatch, tracking_dir):
                   "--top", "50")
     assert res.code == 0, res.err
     forget()
+    monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "another-machine"))  # nothing remembered: the tag must do
     res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "pets-study", "-i", "output_noise:1")
     assert res.code == 0, res.err
     assert "2 run(s) evaluated" in res.out
