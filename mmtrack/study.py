@@ -25,7 +25,7 @@ import yaml
 
 from mmtrack.config import RunConfig
 from mmtrack.errors import MMTrackError
-from mmtrack.interventions import DEFAULT_SPECS, EvalSettings
+from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
 
 AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
@@ -198,7 +198,7 @@ def parse_study(raw: dict, source: str = "study") -> Study:
                 raise MMTrackError(f"{source}: axes.{axis}: {exc.message}") from None
             except TypeError:
                 raise MMTrackError(f"{source}: axes.{axis} value {v!r} has the wrong type") from None
-    from mmtrack.interventions import parse
+    from mmtrack.interventions.specs import parse
 
     try:
         parse(study.interventions)

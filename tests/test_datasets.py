@@ -121,7 +121,7 @@ def test_group_set_holds_a_colour_and_a_grayscale_copy_of_every_test_image(digit
 
 def test_fairness_group_is_large_enough(digits):
     """>= 1,000 images, so that test-set sampling alone moves a Δmax over the study's 45 models by <= 5 pp."""
-    from mmtrack.sheet import noise_floor
+    from mmtrack.analysis.sheet import noise_floor
 
     attr, value = digits.fairness_group
     gs_minority = digits.group_split.group_mask(attr, value)

@@ -7,7 +7,7 @@ Layers, lowest first; a module may import its own layer and the layers below it,
     compute      train, interventions (evaluator), report
     tracking     tracking                       (the only importer of mlflow)
     run          run
-    execution    execution, sweep, worker       (sweep/worker: import shims of execution)
+    execution    execution                      (work queues, the worker loop)
     api          mmtrack (the package root: the public API)
     cli          cli                            (nothing imports it)
 """
@@ -28,7 +28,7 @@ LAYERS = [
     ("compute", ("train", "interventions", "report")),
     ("tracking", ("tracking",)),
     ("run", ("run",)),
-    ("execution", ("execution", "sweep", "worker")),
+    ("execution", ("execution",)),
     ("api", ("",)),
     ("cli", ("cli",)),
 ]
@@ -151,6 +151,8 @@ def loaded_after(code: str) -> set[str]:
 
 @pytest.mark.parametrize("code", [
     "import mmtrack.analysis, mmtrack.report",
+    "import mmtrack.execution",
+    "import mmtrack.cli",  # `mmtrack --help` stays quick
     "import mmtrack",  # the public API resolves its names lazily
     "from mmtrack.study import load_study; load_study('studies/digits-skewed.yaml').configs()",
 ])

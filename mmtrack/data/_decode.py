@@ -17,11 +17,13 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
+if TYPE_CHECKING:
+    import torch
 from mmtrack import settings
 from mmtrack.data.base import DataOptions, fingerprint
 from mmtrack.errors import MMTrackError
@@ -51,6 +53,7 @@ def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str
 
 def cached(key: str, build: Callable[[], dict]) -> dict:
     """The payload cached under `key` (a dict of tensors, lists and strings), building and saving it on a miss."""
+    import torch
     path = cache_dir() / f"{key}.pt"
     if path.is_file():
         try:
@@ -94,6 +97,7 @@ def read_image(path: Path, size: int) -> tuple[np.ndarray, str]:
 def decode_images(paths: list[Path], size: int) -> torch.Tensor:
     """Decode image files into one uint8 tensor (N, 3, size, size), with a small thread pool (PIL releases
     the GIL while decoding). One-time work: callers cache the result."""
+    import torch
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     if paths:
         log.info("decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths),

@@ -13,10 +13,12 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+if TYPE_CHECKING:
+    import torch
 from mmtrack import settings
 from mmtrack.errors import MMTrackError
 
@@ -35,6 +37,7 @@ class Split:
     group_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
+        import torch
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.labels) != len(self.images):
@@ -185,6 +188,7 @@ def skew_colors(labels: np.ndarray, rng: np.random.Generator, n_classes: int, mi
 def skew_groups(labels: np.ndarray, gray: np.ndarray, n_classes: int) -> tuple[dict, dict]:
     """The group attributes of a skewed split: `color` {color, gray} and `skew` {majority, gs-minority,
     color-minority}."""
+    import torch
     first_half = labels < n_classes // 2
     skew = np.zeros(len(labels), dtype=np.int64)  # majority
     skew[first_half & gray] = 1  # grayscale images of colour-majority classes

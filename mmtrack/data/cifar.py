@@ -8,13 +8,26 @@ skew/gs-minority. OOD set `cifar10-gs` is the whole test split in grayscale. The
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from mmtrack.data.base import (SKEW_GROUPS, DataOptions, Dataset, DatasetInfo, Split, data_dir, fingerprint, register,
-                             skew_colors, skew_groups, to_grayscale)
+if TYPE_CHECKING:
+    pass
 from mmtrack.data._decode import PREPROCESS_VERSION
+from mmtrack.data.base import (
+    SKEW_GROUPS,
+    DataOptions,
+    Dataset,
+    DatasetInfo,
+    Split,
+    data_dir,
+    fingerprint,
+    register,
+    skew_colors,
+    skew_groups,
+    to_grayscale,
+)
 from mmtrack.errors import MMTrackError
 
 log = logging.getLogger(__name__)
@@ -33,6 +46,7 @@ def _cifar_files() -> list[str]:
 @register("cifar10-skewed", DatasetInfo(SKEW_GROUPS, ("cifar10-gs",), ("skew", "gs-minority")))
 def load_cifar10_skewed(options: DataOptions) -> Dataset:
   """CIFAR-10 with the CIFAR10-Skewed colour skew in both splits, and the all-grayscale OOD set cifar10-gs."""
+  import torch
   from torchvision.datasets import CIFAR10
 
   if options.image_size not in (None, CIFAR_SIZE):

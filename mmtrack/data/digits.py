@@ -22,14 +22,24 @@ handwritten digits, so a study runs out of the box on two CPU cores:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from mmtrack.data.base import (SKEW_GROUPS, DataOptions, Dataset, DatasetInfo, Split, fingerprint, register,
-                               skew_colors, skew_groups)
+if TYPE_CHECKING:
+    import torch
+from mmtrack.data.base import (
+    SKEW_GROUPS,
+    DataOptions,
+    Dataset,
+    DatasetInfo,
+    Split,
+    fingerprint,
+    register,
+    skew_colors,
+    skew_groups,
+)
 from mmtrack.errors import MMTrackError
-
 
 SPLIT_SEED = 20240101
 IMAGE_SIZE = 8
@@ -46,6 +56,8 @@ def _tint(gray01: torch.Tensor, gray: np.ndarray, rng: np.random.Generator) -> t
     """Grey strokes (N, 1, H, W) in [0, 1] -> uint8 RGB: grayscale where `gray`, else tinted with a random hue."""
     import colorsys
 
+    import torch
+
     n = len(gray01)
     hues = rng.random(n)
     tints = np.array([colorsys.hsv_to_rgb(h, 0.9, 1.0) for h in hues], dtype=np.float32)
@@ -56,6 +68,7 @@ def _tint(gray01: torch.Tensor, gray: np.ndarray, rng: np.random.Generator) -> t
 
 def _warp(x8: torch.Tensor, y: np.ndarray, warps) -> tuple[torch.Tensor, np.ndarray]:
     """Each 8x8 digit under every (angle, tx, ty, scale[, shear]) warp, source-major order (batched)."""
+    import torch
     from torchvision.transforms.v2 import functional as F
 
     out = [F.affine(x8, angle=float(w[0]), translate=[w[1], w[2]], scale=w[3],
@@ -68,6 +81,7 @@ def _warp(x8: torch.Tensor, y: np.ndarray, warps) -> tuple[torch.Tensor, np.ndar
 
 @register("digits-skewed", DatasetInfo(SKEW_GROUPS, ("digits-warped",), ("skew", "gs-minority"), needs_data=False))
 def load_digits_skewed(options: DataOptions) -> Dataset:
+    import torch
     from sklearn.datasets import load_digits
 
     if options.image_size not in (None, IMAGE_SIZE):

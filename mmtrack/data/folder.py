@@ -54,10 +54,12 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+if TYPE_CHECKING:
+    import torch
 from mmtrack.data import base
 from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, cache_dir, cached, read_image
 from mmtrack.data.base import DataOptions, Dataset, DatasetInfo, Split, fingerprint, to_grayscale
@@ -715,6 +717,7 @@ def check(spec: dict, image_size: int | None = None) -> Plan:
 
 def _decode(part: Part, spec: dict, size: int) -> dict:
     """The cached payload {images, names, content, modes} of a part, decoding (once) on a cache miss."""
+    import torch
     key, base_dir = _key(part, spec, size)
 
     def build() -> dict:
@@ -767,6 +770,7 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
 
 
 def _split(images: torch.Tensor, part: Part, idx: np.ndarray) -> Split:
+    import torch
     t = torch.from_numpy(idx)
     return Split(images[t], torch.from_numpy(part.labels[idx]),
                  {a: torch.from_numpy(c[idx]) for a, c in part.groups.items()}, dict(part.group_values))
@@ -774,6 +778,7 @@ def _split(images: torch.Tensor, part: Part, idx: np.ndarray) -> Split:
 
 def load_declared(spec: dict, options: DataOptions) -> Dataset:
     """The Dataset of a declaration: planned from its files, decoded through the cache."""
+    import torch
     size = _size(spec, options.image_size)
     p = plan(spec)
     payload = _decode(p.main, spec, size)

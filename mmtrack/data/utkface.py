@@ -36,13 +36,15 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
-from mmtrack.data.base import (DataOptions, Dataset, DatasetInfo, Split, data_dir, register)
+if TYPE_CHECKING:
+    import torch
 from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, decoded, resolve_image_size
+from mmtrack.data.base import DataOptions, Dataset, DatasetInfo, Split, data_dir, register
 from mmtrack.errors import MMTrackError
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ def age_codes(age: np.ndarray) -> np.ndarray:
 
 def utkface_groups(age: np.ndarray, race: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, ...]]]:
     """Group attributes `race`, `age` and `race_age` (codes; -1 = no group) and their value names."""
+    import torch
     age_code = age_codes(age)
     race_age = np.where(age_code >= 0, race * len(AGE_BINS) + age_code, -1)
     groups = {name: torch.from_numpy(np.asarray(codes, dtype=np.int64))
@@ -138,6 +141,7 @@ def _read_utkface(root: Path, size: int) -> tuple[dict, pd.DataFrame]:
 
 
 def _utkface_split(payload: dict, table: pd.DataFrame, idx: np.ndarray) -> Split:
+    import torch
     age, race = table["age"].to_numpy()[idx], table["race"].to_numpy()[idx]
     groups, values = utkface_groups(age, race)
     labels = torch.from_numpy(table["gender"].to_numpy()[idx].astype(np.int64))
@@ -150,6 +154,7 @@ def _find_folder(root: Path, candidates: tuple[str, ...]) -> Path | None:
 
 def read_fairface(root: Path, size: int) -> tuple[Split, str] | None:
     """FairFace's val split as an OOD Split with gender labels (and its content hash), or None if absent."""
+    import torch
     folder = _find_folder(root, FAIRFACE_FOLDERS)
     if folder is None:
         log.warning("FairFace not found at %s (expected %s and the val/ images it lists); loading utkface "
@@ -188,6 +193,7 @@ def _celeba_required() -> list[str]:
 
 def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
     """CelebA's test partition as an OOD Split with gender labels (and its content hash), or None if absent."""
+    import torch
     from torchvision.datasets import CelebA
 
     folder = root / CelebA.base_folder
