@@ -8,7 +8,7 @@ Layers, lowest first; a module may import its own layer and the layers below it,
     tracking     tracking                       (the only importer of mlflow)
     run          run
     execution    execution                      (work queues, the worker loop)
-    api          mmtrack (the package root: the public API)
+    api          mmtrack, mmtrack.api (the public API for notebooks)
     cli          cli                            (nothing imports it)
 """
 
@@ -29,7 +29,7 @@ LAYERS = [
     ("tracking", ("tracking",)),
     ("run", ("run",)),
     ("execution", ("execution",)),
-    ("api", ("",)),
+    ("api", ("", "api")),
     ("cli", ("cli",)),
 ]
 

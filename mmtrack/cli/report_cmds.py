@@ -18,19 +18,10 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help
 
 def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
     """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
-    from mmtrack import tracking
+    from mmtrack.api import open_experiment
 
-    client = tracking.connect(tracking_uri)
-    exp_id = tracking.experiment_id(client, experiment)
-    if refresh:
-        tracking.drop_cache()
-    runs = tracking.load_runs(client, exp_id)
-    if f"tags.{tracking.REPORT_TAG}" in runs:
-        runs = runs[runs[f"tags.{tracking.REPORT_TAG}"].isna()]
-    if runs.empty:
-        raise MMTrackError(f"experiment {experiment!r} has no finished runs yet; run `mmtrack sweep` or "
-                           "`mmtrack train --experiment ...` first")
-    return client, exp_id, tracking.experiment_study(client, exp_id), runs
+    exp = open_experiment(experiment, tracking_uri, refresh)
+    return exp.client, exp.experiment_id, exp.study, exp.runs
 
 
 def _predicted_labels(client, run_ids: list[str]):
