@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=  # e.g. PyTorch's CPU-only wheel index, for a venv without the CUDA libraries (see README)
 export MMTRACK_TRACKING_DIR ?= $(CURDIR)/tracking
 
-.PHONY: setup demo test bench server clean
+.PHONY: setup demo test test-unit lint bench server clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 2; }
@@ -35,6 +35,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The analysis and report layers alone (no torch, no MLflow needed): seconds.
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmtrack tests benchmarks
+	$(BIN)/ruff format --check mmtrack tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_train.py

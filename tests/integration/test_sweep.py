@@ -18,7 +18,7 @@ from mmtrack import tracking
 from mmtrack.errors import MMTrackError
 from mmtrack.study import load_study, parse_study
 
-STUDIES = Path(__file__).resolve().parents[1] / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 # 4 tiny configurations: lr {0.1, 0.05} x seeds {0, 1}; about 2 s each on one core.
 TINY_STUDY = {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "mmtrack"
+PACKAGE = Path(__file__).resolve().parents[2] / "mmtrack"
 LAYERS = [
     ("base", ("errors", "settings", "tags", "metrics", "_version")),
     ("domain", ("config", "models", "data", "interventions.specs", "study", "analysis")),
@@ -167,3 +167,19 @@ def test_sweep_dry_run_loads_no_torch(tmp_path):
             "    assert e.code in (0, None), e.code\n")
     env_code = f"import os\nos.environ['MMTRACK_TRACKING_DIR'] = {str(tmp_path)!r}\n{code}"
     assert "torch" not in loaded_after(env_code)
+
+
+def test_the_unit_suite_runs_without_torch_or_mlflow():
+    """tests/unit is the analysis and report layers' suite: it must pass where torch and MLflow are not installed
+    (here: made unimportable in the subprocess)."""
+    code = ("import sys\n"
+            "class Absent:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'torchvision', 'mlflow', 'art'):\n"
+            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+            "sys.meta_path.insert(0, Absent())\n"
+            "import pytest\nsys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and "skipped" not in out.stdout

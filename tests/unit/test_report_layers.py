@@ -14,7 +14,7 @@ import pytest
 from mmtrack.errors import MMTrackError
 from mmtrack.report import FORMATS, render, render_sheets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def loaded_after(statement: str, modules: tuple[str, ...]) -> list[str]:

@@ -1,9 +1,9 @@
 """Golden outputs: every text format of a sheet, a summary and a selection report, compared byte for byte with
-the files in tests/golden/.
+the files in tests/unit/golden/.
 
 They pin the exact output so that moving or sharing rendering code cannot change it by accident. When an output
-changes on purpose, regenerate them with `MMTRACK_REGEN_GOLDEN=1 pytest tests/test_golden.py`, read the diff
-(`git diff tests/golden`) and commit it with the change."""
+changes on purpose, regenerate them with `MMTRACK_REGEN_GOLDEN=1 pytest tests/unit/test_golden.py`, read the diff
+(`git diff tests/unit/golden`) and commit it with the change."""
 
 from __future__ import annotations
 

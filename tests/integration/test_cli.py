@@ -330,7 +330,7 @@ def test_mlflow_run_logs_where_mmtrack_looks(tmp_path):
     import sys
     from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     project = tmp_path / "project"
     project.mkdir()
     for name in ("MLproject", "conda.yaml"):

@@ -6,7 +6,7 @@ processes on a 6-configuration study, SIGKILLs one while it trains, and checks t
 configuration once its claim expires: exactly one FINISHED run per configuration, and the sheet reads back
 from the server. Outside CI it skips when PostgreSQL cannot be started here; under CI=true it must run.
 The other tests need no PostgreSQL: the queue on a SQLite storage, and the unreachable-server errors.
-The stack is started once per session and shared with tests/test_queue_contract.py (which imports `stack`).
+The stack is started once per session and shared with tests/integration/test_queue_contract.py (which imports `stack`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mmtrack.execution import Event, OptunaQueue, check_storage, optuna_queue, r
 from mmtrack.execution.runner import run_worker, sweep_with_storage
 from mmtrack.study import parse_study
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # 3 learning rates x 2 seeds = 6 configurations, each a few seconds on one CPU thread.

@@ -1,5 +1,5 @@
 """The work-queue contract (`mmtrack.execution.queue`), one suite run against every back end: the file-lock queue,
-the Optuna queue on SQLite, and the Optuna queue on PostgreSQL (the stack of tests/test_postgres.py: skipped
+the Optuna queue on SQLite, and the Optuna queue on PostgreSQL (the stack of tests/integration/test_postgres.py: skipped
 outside CI when PostgreSQL cannot start here, required under CI=true).
 
 Each test plays several workers, each with a queue of its own (threads, or a forked process where a worker has
