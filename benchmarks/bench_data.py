@@ -42,9 +42,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mmtrack-bench-data-"))
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     make_folder(tmp / "data", args.images)
-    from mmtrack.data import utkface
     from mmtrack.config import RunConfig
-    from mmtrack.data import DataOptions
+    from mmtrack.data import DataOptions, utkface
     from mmtrack.train import train_model
 
     opts = DataOptions(data_dir=str(tmp / "data"), image_size=args.size)

@@ -63,8 +63,10 @@ def main() -> None:
 
     t = time.perf_counter()
     files = make_tree(tmp / "tree", args.n)
-    print(f"generated {args.n} 64x64 JPEGs in {time.perf_counter() - t:.1f} s ({tmp / 'tree'}); "
-          f"{os.cpu_count()} CPUs, decode pool of {min(8, os.cpu_count() or 1)} threads")
+    print(
+        f"generated {args.n} 64x64 JPEGs in {time.perf_counter() - t:.1f} s ({tmp / 'tree'}); "
+        f"{os.cpu_count()} CPUs, decode pool of {min(8, os.cpu_count() or 1)} threads"
+    )
 
     t = time.perf_counter()
     for p in files:
@@ -72,8 +74,12 @@ def main() -> None:
             im.convert("RGB").resize((args.size, args.size))
     pil = args.n / (time.perf_counter() - t)
 
-    spec = folder.normalize({"name": "bench-decode", "images": str(tmp / "tree"), "image_size": args.size},
-                            tmp, "bench_decode.py", "bench-decode")
+    spec = folder.normalize(
+        {"name": "bench-decode", "images": str(tmp / "tree"), "image_size": args.size},
+        tmp,
+        "bench_decode.py",
+        "bench-decode",
+    )
     t = time.perf_counter()
     data = folder.load_declared(spec, DataOptions())
     first = args.n / (time.perf_counter() - t)
@@ -83,8 +89,12 @@ def main() -> None:
 
     folder.register_declared(spec, remember=False)
     m = min(args.train_images, len(data.train))
-    small = replace(data, train=replace(data.train, images=data.train.images[:m], labels=data.train.labels[:m],
-                                        groups={}, group_values={}))
+    small = replace(
+        data,
+        train=replace(
+            data.train, images=data.train.images[:m], labels=data.train.labels[:m], groups={}, group_values={}
+        ),
+    )
     cfg = RunConfig(dataset="bench-decode", epochs=1, image_size=args.size)  # the default tiny recipe
     stats = []
     train_model(cfg, small, torch.device("cpu"), on_epoch=stats.append)
@@ -92,12 +102,18 @@ def main() -> None:
 
     print(f"{args.n} images at {args.size}px:")
     print(f"  PIL alone (open+convert+resize loop)      : {pil:9.0f} images/s")
-    print(f"  first load (list, split, decode, cache)   : {first:9.0f} images/s   {first / pil:6.2f}x PIL "
-          "(~1 or more: decode-bound)")
+    print(
+        f"  first load (list, split, decode, cache)   : {first:9.0f} images/s   {first / pil:6.2f}x PIL "
+        "(~1 or more: decode-bound)"
+    )
     print(f"  later load (from the decoded cache)       : {later:9.0f} images/s")
-    print(f"  training step ({cfg.arch} w{cfg.width:g} bs{cfg.batch_size} {cfg.augment}, {args.threads} threads): "
-          f"{step:9.0f} images/s")
-    print(f"  cache / training consumption              : {later / step:9.1f}x   (>= 10: loading never limits training)")
+    print(
+        f"  training step ({cfg.arch} w{cfg.width:g} bs{cfg.batch_size} {cfg.augment}, {args.threads} threads): "
+        f"{step:9.0f} images/s"
+    )
+    print(
+        f"  cache / training consumption              : {later / step:9.1f}x   (>= 10: loading never limits training)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def main() -> None:
     data = load_dataset("digits-skewed")
     epochs: list[float] = []
     start = time.perf_counter()
-    model = train_model(RunConfig(epochs=args.epochs), data, torch.device("cpu"),
-                        on_epoch=lambda s: epochs.append(s.seconds))
+    model = train_model(
+        RunConfig(epochs=args.epochs), data, torch.device("cpu"), on_epoch=lambda s: epochs.append(s.seconds)
+    )
     train_s = time.perf_counter() - start
     epoch_s = sum(epochs) / len(epochs)
     ev = Evaluator(model, data)

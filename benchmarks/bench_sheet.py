@@ -18,11 +18,19 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-AXES = {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256, 640], "augment": ["randaugment", "trivialaugment"],
-        "optimizer": ["sgd", "adam"], "arch": ["resnet18", "resnet50", "wide_resnet50_2"]}
+AXES = {
+    "lr": [0.1, 0.05, 0.01],
+    "batch_size": [128, 256, 640],
+    "augment": ["randaugment", "trivialaugment"],
+    "optimizer": ["sgd", "adam"],
+    "arch": ["resnet18", "resnet50", "wide_resnet50_2"],
+}
 DEFAULT = {axis: values[0] for axis, values in AXES.items()}
-METRICS = ["acc", "acc/group/skew/gs-minority", "acc/group/color/gray", "acc/ood/digits-warped"] + \
-    [f"acc/output_noise/{k}" for k in (1, 2, 3, 4, 5)] + [f"acc/pgd_linf/{d}" for d in (0.0001, 0.0005, 0.001, 0.005, 0.01)]
+METRICS = (
+    ["acc", "acc/group/skew/gs-minority", "acc/group/color/gray", "acc/ood/digits-warped"]
+    + [f"acc/output_noise/{k}" for k in (1, 2, 3, 4, 5)]
+    + [f"acc/pgd_linf/{d}" for d in (0.0001, 0.0005, 0.001, 0.005, 0.01)]
+)
 
 
 def build(client, exp_id: str, n_runs: int) -> None:
@@ -38,10 +46,12 @@ def build(client, exp_id: str, n_runs: int) -> None:
         p = {**points[i % len(points)], "seed": i // len(points), "dataset": "digits-skewed", "epochs": 8}
         run = client.create_run(exp_id, run_name=f"r{i}")
         now = int(time.time() * 1000)
-        client.log_batch(run.info.run_id,
-                         metrics=[Metric(m, rng.uniform(0.6, 0.95), now, 0) for m in METRICS],
-                         params=[Param(k, str(v)) for k, v in p.items()],
-                         tags=[RunTag("mmtrack.eval_n", json.dumps({m: 5388 for m in METRICS}))])
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(m, rng.uniform(0.6, 0.95), now, 0) for m in METRICS],
+            params=[Param(k, str(v)) for k, v in p.items()],
+            tags=[RunTag("mmtrack.eval_n", json.dumps({m: 5388 for m in METRICS}))],
+        )
         client.set_terminated(run.info.run_id, "FINISHED")
         if (i + 1) % 1000 == 0:
             print(f"  built {i + 1} runs ({time.perf_counter() - start:.0f}s)", flush=True)
@@ -92,7 +102,9 @@ def main() -> None:
     print(f"{n} runs ({len(df)} via mlflow.search_runs)")
     print(f"  mlflow.search_runs      : {search_s:7.2f} s")
     print(f"  mmtrack sheet, cold     : {cold_s:7.2f} s   ratio to search_runs {cold_s / search_s:.2f} (target <= 1)")
-    print(f"  mmtrack sheet, warm     : {warm_s:7.2f} s   (target <= 1 s; ratio to search_runs {warm_s / search_s:.3f})")
+    print(
+        f"  mmtrack sheet, warm     : {warm_s:7.2f} s   (target <= 1 s; ratio to search_runs {warm_s / search_s:.3f})"
+    )
 
 
 if __name__ == "__main__":

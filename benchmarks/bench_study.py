@@ -49,8 +49,14 @@ def run_layout(name: str, study: Path, workers: int, tmp: Path) -> dict:
     env.update(LAYOUTS[name], MMTRACK_TRACKING_DIR=str(store))
     start_ms = time.time() * 1000
     t = time.perf_counter()
-    subprocess.run([str(BIN / "mmtrack"), "sweep", str(study), "--workers", str(workers)], env=env, cwd=ROOT,
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "mmtrack"), "sweep", str(study), "--workers", str(workers)],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - t
     return {"wall": wall, **stages(store, start_ms, wall, workers)}
 
@@ -62,8 +68,9 @@ def stages(store: Path, start_ms: float, wall: float, workers: int) -> dict:
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["bench-study"])
     runs = runs[runs.status == "FINISHED"]
-    seconds = {c[len("metrics.seconds/"):]: runs[c].fillna(0).sum() for c in runs.columns
-               if c.startswith("metrics.seconds/")}
+    seconds = {
+        c[len("metrics.seconds/") :]: runs[c].fillna(0).sum() for c in runs.columns if c.startswith("metrics.seconds/")
+    }
     run_s = (runs.end_time - runs.start_time).dt.total_seconds()
     out = {"runs": len(runs), "start-up": (runs.start_time.min().timestamp() * 1000 - start_ms) / 1000}
     out["data"] = seconds.pop("data", 0.0) / workers
@@ -71,13 +78,23 @@ def stages(store: Path, start_ms: float, wall: float, workers: int) -> dict:
     out["logging (model, predictions)"] = seconds.pop("log_model", 0.0) / workers
     for key in sorted(seconds):
         out[f"eval {key.split('/', 1)[1]}"] = seconds[key] / workers
-    out["other per-run logging"] = (run_s.sum() - sum(v for k, v in out.items() if k not in ("runs", "start-up"))
-                                    * workers) / workers
+    out["other per-run logging"] = (
+        run_s.sum() - sum(v for k, v in out.items() if k not in ("runs", "start-up")) * workers
+    ) / workers
     out["scheduling and tail"] = wall - out["start-up"] - run_s.sum() / workers
     # evaluation / training per architecture: the target is <= 0.5 for each
     evals = [c for c in runs.columns if c.startswith("metrics.seconds/eval/")]
-    per_arch = pd.DataFrame({"arch": runs["params.arch"], "train": runs["metrics.seconds/train"],
-                             "eval": runs[evals].fillna(0).sum(axis=1)}).groupby("arch").sum()
+    per_arch = (
+        pd.DataFrame(
+            {
+                "arch": runs["params.arch"],
+                "train": runs["metrics.seconds/train"],
+                "eval": runs[evals].fillna(0).sum(axis=1),
+            }
+        )
+        .groupby("arch")
+        .sum()
+    )
     out["eval/train"] = (per_arch["eval"] / per_arch["train"]).round(2).to_dict()
     return out
 
@@ -96,8 +113,11 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     this = results["this"]
     print(f"study {args.study.name}: {this['runs']} runs, --workers {args.workers}, {os.cpu_count()} CPUs")
-    print(f"{'stage (wall s; per-run stages / workers)':44s}" + "".join(f"{n:>11s}" for n in names)
-          + ("   this/previous" if len(names) == 2 else ""))
+    print(
+        f"{'stage (wall s; per-run stages / workers)':44s}"
+        + "".join(f"{n:>11s}" for n in names)
+        + ("   this/previous" if len(names) == 2 else "")
+    )
     keys = [k for k in this if k not in ("runs", "eval/train")]
     keys.insert(0, keys.pop(keys.index("wall")))
     for key in keys:

@@ -66,8 +66,14 @@ def main() -> None:
     (tmp / "store-mlflow-run").mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     for seed in range(args.configs):  # what a user without mmtrack sweep would do: a shell loop of mlflow run
-        subprocess.run(["mlflow", "run", ".", "-P", f"seed={seed}", "--env-manager", "local"], env=env, cwd=ROOT,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["mlflow", "run", ".", "-P", f"seed={seed}", "--env-manager", "local"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     loop = time.perf_counter() - t
     n = args.configs
     print(f"{n} configurations of the embedded study (default config x {n} seeds, all interventions)")
@@ -77,8 +83,9 @@ def main() -> None:
     print(f"  workers 2 vs 1            : {w1 / w2:7.2f}x  (target >= 1.7x)")
     print(f"  sweep (2 workers) vs loop : {loop / w2:7.2f}x  (target >= 2x)")
     if args.full:
-        full = timed([mm, "sweep", str(ROOT / "studies/digits-skewed.yaml"), "--workers", "2"],
-                     fresh_env(tmp, "full"), ROOT)
+        full = timed(
+            [mm, "sweep", str(ROOT / "studies/digits-skewed.yaml"), "--workers", "2"], fresh_env(tmp, "full"), ROOT
+        )
         print(f"  embedded study (45 runs), --workers 2: {full / 60:.1f} min  (target <= 10 min)")
     shutil.rmtree(tmp, ignore_errors=True)
 

@@ -31,7 +31,9 @@ def bare_loop(cfg, data) -> float:
     opt = make_optimizer(cfg, model.parameters())
     x, y = data.train.images, data.train.labels
     steps = math.ceil(len(y) / cfg.batch_size)  # warm-up, then per-step cosine, as mmtrack.train
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(steps * cfg.epochs, round(RECIPE["warmup_epochs"] * steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_factor(steps * cfg.epochs, round(RECIPE["warmup_epochs"] * steps))
+    )
     aug, gen = Augmenter(cfg.augment), torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
     for _ in range(cfg.epochs):
@@ -81,7 +83,9 @@ def main() -> None:
         result = run_config(cfg, client, exp, parse(["acc"]), data=data)
         mm_times.append(time.perf_counter() - start)
     bare_s, mm_s = min(bare_times), min(mm_times)
-    print(f"default config, {args.epochs} epochs, {args.threads} threads, digits-skewed ({len(data.train)} train images)")
+    print(
+        f"default config, {args.epochs} epochs, {args.threads} threads, digits-skewed ({len(data.train)} train images)"
+    )
     print(f"  bare PyTorch loop : {bare_s:7.2f} s   acc {100 * bare_acc:.2f}%")
     print(f"  mmtrack run       : {mm_s:7.2f} s   acc {100 * result.metrics['acc']:.2f}%  (run {result.run_id})")
     print(f"  overhead ratio    : {mm_s / bare_s:7.3f}   (target <= 1.05)")

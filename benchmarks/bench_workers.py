@@ -40,14 +40,27 @@ def free_port() -> int:
 def start_stack() -> tuple[Path, str, str]:
     root = Path(tempfile.mkdtemp(prefix="mmtrack-bench-"))
     root.chmod(0o755)
-    argv = ["bash", str(REPO / "tracking" / "start-stack.sh"), "--dir", str(root), "--pg-port", str(free_port()),
-            "--port", str(free_port()), "--workers", "2"]
+    argv = [
+        "bash",
+        str(REPO / "tracking" / "start-stack.sh"),
+        "--dir",
+        str(root),
+        "--pg-port",
+        str(free_port()),
+        "--port",
+        str(free_port()),
+        "--workers",
+        "2",
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
     if proc.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         sys.exit(f"could not start the stack: {proc.stderr.strip()}")
-    env = dict(line[len("export "):].split("=", 1) for line in (root / "stack.env").read_text().splitlines()
-               if line.startswith("export "))
+    env = dict(
+        line[len("export ") :].split("=", 1)
+        for line in (root / "stack.env").read_text().splitlines()
+        if line.startswith("export ")
+    )
     return root, env["MLFLOW_TRACKING_URI"], env["MMTRACK_STORAGE"]
 
 
@@ -59,10 +72,19 @@ def stop_stack(root: Path) -> None:
 def tiny_study(name: str, seeds: int):
     from mmtrack.study import parse_study
 
-    return parse_study({"name": name, "dataset": "digits-skewed", "design": "ofat", "epochs": 1,
-                        "seeds": list(range(seeds)), "fixed": {"width": 0.0625},
-                        "default": {"lr": 0.1, "augment": "none"},
-                        "axes": {"lr": [0.1, 0.05, 0.01], "augment": ["none"]}, "interventions": ["acc", "group"]})
+    return parse_study(
+        {
+            "name": name,
+            "dataset": "digits-skewed",
+            "design": "ofat",
+            "epochs": 1,
+            "seeds": list(range(seeds)),
+            "fixed": {"width": 0.0625},
+            "default": {"lr": 0.1, "augment": "none"},
+            "axes": {"lr": [0.1, 0.05, 0.01], "augment": ["none"]},
+            "interventions": ["acc", "group"],
+        }
+    )
 
 
 def trial_timings(queue) -> tuple[list[float], list[float]]:
@@ -76,8 +98,16 @@ def noop_costs(storage: str, uri: str, n: int, stamp: str) -> tuple[float, float
     from mmtrack.execution import Event, OptunaQueue
     from mmtrack.study import parse_study
 
-    study = parse_study({"name": f"bench-noop-{stamp}", "dataset": "digits-skewed", "epochs": 1,
-                         "seeds": list(range(n)), "default": {"lr": 0.1}, "axes": {"lr": [0.1]}})
+    study = parse_study(
+        {
+            "name": f"bench-noop-{stamp}",
+            "dataset": "digits-skewed",
+            "epochs": 1,
+            "seeds": list(range(n)),
+            "default": {"lr": 0.1},
+            "axes": {"lr": [0.1]},
+        }
+    )
     queue = OptunaQueue(study, storage)
     queue.prepare(finished=set())
     claims, finishes = [], []
@@ -134,16 +164,22 @@ def main() -> None:
         if root is not None:
             stop_stack(root)
 
-    print(f"\ncpu cores: {os.cpu_count()}; {3 * args.seeds} tiny configurations per row (wall time includes "
-          "starting the worker processes)")
-    print(f"{'workers':>7} {'configs':>7} {'wall s':>8} {'configs/min':>11} {'execute s/config':>16} "
-          f"{'claim ms/config':>15}")
+    print(
+        f"\ncpu cores: {os.cpu_count()}; {3 * args.seeds} tiny configurations per row (wall time includes "
+        "starting the worker processes)"
+    )
+    print(
+        f"{'workers':>7} {'configs':>7} {'wall s':>8} {'configs/min':>11} {'execute s/config':>16} "
+        f"{'claim ms/config':>15}"
+    )
     for n, k, wall, rate, exe, claim in rows:
         print(f"{n:>7} {k:>7} {wall:>8.1f} {rate:>11.2f} {exe:>16.2f} {claim:>15.1f}")
-    print(f"\nqueue cost per configuration, nothing trained ({args.noop} configurations, 1 worker): "
-          f"claim {1000 * claim_noop:.1f} ms, finish {1000 * finish_noop:.1f} ms "
-          f"(= {100 * (claim_noop + finish_noop) / statistics.mean(r[4] for r in rows):.2f}% of a tiny "
-          "configuration's execute time)")
+    print(
+        f"\nqueue cost per configuration, nothing trained ({args.noop} configurations, 1 worker): "
+        f"claim {1000 * claim_noop:.1f} ms, finish {1000 * finish_noop:.1f} ms "
+        f"(= {100 * (claim_noop + finish_noop) / statistics.mean(r[4] for r in rows):.2f}% of a tiny "
+        "configuration's execute time)"
+    )
 
 
 if __name__ == "__main__":

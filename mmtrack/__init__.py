@@ -8,11 +8,20 @@ MLflow until an experiment is opened).
 from mmtrack._version import __version__
 
 _API = {
-    "open_experiment": "mmtrack.api", "Experiment": "mmtrack.api",
-    "render": "mmtrack.report", "render_sheets": "mmtrack.report", "save_figure": "mmtrack.report",
-    "sheet_figure": "mmtrack.report", "selection_figure": "mmtrack.report", "render_audit": "mmtrack.report",
-    "analyse": "mmtrack.analysis", "build_sheet": "mmtrack.analysis", "summary": "mmtrack.analysis",
-    "load_study": "mmtrack.study", "RunConfig": "mmtrack.config", "MMTrackError": "mmtrack.errors",
+    "open_experiment": "mmtrack.api",
+    "Experiment": "mmtrack.api",
+    "render": "mmtrack.report",
+    "render_sheets": "mmtrack.report",
+    "save_figure": "mmtrack.report",
+    "sheet_figure": "mmtrack.report",
+    "selection_figure": "mmtrack.report",
+    "render_audit": "mmtrack.report",
+    "analyse": "mmtrack.analysis",
+    "build_sheet": "mmtrack.analysis",
+    "summary": "mmtrack.analysis",
+    "load_study": "mmtrack.study",
+    "RunConfig": "mmtrack.config",
+    "MMTrackError": "mmtrack.errors",
 }
 __all__ = ["__version__", *_API]
 

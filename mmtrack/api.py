@@ -47,8 +47,9 @@ class Experiment:
     def sheet(self, metric: str, predictions: bool = False) -> analysis.Sheet:
         """The multiplicity sheet of `metric` (with prediction disagreement when `predictions`)."""
         cells = analysis.assign_cells(self.runs, self.design, self.name)
-        preds = {r: df["pred"].to_numpy() for r, df in self.predictions(cells.run_ids()).items()} if predictions \
-            else None
+        preds = (
+            {r: df["pred"].to_numpy() for r, df in self.predictions(cells.run_ids()).items()} if predictions else None
+        )
         return analysis.sheet_stats(cells, metric, predictions=preds)
 
     def sheets(self, metrics: Sequence[str] | None = None) -> list[analysis.Sheet]:
@@ -59,16 +60,32 @@ class Experiment:
     def summary(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
         return analysis.summary(self.sheets(metrics))
 
-    def select(self, by: Sequence[str], unseen: Sequence[str] | None = None, tops: Sequence[float] = (75, 50),
-               within: Sequence[float] = (), pareto: bool = False, predictions: bool = False,
-               reference: str | None = None) -> analysis.SelectionReport:
+    def select(
+        self,
+        by: Sequence[str],
+        unseen: Sequence[str] | None = None,
+        tops: Sequence[float] = (75, 50),
+        within: Sequence[float] = (),
+        pareto: bool = False,
+        predictions: bool = False,
+        reference: str | None = None,
+    ) -> analysis.SelectionReport:
         """The model-selection experiment (with prediction multiplicity of each set when `predictions`)."""
         preds = None
         if predictions:
             preds = {r: df["pred"].to_numpy() for r, df in self.predictions().items()}
             reference = reference or analysis.assign_cells(self.runs, self.design, self.name).reference_run()
-        return analysis.analyse(self.runs, list(by), list(unseen) if unseen else None, tops=tops, within=within,
-                                pareto=pareto, experiment=self.name, predictions=preds, reference=reference)
+        return analysis.analyse(
+            self.runs,
+            list(by),
+            list(unseen) if unseen else None,
+            tops=tops,
+            within=within,
+            pareto=pareto,
+            experiment=self.name,
+            predictions=preds,
+            reference=reference,
+        )
 
     def audit(self, **options: Any) -> analysis.Audit:
         """Everything `mmtrack report` shows, as data (options: by, unseen, tops, reference, metrics)."""
@@ -86,6 +103,8 @@ def open_experiment(name: str, tracking_uri: str | None = None, refresh: bool = 
     if column in runs:
         runs = runs[runs[column].isna()]
     if runs.empty:
-        raise MMTrackError(f"experiment {name!r} has no finished runs yet; run `mmtrack sweep` or "
-                           "`mmtrack train --experiment ...` first")
+        raise MMTrackError(
+            f"experiment {name!r} has no finished runs yet; run `mmtrack sweep` or "
+            "`mmtrack train --experiment ...` first"
+        )
     return Experiment(name, exp_id, runs, tracking.experiment_study(client, exp_id), client)

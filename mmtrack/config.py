@@ -65,23 +65,28 @@ class RunConfig:
         canon["recipe"] = RECIPE
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
-    def short_name(self, reference: "RunConfig | None" = None) -> str:
+    def short_name(self, reference: RunConfig | None = None) -> str:
         """The MLflow run name: what differs from `reference` (a study's default configuration; else mmtrack's
         defaults for this dataset), then the seed, e.g. `default · s0`, `lr=0.05 · s1`, `arch=resnet50 · s2`.
         It leads with what tells runs apart, so the runs table's truncation keeps it; `run_name` is the full
         description (tag `mmtrack.config_name`)."""
         ref = reference or RunConfig(dataset=self.dataset)
-        diff = [f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k}={getattr(self, k)}"
-                for k in NAME_KEYS if getattr(self, k) != getattr(ref, k)]
+        diff = [
+            f"{k}={getattr(self, k):g}" if isinstance(getattr(self, k), float) else f"{k}={getattr(self, k)}"
+            for k in NAME_KEYS
+            if getattr(self, k) != getattr(ref, k)
+        ]
         return f"{' '.join(diff) or 'default'} · s{self.seed}"
 
     @property
     def run_name(self) -> str:
         width = "" if self.width == 1 else f"-w{self.width:g}"
-        return (f"{self.arch}{width}-lr{self.lr:g}-bs{self.batch_size}-{self.augment}-{self.optimizer}"
-                f"-e{self.epochs}-s{self.seed}")
+        return (
+            f"{self.arch}{width}-lr{self.lr:g}-bs{self.batch_size}-{self.augment}-{self.optimizer}"
+            f"-e{self.epochs}-s{self.seed}"
+        )
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         return RunConfig(**{**asdict(self), **changes})
 
 

@@ -35,8 +35,16 @@ SMALL_IMAGE_MAX = 32  # images up to this size (CIFAR-sized) get the 3x3 / strid
 class ScaledResNet(ResNet):
     """torchvision's ResNet with channel counts scaled by `width` (1.0 = torchvision's) and a choice of stem."""
 
-    def __init__(self, block, layers, num_classes: int, width: float = 1.0, width_per_group: int = 64,
-                 small_stem: bool = True, zero_init_residual: bool = False):
+    def __init__(
+        self,
+        block,
+        layers,
+        num_classes: int,
+        width: float = 1.0,
+        width_per_group: int = 64,
+        small_stem: bool = True,
+        zero_init_residual: bool = False,
+    ):
         nn.Module.__init__(self)
         planes = [max(1, int(round(p * width))) for p in (64, 128, 256, 512)]
         self._norm_layer = nn.BatchNorm2d
@@ -90,13 +98,27 @@ class Classifier(nn.Sequential):
     """Normalize -> ResNet. Input: float images in [0, 1], (N, 3, H, W). Output: logits."""
 
 
-def build_model(arch: str, num_classes: int, image_size: int, width: float = 1.0,
-                mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), zero_init_residual: bool = False) -> Classifier:
+def build_model(
+    arch: str,
+    num_classes: int,
+    image_size: int,
+    width: float = 1.0,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.25, 0.25, 0.25),
+    zero_init_residual: bool = False,
+) -> Classifier:
     if arch not in ARCHS:
         raise MMTrackError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
     block, layers, wpg = ARCHS[arch]
-    net = ScaledResNet(block, layers, num_classes, width=width, width_per_group=wpg,
-                       small_stem=image_size <= SMALL_IMAGE_MAX, zero_init_residual=zero_init_residual)
+    net = ScaledResNet(
+        block,
+        layers,
+        num_classes,
+        width=width,
+        width_per_group=wpg,
+        small_stem=image_size <= SMALL_IMAGE_MAX,
+        zero_init_residual=zero_init_residual,
+    )
     layout = memory_format()
     return Classifier(Normalize(mean, std, layout), net.to(memory_format=MEMORY_FORMATS[layout]))
 
@@ -115,8 +137,13 @@ WEIGHTS_FILE, SPEC_FILE = "model.safetensors", "model.json"
 
 def model_spec(arch: str, num_classes: int, image_size: int, width: float) -> dict:
     """What `build_model` needs to rebuild a model from mmtrack's own code (the weights carry the rest)."""
-    return {"format": WEIGHTS_FORMAT, "arch": arch, "num_classes": int(num_classes), "image_size": int(image_size),
-            "width": float(width)}
+    return {
+        "format": WEIGHTS_FORMAT,
+        "arch": arch,
+        "num_classes": int(num_classes),
+        "image_size": int(image_size),
+        "width": float(width),
+    }
 
 
 def save_weights(model: nn.Module, spec: dict, folder: Path) -> None:
@@ -140,12 +167,18 @@ def load_weights(folder: Path) -> Classifier:
     checks = (
         (isinstance(spec, dict) and spec.get("format") == WEIGHTS_FORMAT, f"format is not {WEIGHTS_FORMAT}"),
         (isinstance(spec, dict) and spec.get("arch") in ARCHS, f"arch is not one of {', '.join(ARCHS)}"),
-        (isinstance(spec, dict) and isinstance(spec.get("num_classes"), int) and 1 < spec["num_classes"] <= 100_000,
-         "num_classes is not an integer in 2..100000"),
-        (isinstance(spec, dict) and isinstance(spec.get("image_size"), int) and 8 <= spec["image_size"] <= 4096,
-         "image_size is not an integer in 8..4096"),
-        (isinstance(spec, dict) and isinstance(spec.get("width"), (int, float)) and 0 < spec["width"] <= 16,
-         "width is not a number in (0, 16]"),
+        (
+            isinstance(spec, dict) and isinstance(spec.get("num_classes"), int) and 1 < spec["num_classes"] <= 100_000,
+            "num_classes is not an integer in 2..100000",
+        ),
+        (
+            isinstance(spec, dict) and isinstance(spec.get("image_size"), int) and 8 <= spec["image_size"] <= 4096,
+            "image_size is not an integer in 8..4096",
+        ),
+        (
+            isinstance(spec, dict) and isinstance(spec.get("width"), (int, float)) and 0 < spec["width"] <= 16,
+            "width is not a number in (0, 16]",
+        ),
     )
     for ok, what in checks:
         if not ok:

@@ -49,10 +49,15 @@ def dataset_profile(data: Dataset) -> dict:
     """What a run's dataset input shows in MLflow: sizes, classes, groups (with their sizes) and OOD sets."""
     groups = data.group_split
     return {
-        "classes": len(data.classes), "image_size": data.image_size, "train": len(data.train), "test": len(data.test),
+        "classes": len(data.classes),
+        "image_size": data.image_size,
+        "train": len(data.train),
+        "test": len(data.test),
         "group_test": len(groups),
-        "groups": {attr: {v: int(groups.group_mask(attr, v).sum()) for v in values}
-                   for attr, values in groups.group_values.items()},
+        "groups": {
+            attr: {v: int(groups.group_mask(attr, v).sum()) for v in values}
+            for attr, values in groups.group_values.items()
+        },
         "ood": {name: len(split) for name, split in data.ood.items()},
         "fairness_group": "/".join(data.fairness_group) if data.fairness_group else None,
     }
@@ -69,8 +74,14 @@ def predictions_frame(logits: torch.Tensor, split: Split) -> pd.DataFrame:
     return pd.concat([df, pd.DataFrame(proba, columns=[f"prob_{c}" for c in range(proba.shape[1])])], axis=1)
 
 
-def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interventions: list[Intervention],
-                      result: RunResult, counts: dict[str, int], log_seconds: bool = True) -> None:
+def log_interventions(
+    logger: tracking.RunLogger,
+    evaluator: Evaluator,
+    interventions: list[Intervention],
+    result: RunResult,
+    counts: dict[str, int],
+    log_seconds: bool = True,
+) -> None:
     """Compute and log each intervention; failures are recorded on the run and do not lose other metrics.
     With `log_seconds`, each intervention's wall time is logged too (`seconds/eval/<kind>`)."""
     for iv in interventions:
@@ -93,10 +104,19 @@ def log_interventions(logger: tracking.RunLogger, evaluator: Evaluator, interven
         logger.set_tags({tracking.FAILED_INTERVENTIONS_TAG: json.dumps(result.failed_interventions)})
 
 
-def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[Intervention],
-               settings: EvalSettings = EvalSettings(), data_dir: str | None = None,
-               data: Dataset | None = None, extra_tags: dict | None = None,
-               on_epoch=None, run_id: str | None = None, run_name: str | None = None) -> RunResult:
+def run_config(
+    cfg: RunConfig,
+    client,
+    exp_id: str | None,
+    interventions: list[Intervention],
+    settings: EvalSettings = EvalSettings(),
+    data_dir: str | None = None,
+    data: Dataset | None = None,
+    extra_tags: dict | None = None,
+    on_epoch=None,
+    run_id: str | None = None,
+    run_name: str | None = None,
+) -> RunResult:
     """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
     one `mlflow run` created) and return its metrics."""
     start = time.perf_counter()
@@ -104,18 +124,29 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = pick_device()
-    tags = {tracking.HASH_TAG: cfg.hash, tracking.DATA_FINGERPRINT_TAG: data.fingerprint, tracking.DEVICE_TAG: str(device),
-            tracking.THREADS_TAG: str(torch.get_num_threads()), tracking.MEMORY_FORMAT_TAG: memory_format(),
-            tracking.COMMAND_TAG: " ".join(sys.argv)[:500], tracking.CONFIG_NAME_TAG: cfg.run_name,
-            **versions(), **(extra_tags or {})}
+    tags = {
+        tracking.HASH_TAG: cfg.hash,
+        tracking.DATA_FINGERPRINT_TAG: data.fingerprint,
+        tracking.DEVICE_TAG: str(device),
+        tracking.THREADS_TAG: str(torch.get_num_threads()),
+        tracking.MEMORY_FORMAT_TAG: memory_format(),
+        tracking.COMMAND_TAG: " ".join(sys.argv)[:500],
+        tracking.CONFIG_NAME_TAG: cfg.run_name,
+        **versions(),
+        **(extra_tags or {}),
+    }
     with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
-        logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
+        logger.log_params(
+            {**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))}
+        )
         logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
 
         def epoch_logged(stats: EpochStats) -> None:
-            logger.log_metrics({"train_loss": stats.train_loss, "train_acc": stats.train_acc,
-                                "epoch_seconds": stats.seconds}, step=stats.epoch)
+            logger.log_metrics(
+                {"train_loss": stats.train_loss, "train_acc": stats.train_acc, "epoch_seconds": stats.seconds},
+                step=stats.epoch,
+            )
             if on_epoch is not None:
                 on_epoch(stats)
 
@@ -135,14 +166,21 @@ def run_config(cfg: RunConfig, client, exp_id: str | None, interventions: list[I
     return result
 
 
-def evaluate_run(client, run_id: str, interventions: list[Intervention], settings: EvalSettings,
-                 data_dir: str | None = None, trust_pickle: bool = False) -> RunResult:
+def evaluate_run(
+    client,
+    run_id: str,
+    interventions: list[Intervention],
+    settings: EvalSettings,
+    data_dir: str | None = None,
+    trust_pickle: bool = False,
+) -> RunResult:
     """Reload a logged model and add intervention metrics to its (finished) run; other metrics are untouched."""
     run = tracking.get_run(client, run_id)
     p = run.data.params
     if "dataset" not in p:
-        raise MMTrackError(f"run {run_id} has no dataset param; only runs logged by `mmtrack train` / `mmtrack sweep` "
-                           "can be evaluated")
+        raise MMTrackError(
+            f"run {run_id} has no dataset param; only runs logged by `mmtrack train` / `mmtrack sweep` can be evaluated"
+        )
     image_size = None if p.get("image_size", "default") == "default" else int(p["image_size"])
     register_study_dataset(tracking.experiment_study(client, run.info.experiment_id))  # a dataset the study declared
     data = load_dataset(p["dataset"], data_dir, image_size)

@@ -30,8 +30,20 @@ from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
 AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
 # dataset, epochs and seeds (keys of their own), when it is not an axis
-KEYS = {"name": str, "dataset": (str, dict), "design": str, "epochs": int, "seeds": list, "default": dict, "axes": dict,
-        "fixed": dict, "interventions": list, "eval": dict, "description": str, "selection": dict}
+KEYS = {
+    "name": str,
+    "dataset": (str, dict),
+    "design": str,
+    "epochs": int,
+    "seeds": list,
+    "default": dict,
+    "axes": dict,
+    "fixed": dict,
+    "interventions": list,
+    "eval": dict,
+    "description": str,
+    "selection": dict,
+}
 SELECTION_KEYS = ("by", "unseen", "top")  # the model-selection experiment `mmtrack report` runs
 REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
 
@@ -83,8 +95,9 @@ class Study:
 
     def reference(self) -> RunConfig:
         """The default configuration (first seed): run names say how a configuration differs from it."""
-        return RunConfig(**{**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs,
-                            "seed": self.seeds[0]})
+        return RunConfig(
+            **{**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs, "seed": self.seeds[0]}
+        )
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(**self.eval)
@@ -151,28 +164,36 @@ def parse_study(raw: dict, source: str = "study") -> Study:
             raise MMTrackError(f"{source}: default {axis}={default[axis]!r} is not among axes.{axis} {values}")
     extra = sorted(set(default) - set(axes))
     if extra:
-        raise MMTrackError(f"{source}: default sets {', '.join(extra)} which are not axes; use `fixed:` for "
-                           "values held constant")
+        raise MMTrackError(
+            f"{source}: default sets {', '.join(extra)} which are not axes; use `fixed:` for values held constant"
+        )
     fixed = raw.get("fixed", {})
     bad = sorted(set(fixed) - set(FIXED) or set(fixed) & set(axes))
     if bad:
         raise MMTrackError(f"{source}: fixed may set {', '.join(FIXED)} (not an axis), got {', '.join(bad)}")
     seeds = raw["seeds"]
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if (
+        not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
         raise MMTrackError(f"{source}: seeds must be a non-empty list of distinct non-negative integers, got {seeds}")
     eval_keys = {f.name for f in fields(EvalSettings)}
     unknown_eval = sorted(set(raw.get("eval", {})) - eval_keys)
     if unknown_eval:
-        raise MMTrackError(f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: "
-                           f"{', '.join(sorted(eval_keys))}")
+        raise MMTrackError(
+            f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: {', '.join(sorted(eval_keys))}"
+        )
     selection = raw.get("selection", {})
     for key, value in selection.items():
         if key not in SELECTION_KEYS:
             raise MMTrackError(f"{source}: unknown selection key {key!r}; allowed: {', '.join(SELECTION_KEYS)}")
         kind = (int, float) if key == "top" else str
-        if not isinstance(value, list) or not value or not all(isinstance(x, kind) and not isinstance(x, bool)
-                                                                for x in value):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(x, kind) and not isinstance(x, bool) for x in value)
+        ):
             what = "percentages" if key == "top" else "metric names"
             raise MMTrackError(f"{source}: selection.{key} must be a non-empty list of {what}, got {value!r}")
     name = raw.get("name") or Path(source).stem
@@ -180,15 +201,27 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     from mmtrack.data import folder
 
     if folder.is_declaration(dataset):  # own data: check the files now, so that bad data trains nothing
-        spec = folder.declaration(dataset, Path(source).parent, str(Path(source).resolve()) if source != "study"
-                                  else source, name)
+        spec = folder.declaration(
+            dataset, Path(source).parent, str(Path(source).resolve()) if source != "study" else source, name
+        )
         folder.check(spec, fixed.get("image_size"))
         dataset = spec["name"]
     # Axis values must be the types RunConfig expects: ask RunConfig itself (it names allowed values).
-    study = Study(name=name, dataset=dataset, design=design,
-                  epochs=raw["epochs"], seeds=list(seeds), default=dict(default), axes=dict(axes), fixed=dict(fixed),
-                  interventions=list(raw.get("interventions", DEFAULT_SPECS)), eval=dict(raw.get("eval", {})),
-                  description=raw.get("description", ""), selection=dict(selection), dataset_spec=spec)
+    study = Study(
+        name=name,
+        dataset=dataset,
+        design=design,
+        epochs=raw["epochs"],
+        seeds=list(seeds),
+        default=dict(default),
+        axes=dict(axes),
+        fixed=dict(fixed),
+        interventions=list(raw.get("interventions", DEFAULT_SPECS)),
+        eval=dict(raw.get("eval", {})),
+        description=raw.get("description", ""),
+        selection=dict(selection),
+        dataset_spec=spec,
+    )
     base = {**fixed, **default, "dataset": study.dataset, "epochs": study.epochs, "seed": seeds[0]}
     for axis, values in axes.items():
         for v in values:

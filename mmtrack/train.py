@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -62,8 +62,13 @@ class EpochStats:
 
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=RECIPE["momentum"], weight_decay=RECIPE["weight_decay"],
-                               nesterov=RECIPE["nesterov"])
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=RECIPE["momentum"],
+            weight_decay=RECIPE["weight_decay"],
+            nesterov=RECIPE["nesterov"],
+        )
     betas = tuple(float(b) for b in RECIPE["adam_betas"].split(","))
     return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=RECIPE["weight_decay"])
 
@@ -80,14 +85,25 @@ def lr_factor(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def train_model(cfg: RunConfig, data: Dataset, device: torch.device | None = None,
-                on_epoch: Callable[[EpochStats], None] | None = None) -> nn.Module:
+def train_model(
+    cfg: RunConfig,
+    data: Dataset,
+    device: torch.device | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> nn.Module:
     """Train `cfg` on `data` from scratch and return the model (in eval mode)."""
     device = device or pick_device()
     seed_everything(cfg.seed)
     mean, std = channel_stats(data.train.images)
-    model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std,
-                        zero_init_residual=RECIPE["zero_init_residual"]).to(device)
+    model = build_model(
+        cfg.arch,
+        data.num_classes,
+        data.image_size,
+        cfg.width,
+        mean,
+        std,
+        zero_init_residual=RECIPE["zero_init_residual"],
+    ).to(device)
     x, y = data.train.images.to(device), data.train.labels.to(device)
     augment = Augmenter(cfg.augment) if cfg.augment != "none" else None
     optimizer = make_optimizer(cfg, model.parameters())
@@ -97,7 +113,8 @@ def train_model(cfg: RunConfig, data: Dataset, device: torch.device | None = Non
     n_used = n if n % cfg.batch_size != 1 else n - 1  # a batch of one image breaks BatchNorm
     steps_per_epoch = math.ceil(n_used / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(steps_per_epoch * cfg.epochs, round(RECIPE["warmup_epochs"] * steps_per_epoch)))
+        optimizer, lr_factor(steps_per_epoch * cfg.epochs, round(RECIPE["warmup_epochs"] * steps_per_epoch))
+    )
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
         model.train()

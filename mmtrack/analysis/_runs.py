@@ -22,12 +22,14 @@ PP_DECIMALS = 10  # decimals kept on reported percentage points: drops float noi
 
 # ----------------------------------------------------------------------------------------------- runs and metrics
 
+
 def check_runs(runs: pd.DataFrame) -> None:
     """The runs table has the columns every analysis needs."""
     missing = [c for c in ("run_id", "status") if c not in runs.columns]
     if missing:
-        raise MMTrackError(f"the runs table lacks column(s) {', '.join(missing)}; pass a table in "
-                           "mlflow.search_runs format")
+        raise MMTrackError(
+            f"the runs table lacks column(s) {', '.join(missing)}; pass a table in mlflow.search_runs format"
+        )
 
 
 def finished_mask(runs: pd.DataFrame) -> np.ndarray:
@@ -61,8 +63,9 @@ def metric_column(runs: pd.DataFrame, metric: str) -> str:
     col = METRIC_PREFIX + strip_metric(metric)
     if col not in runs.columns:
         names = [strip_metric(c) for c in runs.columns if str(c).startswith(METRIC_PREFIX)]
-        raise MMTrackError(f"unknown metric {strip_metric(metric)!r}; the runs have: "
-                           f"{', '.join(names) or 'no metrics at all'}")
+        raise MMTrackError(
+            f"unknown metric {strip_metric(metric)!r}; the runs have: {', '.join(names) or 'no metrics at all'}"
+        )
     return col
 
 
@@ -74,8 +77,10 @@ def check_metrics(runs: pd.DataFrame, names: Sequence[str] | str, what: str) -> 
     existing = available_metrics(runs)
     unknown = [n for n in cleaned if n not in existing]
     if unknown:
-        raise MMTrackError(f"unknown {what} metric(s) {', '.join(unknown)}; metrics in these runs: "
-                           f"{', '.join(existing) if existing else '(none)'}")
+        raise MMTrackError(
+            f"unknown {what} metric(s) {', '.join(unknown)}; metrics in these runs: "
+            f"{', '.join(existing) if existing else '(none)'}"
+        )
     return cleaned
 
 
@@ -93,6 +98,7 @@ def scaled(values: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------- param values
+
 
 def normalise(value: Any) -> Any:
     """A param value in comparable form: numbers as int (when integral) or float, other values as stripped
@@ -134,6 +140,7 @@ def param_names(runs: pd.DataFrame) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------- JSON-ready data
+
 
 def jsonable(obj: Any) -> Any:
     """Plain Python data for strict JSON: numpy scalars and arrays as Python ones, NaN/inf as None, keys as str."""

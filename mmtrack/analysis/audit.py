@@ -51,17 +51,26 @@ class Audit:
     def to_dict(self) -> dict:
         from mmtrack.analysis._runs import jsonable
 
-        return jsonable({
-            "experiment": self.experiment, "study": self.study, "n_runs": self.n_runs,
-            "summary": self.summary.to_dict(orient="records"),
-            "sheets": [s.to_dict() for s in self.sheets],
-            "selection": None if self.selection is None else self.selection.to_dict(),
-            "prediction_multiplicity": None if self.overall is None else {
-                "reference": self.reference, "overall": self.overall.to_dict(),
-                "per_config": {c.label: c.multiplicity.to_dict() for c in self.per_config},
-                "per_group": {g: m.to_dict() for g, m in self.per_group.items()}},
-            "contested": self.contested, "notes": self.notes,
-        })
+        return jsonable(
+            {
+                "experiment": self.experiment,
+                "study": self.study,
+                "n_runs": self.n_runs,
+                "summary": self.summary.to_dict(orient="records"),
+                "sheets": [s.to_dict() for s in self.sheets],
+                "selection": None if self.selection is None else self.selection.to_dict(),
+                "prediction_multiplicity": None
+                if self.overall is None
+                else {
+                    "reference": self.reference,
+                    "overall": self.overall.to_dict(),
+                    "per_config": {c.label: c.multiplicity.to_dict() for c in self.per_config},
+                    "per_group": {g: m.to_dict() for g, m in self.per_group.items()},
+                },
+                "contested": self.contested,
+                "notes": self.notes,
+            }
+        )
 
 
 def configurations(cells: Cells) -> list[tuple[str, list[str]]]:
@@ -79,8 +88,9 @@ def configurations(cells: Cells) -> list[tuple[str, list[str]]]:
     return out
 
 
-def selection_settings(study: Mapping | None, by: Sequence[str] | None, unseen: Sequence[str] | None,
-                       tops: Sequence[float] | None) -> tuple[list[str] | None, list[str] | None, list[float]]:
+def selection_settings(
+    study: Mapping | None, by: Sequence[str] | None, unseen: Sequence[str] | None, tops: Sequence[float] | None
+) -> tuple[list[str] | None, list[str] | None, list[float]]:
     """--by/--unseen/--top when given, else the study's `selection:` block (by, unseen, top)."""
     block = (study or {}).get("selection") or {}
     by = list(by) if by else list(block.get("by") or []) or None
@@ -89,10 +99,19 @@ def selection_settings(study: Mapping | None, by: Sequence[str] | None, unseen: 
     return by, unseen, tops
 
 
-def build_audit(runs: pd.DataFrame, design: Design, experiment: str = "", study: Mapping | None = None,
-                predictions: Mapping[str, pd.DataFrame] | None = None, by: Sequence[str] | None = None,
-                unseen: Sequence[str] | None = None, tops: Sequence[float] | None = None,
-                reference: str | None = None, metrics: Sequence[str] | None = None, top_contested: int = 12) -> Audit:
+def build_audit(
+    runs: pd.DataFrame,
+    design: Design,
+    experiment: str = "",
+    study: Mapping | None = None,
+    predictions: Mapping[str, pd.DataFrame] | None = None,
+    by: Sequence[str] | None = None,
+    unseen: Sequence[str] | None = None,
+    tops: Sequence[float] | None = None,
+    reference: str | None = None,
+    metrics: Sequence[str] | None = None,
+    top_contested: int = 12,
+) -> Audit:
     """The whole audit of an experiment (see the module docstring)."""
     notes: list[str] = []
     cells = assign_cells(runs, design, experiment)
@@ -105,23 +124,38 @@ def build_audit(runs: pd.DataFrame, design: Design, experiment: str = "", study:
     by, unseen, tops = selection_settings(study, by, unseen, tops)
     selection = None
     if by:
-        selection = analyse(runs, by, unseen, tops=tops, experiment=experiment, predictions=labels or None,
-                            reference=reference)
+        selection = analyse(
+            runs, by, unseen, tops=tops, experiment=experiment, predictions=labels or None, reference=reference
+        )
     else:
         notes.append("selection: no selection metrics (give --by, or a `selection:` block with `by:` in the study)")
-    audit = Audit(experiment, dict(study) if study else None, cells.design, len(finished), sheets, df, selection,
-                  reference if labels else None, None, notes=notes)
+    audit = Audit(
+        experiment,
+        dict(study) if study else None,
+        cells.design,
+        len(finished),
+        sheets,
+        df,
+        selection,
+        reference if labels else None,
+        None,
+        notes=notes,
+    )
     missing = [r for r in finished if r not in labels]
     if predictions is None:
         notes.append("prediction multiplicity: not computed (--no-predictions)")
         return audit
     if not labels:
-        notes.append("prediction multiplicity: these runs stored no predictions (predictions/test.parquet); "
-                     "only score-based sections are shown")
+        notes.append(
+            "prediction multiplicity: these runs stored no predictions (predictions/test.parquet); "
+            "only score-based sections are shown"
+        )
         return audit
     if missing:
-        notes.append(f"prediction multiplicity: {len(missing)} of {len(finished)} FINISHED runs stored no "
-                     "predictions and are left out")
+        notes.append(
+            f"prediction multiplicity: {len(missing)} of {len(finished)} FINISHED runs stored no "
+            "predictions and are left out"
+        )
     with_preds = [r for r in finished if r in labels]
     try:
         audit.overall = multiplicity(labels, with_preds, reference)
@@ -135,17 +169,22 @@ def build_audit(runs: pd.DataFrame, design: Design, experiment: str = "", study:
     first = predictions[with_preds[0]]
     group_columns = [c for c in first.columns if c.startswith(GROUP_PREFIX)]
     if not group_columns:
-        notes.append("prediction multiplicity per group: the stored predictions carry no group columns (runs "
-                     "logged before mmtrack stored them)")
+        notes.append(
+            "prediction multiplicity per group: the stored predictions carry no group columns (runs "
+            "logged before mmtrack stored them)"
+        )
     for col in group_columns:
         values = first[col]
         for value in sorted(v for v in values.dropna().unique()):
-            name = f"{col[len(GROUP_PREFIX):]}/{value}"
+            name = f"{col[len(GROUP_PREFIX) :]}/{value}"
             audit.per_group[name] = multiplicity(labels, with_preds, reference, mask=(values == value).to_numpy())
     audit.contested = contested_examples(labels, first["label"].to_numpy(), with_preds, top=top_contested)
     for example in audit.contested:
-        example["groups"] = {c[len(GROUP_PREFIX):]: first[c].iloc[example["index"]] for c in group_columns
-                             if pd.notna(first[c].iloc[example["index"]])}
+        example["groups"] = {
+            c[len(GROUP_PREFIX) :]: first[c].iloc[example["index"]]
+            for c in group_columns
+            if pd.notna(first[c].iloc[example["index"]])
+        }
     return audit
 
 
@@ -154,5 +193,11 @@ def contested_share_by_group(audit: Audit) -> dict[str, float | None]:
     return {g: m.contested for g, m in audit.per_group.items()}
 
 
-__all__ = ["Audit", "ConfigMultiplicity", "build_audit", "configurations", "contested_share_by_group",
-           "selection_settings"]
+__all__ = [
+    "Audit",
+    "ConfigMultiplicity",
+    "build_audit",
+    "configurations",
+    "contested_share_by_group",
+    "selection_settings",
+]

@@ -44,8 +44,12 @@ class AxisEffect:
         return self.p_value is not None and self.p_value < ALPHA
 
     def to_dict(self) -> dict:
-        return {"eta_squared": self.eta_squared, "p_value": self.p_value, "permutations": self.permutations,
-                "exact": self.exact}
+        return {
+            "eta_squared": self.eta_squared,
+            "p_value": self.p_value,
+            "permutations": self.permutations,
+            "exact": self.exact,
+        }
 
     def label(self) -> str:
         """`η² 0.81 · p 0.002` (with `*` when p < 0.05), or `η² –` when it is undefined."""
@@ -89,8 +93,9 @@ def _exact_sums(x: np.ndarray, sizes: list[int]) -> np.ndarray:
     return np.array(rows)
 
 
-def axis_effect(scores: np.ndarray, permutations: int = PERMUTATIONS, seed: int = SEED,
-                max_exact: int = MAX_EXACT) -> AxisEffect:
+def axis_effect(
+    scores: np.ndarray, permutations: int = PERMUTATIONS, seed: int = SEED, max_exact: int = MAX_EXACT
+) -> AxisEffect:
     """η² and permutation p of the columns of `scores` (seeds × axis values, NaN where missing)."""
     scores = np.asarray(scores, dtype=float)
     columns = [col[~np.isnan(col)] for col in scores.T]

@@ -33,8 +33,14 @@ class Multiplicity:
     contested: float | None
 
     def to_dict(self) -> dict:
-        return {"n_models": self.n_models, "n_examples": self.n_examples, "reference": self.reference,
-                "ambiguity": self.ambiguity, "discrepancy": self.discrepancy, "contested": self.contested}
+        return {
+            "n_models": self.n_models,
+            "n_examples": self.n_examples,
+            "reference": self.reference,
+            "ambiguity": self.ambiguity,
+            "discrepancy": self.discrepancy,
+            "contested": self.contested,
+        }
 
 
 def stack(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
@@ -44,13 +50,18 @@ def stack(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None =
         return [], np.zeros((0, 0), dtype=np.int64)
     lengths = {len(predictions[r]) for r in ids}
     if len(lengths) > 1:
-        raise MMTrackError(f"stored predictions differ in length ({sorted(lengths)}): the runs were not evaluated "
-                           "on the same test set")
+        raise MMTrackError(
+            f"stored predictions differ in length ({sorted(lengths)}): the runs were not evaluated on the same test set"
+        )
     return ids, np.stack([np.asarray(predictions[r]) for r in ids])
 
 
-def multiplicity(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None = None,
-                 reference: str | None = None, mask: np.ndarray | None = None) -> Multiplicity:
+def multiplicity(
+    predictions: Mapping[str, np.ndarray],
+    run_ids: Sequence[str] | None = None,
+    reference: str | None = None,
+    mask: np.ndarray | None = None,
+) -> Multiplicity:
     """Ambiguity, discrepancy and contested rate of the models `run_ids` (default: all) against `reference` (a run
     with predictions, in the set or not, e.g. the default configuration outside a selection that dropped it; None:
     the reference-free contested rate only), over the examples in `mask`."""
@@ -66,12 +77,14 @@ def multiplicity(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] |
         return Multiplicity(n_models, n_examples, None, None, None, contested)
     ref = np.asarray(predictions[reference])  # compared with, whether or not it is one of the set
     differs = preds != (ref if keep is None else ref[keep])  # (models, examples)
-    return Multiplicity(n_models, n_examples, reference, float(differs.any(axis=0).mean()),
-                        float(differs.mean(axis=1).max()), contested)
+    return Multiplicity(
+        n_models, n_examples, reference, float(differs.any(axis=0).mean()), float(differs.mean(axis=1).max()), contested
+    )
 
 
-def vote_shares(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None = None,
-                n_classes: int | None = None) -> np.ndarray:
+def vote_shares(
+    predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | None = None, n_classes: int | None = None
+) -> np.ndarray:
     """(examples, classes): the share of models voting for each class on each example."""
     ids, preds = stack(predictions, run_ids)
     if not ids:
@@ -83,8 +96,9 @@ def vote_shares(predictions: Mapping[str, np.ndarray], run_ids: Sequence[str] | 
     return counts / len(ids)
 
 
-def contested_examples(predictions: Mapping[str, np.ndarray], labels: np.ndarray, run_ids: Sequence[str] | None = None,
-                       top: int = 12) -> list[dict]:
+def contested_examples(
+    predictions: Mapping[str, np.ndarray], labels: np.ndarray, run_ids: Sequence[str] | None = None, top: int = 12
+) -> list[dict]:
     """The `top` examples with the most divided votes: smallest share for the majority class first (ties: the
     lower share of correct votes, then the example index). Each: index, label, majority class and its share,
     share of correct votes, votes {class: share}."""
@@ -101,6 +115,14 @@ def contested_examples(predictions: Mapping[str, np.ndarray], labels: np.ndarray
         if majority[i] >= 1.0:
             break  # unanimous from here on: not contested
         votes = {int(c): float(s) for c, s in enumerate(shares[i]) if s > 0}
-        out.append({"index": int(i), "label": int(labels[i]), "majority": int(shares[i].argmax()),
-                    "majority_share": float(majority[i]), "correct_share": float(correct[i]), "votes": votes})
+        out.append(
+            {
+                "index": int(i),
+                "label": int(labels[i]),
+                "majority": int(shares[i].argmax()),
+                "majority_share": float(majority[i]),
+                "correct_share": float(correct[i]),
+                "votes": votes,
+            }
+        )
     return out

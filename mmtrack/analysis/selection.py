@@ -66,9 +66,23 @@ from mmtrack.errors import MMTrackError
 
 TOLERANCE = 1e-9  # float-equality tolerance for ties and within-eps comparisons (on fractions / pp)
 
-__all__ = ["FINISHED", "PP_DECIMALS", "TOLERANCE", "RangeStats", "Rule", "Selection", "SelectionOutcome",
-           "SelectionReport", "analyse", "available_metrics", "default_unseen", "select_pareto", "select_top",
-           "select_within", "top_count"]
+__all__ = [
+    "FINISHED",
+    "PP_DECIMALS",
+    "TOLERANCE",
+    "RangeStats",
+    "Rule",
+    "Selection",
+    "SelectionOutcome",
+    "SelectionReport",
+    "analyse",
+    "available_metrics",
+    "default_unseen",
+    "select_pareto",
+    "select_top",
+    "select_within",
+    "top_count",
+]
 
 Rule = Literal["top", "within", "pareto"]
 
@@ -144,7 +158,8 @@ class SelectionReport:
     def groups(self) -> list[tuple[str, int, pd.DataFrame]]:
         """(label, number of runs, their unseen values) for "before", then each selection."""
         return [("before", self.n_runs, self.values)] + [
-            (o.selection.label, o.selection.n_selected, self.values.loc[o.selection.run_ids]) for o in self.selections]
+            (o.selection.label, o.selection.n_selected, self.values.loc[o.selection.run_ids]) for o in self.selections
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON-ready dict (no NaN: missing values are None), values in percentage points."""
@@ -346,8 +361,7 @@ def analyse(
     names = dict(zip(fin["run_id"].astype(str), fin.get("run_name", fin["run_id"]).astype(str)))
     for run_id, missing in excluded.items():
         warnings.append(
-            f"run {run_id} ({names.get(run_id, '')}) lacks selection metric(s) {', '.join(missing)}: "
-            "never selected"
+            f"run {run_id} ({names.get(run_id, '')}) lacks selection metric(s) {', '.join(missing)}: never selected"
         )
     if rounding == "floor":
         warnings.append("top-k cut uses floor(k*n/100) runs per metric (default is ceil)")
@@ -373,8 +387,9 @@ def analyse(
                     f"unseen metric {metric} missing in {sel.n_selected - s.n} of {sel.n_selected} runs "
                     f"selected by {sel.label}"
                 )
-        outcomes.append(SelectionOutcome(sel, stats, multiplicity(predictions, sel.run_ids, reference)
-                                         if predictions else None))
+        outcomes.append(
+            SelectionOutcome(sel, stats, multiplicity(predictions, sel.run_ids, reference) if predictions else None)
+        )
 
     return SelectionReport(
         experiment=experiment,
@@ -388,5 +403,3 @@ def analyse(
         values=scaled(unseen_values),
         multiplicity=multiplicity(predictions, list(fin["run_id"].astype(str)), reference) if predictions else None,
     )
-
-

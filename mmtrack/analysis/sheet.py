@@ -68,9 +68,29 @@ NOISE_LEVEL = 0.95  # quantile of the range of k iid normals used as the noise f
 AXIS_ORDER = ("lr", "batch_size", "augment", "optimizer", "arch", "width")  # the paper's table order
 MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)
 
-__all__ = ["AXIS_ORDER", "MISSING", "NOISE_LEVEL", "UNIT", "Cells", "Design", "Sheet", "Table", "assign_cells",
-           "build_sheet", "choose_design", "disagreement", "format_value", "infer_design", "noise_floor",
-           "normalise", "range_quantile", "sheet_metrics", "sheet_stats", "summary", "top_axis"]
+__all__ = [
+    "AXIS_ORDER",
+    "MISSING",
+    "NOISE_LEVEL",
+    "UNIT",
+    "Cells",
+    "Design",
+    "Sheet",
+    "Table",
+    "assign_cells",
+    "build_sheet",
+    "choose_design",
+    "disagreement",
+    "format_value",
+    "infer_design",
+    "noise_floor",
+    "normalise",
+    "range_quantile",
+    "sheet_metrics",
+    "sheet_stats",
+    "summary",
+    "top_axis",
+]
 
 
 def format_value(value: Any) -> str:
@@ -85,6 +105,7 @@ def format_value(value: Any) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Design
 # --------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Design:
@@ -109,8 +130,12 @@ class Design:
             if not isinstance(values, (list, tuple)) or not values:
                 raise MMTrackError(f"study axis {axis!r} has no values; list them, default first")
             default.setdefault(axis, values[0])
-        return cls(axes={a: list(v) for a, v in axes.items()}, default=default,
-                   seed_param=study.get("seed_param", "seed"), seeds=study.get("seeds")).normalised()
+        return cls(
+            axes={a: list(v) for a, v in axes.items()},
+            default=default,
+            seed_param=study.get("seed_param", "seed"),
+            seeds=study.get("seeds"),
+        ).normalised()
 
     def normalised(self) -> Design:
         """A copy with every value normalised and each axis's default moved first."""
@@ -123,8 +148,10 @@ class Design:
                 raise MMTrackError(f"design axis {axis!r} has no values")
             dflt = default.setdefault(axis, vals[0])
             if dflt not in vals:
-                raise MMTrackError(f"default {axis}={format_value(dflt)} is not among the axis values "
-                                   f"{', '.join(map(format_value, vals))}; add it or change the default")
+                raise MMTrackError(
+                    f"default {axis}={format_value(dflt)} is not among the axis values "
+                    f"{', '.join(map(format_value, vals))}; add it or change the default"
+                )
             axes[axis] = [dflt] + [v for v in vals if v != dflt]
         seed_param = str(self.seed_param).removeprefix("params.")
         if seed_param in axes:
@@ -143,8 +170,12 @@ class Design:
         return ", ".join(f"{k}={format_value(v)}" for k, v in cfg.items())
 
 
-def infer_design(runs: pd.DataFrame, seed_param: str = "seed", defaults: Mapping[str, Any] | None = None,
-                 ignore: Iterable[str] = ("epochs",)) -> Design:
+def infer_design(
+    runs: pd.DataFrame,
+    seed_param: str = "seed",
+    defaults: Mapping[str, Any] | None = None,
+    ignore: Iterable[str] = ("epochs",),
+) -> Design:
     """Infer an OFAT design from the FINISHED runs.
 
     Axes = the params whose normalised values vary (except `seed_param` and `ignore`), in the paper's order
@@ -173,21 +204,29 @@ def infer_design(runs: pd.DataFrame, seed_param: str = "seed", defaults: Mapping
         if key in default:
             present = set(observed[key])
             if value not in present:
-                raise MMTrackError(f"default {key}={format_value(value)} matches no FINISHED run; values present: "
-                                   f"{', '.join(format_value(v) for v in sorted(present, key=sort_key))}")
+                raise MMTrackError(
+                    f"default {key}={format_value(value)} matches no FINISHED run; values present: "
+                    f"{', '.join(format_value(v) for v in sorted(present, key=sort_key))}"
+                )
             default[key] = value
         elif key in observed and key != seed_param and set(observed[key]) == {value}:
             continue  # a constant param at that value: nothing to choose
         else:
-            raise MMTrackError(f"cannot set a default for {key!r}: it is not an axis of these runs "
-                               f"(axes: {', '.join(axes_found) or 'none'})")
+            raise MMTrackError(
+                f"cannot set a default for {key!r}: it is not an axis of these runs "
+                f"(axes: {', '.join(axes_found) or 'none'})"
+            )
     axes = {a: [default[a]] + sorted(set(observed[a]) - {default[a]}, key=sort_key) for a in axes_found}
     seeds = sorted(set(observed[seed_param]), key=sort_key)
     return Design(axes=axes, default=default, seed_param=seed_param, seeds=seeds)
 
 
-def choose_design(runs: pd.DataFrame, study: Mapping | None = None, seed_param: str = "seed",
-                  defaults: Mapping[str, Any] | None = None) -> Design:
+def choose_design(
+    runs: pd.DataFrame,
+    study: Mapping | None = None,
+    seed_param: str = "seed",
+    defaults: Mapping[str, Any] | None = None,
+) -> Design:
     """The design `mmtrack sheet` uses: the experiment's study when there is one and nothing overrides it
     (no `defaults`, the study's own seed param), else one inferred from the runs."""
     if study and not defaults and seed_param == study.get("seed_param", "seed"):
@@ -207,6 +246,7 @@ def sheet_metrics(runs: pd.DataFrame, names: Sequence[str] | None = None) -> lis
 # --------------------------------------------------------------------------------------------------------
 # Which run fills which cell (the same for every metric)
 # --------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Cells:
@@ -242,28 +282,44 @@ def assign_cells(runs: pd.DataFrame, design: Design, experiment: str = "") -> Ce
     names = set(param_names(runs))
     for key in design.keys + [design.seed_param]:
         if key not in names:
-            raise MMTrackError(f"the runs have no param {key!r} named by the design; "
-                               f"params present: {', '.join(sorted(names)) or 'none'}")
+            raise MMTrackError(
+                f"the runs have no param {key!r} named by the design; "
+                f"params present: {', '.join(sorted(names)) or 'none'}"
+            )
     finished = finished_mask(runs)
     if not finished.any():
         raise MMTrackError("no FINISHED runs to build a sheet from; train some runs first")
     runs = runs.reset_index(drop=True)
     params = pd.DataFrame({k: norm_series(runs[f"params.{k}"]) for k in design.keys + [design.seed_param]})
-    seeds = design.seeds if design.seeds is not None else sorted(
-        set(params.loc[finished, design.seed_param].dropna()), key=sort_key)
-    frame = pd.DataFrame({
-        "run_id": runs["run_id"].astype(str), "status": runs["status"],
-        "end_time": pd.to_datetime(runs["end_time"], utc=True) if "end_time" in runs else pd.NaT,
-    })
+    seeds = (
+        design.seeds
+        if design.seeds is not None
+        else sorted(set(params.loc[finished, design.seed_param].dropna()), key=sort_key)
+    )
+    frame = pd.DataFrame(
+        {
+            "run_id": runs["run_id"].astype(str),
+            "status": runs["status"],
+            "end_time": pd.to_datetime(runs["end_time"], utc=True) if "end_time" in runs else pd.NaT,
+        }
+    )
     rows, no_run, duplicates = {}, {}, {}
     for axis in design.axes:
         rows[axis], no_run[axis], duplicates[axis] = _assign_table(axis, design, seeds, params, frame, finished)
-    return Cells(experiment=experiment, design=design, seeds=list(seeds), runs=runs, rows=rows, no_run=no_run,
-                 duplicates=duplicates)
+    return Cells(
+        experiment=experiment,
+        design=design,
+        seeds=list(seeds),
+        runs=runs,
+        rows=rows,
+        no_run=no_run,
+        duplicates=duplicates,
+    )
 
 
-def _assign_table(axis: str, design: Design, seeds: list, params: pd.DataFrame, frame: pd.DataFrame,
-                  finished: np.ndarray) -> tuple[np.ndarray, list[str], list[str]]:
+def _assign_table(
+    axis: str, design: Design, seeds: list, params: pd.DataFrame, frame: pd.DataFrame, finished: np.ndarray
+) -> tuple[np.ndarray, list[str], list[str]]:
     values = design.axes[axis]
     vindex = {v: i for i, v in enumerate(values)}
     sindex = {s: i for i, s in enumerate(seeds)}
@@ -285,16 +341,21 @@ def _assign_table(axis: str, design: Design, seeds: list, params: pd.DataFrame, 
     dup = sub[sub.duplicated(["vi", "si"], keep=False)]
     for (v, s), ids in dup.groupby(["vi", "si"])["run_id"]:
         ids = list(ids)
-        duplicates.append(f"{len(ids)} FINISHED runs for {where(v, s)}: using {ids[-1]} (latest end_time), "
-                          f"ignoring {', '.join(ids[:-1])}")
+        duplicates.append(
+            f"{len(ids)} FINISHED runs for {where(v, s)}: using {ids[-1]} (latest end_time), "
+            f"ignoring {', '.join(ids[:-1])}"
+        )
     chosen = sub.drop_duplicates(["vi", "si"], keep="last")
     grid = np.full((len(seeds), len(values)), -1, dtype=int)
     grid[chosen["si"].to_numpy(), chosen["vi"].to_numpy()] = chosen["pos"].to_numpy()
     no_run = []
     for s, v in zip(*np.nonzero(grid < 0)):
         found = others[(others["si"] == s) & (others["vi"] == v)]
-        extra = f" (found {', '.join(f'{st} {r}' for st, r in zip(found['status'], found['run_id']))})" \
-            if len(found) else ""
+        extra = (
+            f" (found {', '.join(f'{st} {r}' for st, r in zip(found['status'], found['run_id']))})"
+            if len(found)
+            else ""
+        )
         no_run.append(f"no FINISHED run for {where(v, s)}{extra}")
     return grid, no_run, duplicates
 
@@ -302,6 +363,7 @@ def _assign_table(axis: str, design: Design, seeds: list, params: pd.DataFrame, 
 # --------------------------------------------------------------------------------------------------------
 # Statistics over the cells, per metric
 # --------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Table:
@@ -324,24 +386,29 @@ class Table:
 
     def frame(self) -> pd.DataFrame:
         """The scores as a DataFrame (index = seeds, columns = values)."""
-        return pd.DataFrame(self.scores, index=pd.Index(self.seeds, name="seed"),
-                            columns=pd.Index(self.values, name=self.axis))
+        return pd.DataFrame(
+            self.scores, index=pd.Index(self.seeds, name="seed"), columns=pd.Index(self.values, name=self.axis)
+        )
 
     def to_dict(self) -> dict:
-        return jsonable({
-            "axis": self.axis, "values": self.values, "seeds": self.seeds,
-            "scores": self.scores.tolist(),
-            "delta_max_per_seed": self.delta_max_per_seed.tolist(),
-            "delta_max_per_value": self.delta_max_per_value.tolist(),
-            "run_ids": self.run_ids,
-            "noise_floor_per_seed": self.noise_floor_per_seed,
-            "noise_floor_per_value": self.noise_floor_per_value,
-            "within_noise_per_seed": self.within_noise_per_seed,
-            "within_noise_per_value": self.within_noise_per_value,
-            "disagreement_per_seed": self.disagreement_per_seed,
-            "disagreement_per_value": self.disagreement_per_value,
-            "axis_effect": self.axis_effect.to_dict(),
-        })
+        return jsonable(
+            {
+                "axis": self.axis,
+                "values": self.values,
+                "seeds": self.seeds,
+                "scores": self.scores.tolist(),
+                "delta_max_per_seed": self.delta_max_per_seed.tolist(),
+                "delta_max_per_value": self.delta_max_per_value.tolist(),
+                "run_ids": self.run_ids,
+                "noise_floor_per_seed": self.noise_floor_per_seed,
+                "noise_floor_per_value": self.noise_floor_per_value,
+                "within_noise_per_seed": self.within_noise_per_seed,
+                "within_noise_per_value": self.within_noise_per_value,
+                "disagreement_per_seed": self.disagreement_per_seed,
+                "disagreement_per_value": self.disagreement_per_value,
+                "axis_effect": self.axis_effect.to_dict(),
+            }
+        )
 
     def top_delta_max(self) -> float:
         """The largest Δmax of the table, over its rows and columns (NaN when it has none)."""
@@ -374,16 +441,25 @@ class Sheet:
 
     def to_dict(self) -> dict:
         """The sheet as strict-JSON-ready data (NaN -> None)."""
-        return jsonable({
-            "experiment": self.experiment, "metric": self.metric, "unit": self.unit,
-            "default": self.default, "seed_param": self.design.seed_param,
-            "tables": [t.to_dict() for t in self.tables],
-            "delta_max_all": self.delta_max_all,
-            "noise_floor_all": self.noise_floor_all, "within_noise_all": self.within_noise_all,
-            "noise_level": NOISE_LEVEL, "eval_n": self.eval_n,
-            "disagreement_all": self.disagreement_all, "n_models": self.n_models,
-            "missing": self.missing, "warnings": self.warnings,
-        })
+        return jsonable(
+            {
+                "experiment": self.experiment,
+                "metric": self.metric,
+                "unit": self.unit,
+                "default": self.default,
+                "seed_param": self.design.seed_param,
+                "tables": [t.to_dict() for t in self.tables],
+                "delta_max_all": self.delta_max_all,
+                "noise_floor_all": self.noise_floor_all,
+                "within_noise_all": self.within_noise_all,
+                "noise_level": NOISE_LEVEL,
+                "eval_n": self.eval_n,
+                "disagreement_all": self.disagreement_all,
+                "n_models": self.n_models,
+                "missing": self.missing,
+                "warnings": self.warnings,
+            }
+        )
 
 
 def _eval_n(runs: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[str]]:
@@ -465,8 +541,10 @@ def sheet_stats(cells: Cells, metric: str, predictions: Mapping[str, np.ndarray]
         predictions = {str(k): np.asarray(v).ravel() for k, v in predictions.items()}
         lengths = {len(v) for v in predictions.values()}
         if len(lengths) > 1:
-            raise MMTrackError(f"predictions have different lengths ({', '.join(map(str, sorted(lengths)))}); "
-                               "they must all cover the same test set in the same order")
+            raise MMTrackError(
+                f"predictions have different lengths ({', '.join(map(str, sorted(lengths)))}); "
+                "they must all cover the same test set in the same order"
+            )
     ids = runs["run_id"].astype(str).to_numpy()
     missing: list[str] = []
     warns: list[str] = list(notes)
@@ -488,23 +566,41 @@ def sheet_stats(cells: Cells, metric: str, predictions: Mapping[str, np.ndarray]
     delta_all = float(_range(all_scores, 0)) if len(all_scores) else math.nan
     known_n = sorted(set(all_n[~np.isnan(all_n)].tolist()))
     if len(known_n) > 1:
-        warns.append(f"eval_n of {metric!r} differs across runs ({', '.join(f'{n:g}' for n in known_n)}); "
-                     f"noise floors use the smallest")
+        warns.append(
+            f"eval_n of {metric!r} differs across runs ({', '.join(f'{n:g}' for n in known_n)}); "
+            f"noise floors use the smallest"
+        )
     floor_all = noise_floor(all_scores, _group_n(all_n))
     if predictions is not None:
         warns.extend(f"no predictions for run {r}; left out of disagreement" for r in models if r not in predictions)
     return Sheet(
-        experiment=cells.experiment, metric=metric, design=design, tables=tables, delta_max_all=delta_all,
-        noise_floor_all=floor_all, within_noise_all=_within(delta_all, floor_all),
-        disagreement_all=disagreement(models, predictions), n_models=len(models),
+        experiment=cells.experiment,
+        metric=metric,
+        design=design,
+        tables=tables,
+        delta_max_all=delta_all,
+        noise_floor_all=floor_all,
+        within_noise_all=_within(delta_all, floor_all),
+        disagreement_all=disagreement(models, predictions),
+        n_models=len(models),
         eval_n=int(known_n[0]) if known_n else None,
-        missing=list(dict.fromkeys(missing)), warnings=list(dict.fromkeys(warns)),
+        missing=list(dict.fromkeys(missing)),
+        warnings=list(dict.fromkeys(warns)),
         unit=UNIT if is_accuracy(metric) else "own unit",
     )
 
 
-def _table(axis: str, design: Design, seeds: list, grid: np.ndarray, ids: np.ndarray, score: np.ndarray,
-           n_eval: np.ndarray, metric: str, predictions: Mapping[str, np.ndarray] | None) -> tuple[Table, list[str]]:
+def _table(
+    axis: str,
+    design: Design,
+    seeds: list,
+    grid: np.ndarray,
+    ids: np.ndarray,
+    score: np.ndarray,
+    n_eval: np.ndarray,
+    metric: str,
+    predictions: Mapping[str, np.ndarray] | None,
+) -> tuple[Table, list[str]]:
     values = design.axes[axis]
     shape = grid.shape
     have = grid >= 0
@@ -523,9 +619,15 @@ def _table(axis: str, design: Design, seeds: list, grid: np.ndarray, ids: np.nda
     nf_s = [noise_floor(scores[i], _group_n(n[i])) for i in range(shape[0])]
     nf_v = [noise_floor(scores[:, j], _group_n(n[:, j])) for j in range(shape[1])]
     return Table(
-        axis=axis, values=list(values), seeds=list(seeds), scores=scores, run_ids=run_ids,
-        delta_max_per_seed=dps, delta_max_per_value=dpv,
-        noise_floor_per_seed=nf_s, noise_floor_per_value=nf_v,
+        axis=axis,
+        values=list(values),
+        seeds=list(seeds),
+        scores=scores,
+        run_ids=run_ids,
+        delta_max_per_seed=dps,
+        delta_max_per_value=dpv,
+        noise_floor_per_seed=nf_s,
+        noise_floor_per_value=nf_v,
         within_noise_per_seed=[_within(d, f) for d, f in zip(dps, nf_s)],
         within_noise_per_value=[_within(d, f) for d, f in zip(dpv, nf_v)],
         disagreement_per_seed=[disagreement(row, predictions) for row in run_ids],
@@ -534,8 +636,13 @@ def _table(axis: str, design: Design, seeds: list, grid: np.ndarray, ids: np.nda
     ), lacking
 
 
-def build_sheet(runs: pd.DataFrame, metric: str, design: Design, experiment: str = "",
-                predictions: Mapping[str, np.ndarray] | None = None) -> Sheet:
+def build_sheet(
+    runs: pd.DataFrame,
+    metric: str,
+    design: Design,
+    experiment: str = "",
+    predictions: Mapping[str, np.ndarray] | None = None,
+) -> Sheet:
     """The multiplicity sheet of `metric` over `design`, from the FINISHED runs of a runs table (for several
     metrics, call :func:`assign_cells` once and :func:`sheet_stats` per metric)."""
     metric_column(runs, metric)  # an unknown metric is the first thing to report
@@ -546,8 +653,16 @@ def build_sheet(runs: pd.DataFrame, metric: str, design: Design, experiment: str
 # Summary across metrics
 # --------------------------------------------------------------------------------------------------------
 
-SUMMARY_COLUMNS = ("metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_eta_squared",
-                   "top_axis_p_value", "top_axis_delta_max", "noise_floor_all")
+SUMMARY_COLUMNS = (
+    "metric",
+    "delta_max_all",
+    "ratio_to_acc",
+    "top_axis",
+    "top_axis_eta_squared",
+    "top_axis_p_value",
+    "top_axis_delta_max",
+    "noise_floor_all",
+)
 SEED = "seed"  # the top "axis" when no axis moves the metric beyond seed noise
 
 
@@ -574,13 +689,20 @@ def summary(sheets: Sequence[Sheet], cells: Cells | None = None) -> pd.DataFrame
         axis, effect, top = top_axis(sheet)
         eta = effect.eta_squared if effect is not None and effect.eta_squared is not None else math.nan
         p = effect.p_value if effect is not None and effect.p_value is not None else math.nan
-        rows.append({"metric": sheet.metric, "delta_max_all": sheet.delta_max_all, "top_axis": axis,
-                     "top_axis_eta_squared": eta, "top_axis_p_value": p, "top_axis_delta_max": top,
-                     "noise_floor_all": math.nan if sheet.noise_floor_all is None else sheet.noise_floor_all})
+        rows.append(
+            {
+                "metric": sheet.metric,
+                "delta_max_all": sheet.delta_max_all,
+                "top_axis": axis,
+                "top_axis_eta_squared": eta,
+                "top_axis_p_value": p,
+                "top_axis_delta_max": top,
+                "noise_floor_all": math.nan if sheet.noise_floor_all is None else sheet.noise_floor_all,
+            }
+        )
     acc = next((s.delta_max_all for s in sheets if s.metric == "acc"), None)
     if acc is None:
-        acc = sheet_stats(cells, "acc").delta_max_all if cells is not None and "metrics.acc" in cells.runs \
-            else math.nan
+        acc = sheet_stats(cells, "acc").delta_max_all if cells is not None and "metrics.acc" in cells.runs else math.nan
     df = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c != "ratio_to_acc"])
     df.insert(2, "ratio_to_acc", df["delta_max_all"] / acc if acc and not math.isnan(acc) else math.nan)
     return df

@@ -5,9 +5,16 @@ registers its commands on the app when imported here."""
 
 from __future__ import annotations
 
-# importing a command module registers its commands; `mmtrack --help` lists them in this order
-from mmtrack.cli import run_cmds, sweep_cmds, report_cmds, data_cmds, misc_cmds  # noqa: F401, I001
 from mmtrack.cli._app import app, console, err, make_console, run_main
+
+# Importing a command module registers its commands; `mmtrack --help` lists them in this order.
+# isort: off
+from mmtrack.cli import run_cmds  # noqa: F401, E402  (train, evaluate)
+from mmtrack.cli import sweep_cmds  # noqa: F401, E402  (sweep, worker)
+from mmtrack.cli import report_cmds  # noqa: F401, E402  (sheet, select, report)
+from mmtrack.cli import data_cmds  # noqa: F401, E402  (datasets)
+from mmtrack.cli import misc_cmds  # noqa: F401, E402  (server)
+# isort: on
 
 __all__ = ["app", "console", "err", "main", "make_console"]
 

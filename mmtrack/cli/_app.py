@@ -14,10 +14,15 @@ from rich.table import Table
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings={"max_content_width": 120},
-                  help="Benchmark model multiplicity: train configurations as MLflow runs, measure accuracy "
-                       "under intervention, build multiplicity sheets and simulate model selection.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
+    help="Benchmark model multiplicity: train configurations as MLflow runs, measure accuracy "
+    "under intervention, build multiplicity sheets and simulate model selection.",
+)
 PIPE_WIDTH = 400  # piped or redirected output (CI logs, tee, files): wide enough that no table is ever cut
 
 

@@ -9,13 +9,30 @@ import typer
 
 from mmtrack.errors import MMTrackError
 
-TrackingUri = Annotated[Optional[str], typer.Option(
-    "--tracking-uri", metavar="URI", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).")]
-DataDir = Annotated[Optional[str], typer.Option(
-    "--data-dir", metavar="DIR", help="Root folder of real datasets (default: $MMTRACK_DATA, else ./data).")]
-InterventionOpt = Annotated[Optional[list[str]], typer.Option(
-    "--intervention", "-i", metavar="SPEC", help="Intervention spec, repeatable or ';'-separated, e.g. pgd_linf:0.005,0.01 "
-                                 "output_noise:5 group:race/asian ood:fairface mia. Default: all defaults.")]
+TrackingUri = Annotated[
+    Optional[str],
+    typer.Option(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store under tracking/).",
+    ),
+]
+DataDir = Annotated[
+    Optional[str],
+    typer.Option(
+        "--data-dir", metavar="DIR", help="Root folder of real datasets (default: $MMTRACK_DATA, else ./data)."
+    ),
+]
+InterventionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--intervention",
+        "-i",
+        metavar="SPEC",
+        help="Intervention spec, repeatable or ';'-separated, e.g. pgd_linf:0.005,0.01 "
+        "output_noise:5 group:race/asian ood:fairface mia. Default: all defaults.",
+    ),
+]
 PgdSteps = Annotated[int, typer.Option(metavar="INTEGER", help="PGD iterations.")]
 PgdMaxExamples = Annotated[int, typer.Option(metavar="INTEGER", help="Test images attacked by PGD (fixed subset).")]
 NoiseDraws = Annotated[int, typer.Option(metavar="INTEGER", help="Seeded noise draws averaged per noise metric.")]

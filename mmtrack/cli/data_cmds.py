@@ -23,8 +23,11 @@ from mmtrack.cli._app import app, console
 from mmtrack.cli._options import DataDir
 from mmtrack.errors import MMTrackError
 
-datasets_app = typer.Typer(rich_markup_mode=None, help="Datasets: `list` them (the default), `show` one's sizes and "
-                           "noise floors.", context_settings={"max_content_width": 120})
+datasets_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Datasets: `list` them (the default), `show` one's sizes and noise floors.",
+    context_settings={"max_content_width": 120},
+)
 app.add_typer(datasets_app, name="datasets")
 DEFAULT_MODELS = 45  # the paper's design: 9 configurations x 5 seeds
 DEFAULT_ACCURACY = 0.9
@@ -40,9 +43,14 @@ def datasets(ctx: typer.Context):
 
 @datasets_app.command("list")
 def list_datasets(
-    paths: Annotated[Optional[list[Path]], typer.Argument(
-        metavar="[PATH]...", help="Study or dataset declaration files (or folders of them) to find declared datasets "
-                                  "in (default: studies/).")] = None,
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            metavar="[PATH]...",
+            help="Study or dataset declaration files (or folders of them) to find declared datasets "
+            "in (default: studies/).",
+        ),
+    ] = None,
 ):
     """List built-in datasets and those declared in study files, with their groups and OOD sets."""
     _list(paths or [])
@@ -119,8 +127,9 @@ def _list(paths: list[Path]) -> None:
         fair = "/".join(info.fairness_group) if info.fairness_group else "-"
         data = spec["manifest"] or spec["images"]
         where = f"declared in {path}\n{'manifest' if spec['manifest'] else 'folder'} {data}"
-        table.add_row(esc(spec["name"]), esc(_groups_text(info.groups)), esc(", ".join(info.ood) or "-"), esc(fair),
-                      esc(where))
+        table.add_row(
+            esc(spec["name"]), esc(_groups_text(info.groups)), esc(", ".join(info.ood) or "-"), esc(fair), esc(where)
+        )
     console.print(table)
     for line in skipped:
         console.print(f"[yellow]skipped[/] {esc(line)}")
@@ -146,9 +155,13 @@ def _dataset_profile(data) -> dict:
     """The same shape as `folder.Plan.profile()`, from a loaded Dataset."""
     groups = data.group_split
     return {
-        "classes": {c: (int((data.train.labels == i).sum()), int((data.test.labels == i).sum()))
-                    for i, c in enumerate(data.classes)},
-        "train": len(data.train), "test": len(data.test), "group_test": len(groups),
+        "classes": {
+            c: (int((data.train.labels == i).sum()), int((data.test.labels == i).sum()))
+            for i, c in enumerate(data.classes)
+        },
+        "train": len(data.train),
+        "test": len(data.test),
+        "group_test": len(groups),
         "groups": {a: {v: int(groups.group_mask(a, v).sum()) for v in vals} for a, vals in groups.group_values.items()},
         "ood": {o: len(s) for o, s in data.ood.items()},
     }
@@ -172,17 +185,27 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
         if spec is not None and "images" not in raw and "manifest" not in raw:  # a study declaring its dataset
             study = load_study(path)
             plan = folder.check(study.dataset_spec, image_size or study.fixed.get("image_size"))
-            return study.dataset, f"study {path}: {len(study.configs())} runs", plan.profile() | {
-                "split_how": plan.split_how, "source": study.dataset_spec["manifest"] or study.dataset_spec["images"]
-            }, len(study.configs())
+            return (
+                study.dataset,
+                f"study {path}: {len(study.configs())} runs",
+                plan.profile()
+                | {
+                    "split_how": plan.split_how,
+                    "source": study.dataset_spec["manifest"] or study.dataset_spec["images"],
+                },
+                len(study.configs()),
+            )
         if spec is not None:  # a declaration file
             plan = folder.check(spec, image_size)
-            return spec["name"], f"declared in {path}", plan.profile() | {
-                "split_how": plan.split_how, "source": spec["manifest"] or spec["images"]}, None
+            return (
+                spec["name"],
+                f"declared in {path}",
+                plan.profile() | {"split_how": plan.split_how, "source": spec["manifest"] or spec["images"]},
+                None,
+            )
         study = load_study(path)
         data = load_dataset(study.dataset, data_dir, image_size or study.fixed.get("image_size"))
-        return study.dataset, f"study {path}: {len(study.configs())} runs", _dataset_profile(data), \
-            len(study.configs())
+        return study.dataset, f"study {path}: {len(study.configs())} runs", _dataset_profile(data), len(study.configs())
     if target.lower().endswith((".yaml", ".yml")):
         raise MMTrackError(f"{target} not found; give a dataset name, a study file or a dataset declaration file")
     check_dataset_name(target)
@@ -192,15 +215,32 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
 
 @datasets_app.command("show")
 def show(
-    target: Annotated[str, typer.Argument(metavar="NAME_OR_STUDY", help="A dataset name, a study (file or preset "
-                                                                        "name) or a dataset declaration file.")],
-    models: Annotated[Optional[int], typer.Option("--models", metavar="N", help="Models the Δmax is taken over "
-                                                  f"(default: the study's runs, else {DEFAULT_MODELS}).")] = None,
-    accuracy: Annotated[float, typer.Option("--accuracy", metavar="P", help="Assumed accuracy of every model on every "
-                                            "group (no accuracy exists before training; 0.5 = worst case).")
-                        ] = DEFAULT_ACCURACY,
-    image_size: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Image size (default: the dataset's / "
-                                                      "study's).")] = None,
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME_OR_STUDY", help="A dataset name, a study (file or preset name) or a dataset declaration file."
+        ),
+    ],
+    models: Annotated[
+        Optional[int],
+        typer.Option(
+            "--models",
+            metavar="N",
+            help=f"Models the Δmax is taken over (default: the study's runs, else {DEFAULT_MODELS}).",
+        ),
+    ] = None,
+    accuracy: Annotated[
+        float,
+        typer.Option(
+            "--accuracy",
+            metavar="P",
+            help="Assumed accuracy of every model on every "
+            "group (no accuracy exists before training; 0.5 = worst case).",
+        ),
+    ] = DEFAULT_ACCURACY,
+    image_size: Annotated[
+        Optional[int], typer.Option(metavar="PIXELS", help="Image size (default: the dataset's / study's).")
+    ] = None,
     data_dir: DataDir = None,
 ):
     """Classes, split sizes, every group's and OOD set's test size, and the 95% noise floor that size implies
@@ -232,9 +272,11 @@ def show(
     console.print(f"[bold]{esc(name)}[/]: {esc(where)}")
     if prof.get("source"):
         console.print(f"data: {esc(prof['source'])}; split: {esc(prof['split_how'])}")
-    console.print(f"{len(prof['classes'])} classes; train {prof['train']:,}, test {prof['test']:,}"
-                  + (f", group evaluation set {prof['group_test']:,}" if prof["group_test"] != prof["test"] else "")
-                  + "".join(f"; OOD {esc(o)} {n:,}" for o, n in prof["ood"].items()))
+    console.print(
+        f"{len(prof['classes'])} classes; train {prof['train']:,}, test {prof['test']:,}"
+        + (f", group evaluation set {prof['group_test']:,}" if prof["group_test"] != prof["test"] else "")
+        + "".join(f"; OOD {esc(o)} {n:,}" for o, n in prof["ood"].items())
+    )
     classes = Table(title="classes", show_edge=False)
     for col, justify in (("class", "left"), ("train", "right"), ("test", "right")):
         classes.add_column(col, justify=justify)
@@ -242,9 +284,11 @@ def show(
         classes.add_row(esc(c), f"{n_train:,}", f"{n_test:,}")
     console.print(classes)
     worst = math.sqrt(0.25 / (accuracy * (1 - accuracy)))
-    console.print(f"noise floor: the Δmax over k = {k} models ({k_how}) that test-set sampling alone exceeds with "
-                  f"{1 - NOISE_LEVEL:.0%} probability, assuming every model's accuracy is p = {accuracy:g} "
-                  f"(--accuracy; p = 0.5, the worst case, gives {worst:.2f}x). A smaller Δmax shows nothing.")
+    console.print(
+        f"noise floor: the Δmax over k = {k} models ({k_how}) that test-set sampling alone exceeds with "
+        f"{1 - NOISE_LEVEL:.0%} probability, assuming every model's accuracy is p = {accuracy:g} "
+        f"(--accuracy; p = 0.5, the worst case, gives {worst:.2f}x). A smaller Δmax shows nothing."
+    )
     table = Table(show_edge=False)
     for col, justify in (("metric", "left"), ("test images", "right"), (f"{NOISE_LEVEL:.0%} noise floor", "right")):
         table.add_column(col, justify=justify)

@@ -15,7 +15,9 @@ from mmtrack.errors import MMTrackError
 
 @app.command()
 def server(
-    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface to bind (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(metavar="PORT", help="Port.")] = 5000,
     tracking_uri: TrackingUri = None,
 ):
@@ -32,8 +34,20 @@ def server(
     tracking.connect(uri)  # creates the local store if needed
     # One user, one machine: one uvicorn worker and no background job consumers (MLflow's defaults start 4
     # workers plus job processes, ~10 processes and ~40 s on 2 busy cores).
-    args = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-            "--workers", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     if tracking.is_local_sqlite(uri):
         args += ["--default-artifact-root", str(tracking.tracking_dir() / "artifacts")]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -49,10 +63,13 @@ def server(
             except OSError:
                 time.sleep(0.3)
         if proc.poll() is not None:
-            raise MMTrackError(f"mlflow server exited with code {proc.returncode} before answering (is port {port} "
-                               "in use? try --port)")
-        console.print(f"MLflow UI on http://{esc(host)}:{port} over {esc(uri)} (ready in "
-                      f"{time.perf_counter() - start:.0f} s; Ctrl-C stops it)")
+            raise MMTrackError(
+                f"mlflow server exited with code {proc.returncode} before answering (is port {port} in use? try --port)"
+            )
+        console.print(
+            f"MLflow UI on http://{esc(host)}:{port} over {esc(uri)} (ready in "
+            f"{time.perf_counter() - start:.0f} s; Ctrl-C stops it)"
+        )
         proc.wait()
     except KeyboardInterrupt:
         proc.terminate()

@@ -13,7 +13,9 @@ from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, RefreshOpt, Tra
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
-FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="rich (terminal) | csv | markdown | latex | html | json")]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", metavar="FORMAT", help="rich (terminal) | csv | markdown | latex | html | json")
+]
 
 
 def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
@@ -50,15 +52,27 @@ def _check_format(fmt: str) -> None:
 @app.command()
 def sheet(
     experiment: ExperimentOpt,
-    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Metric (repeatable). Default: every acc* metric.")] = None,
+    metric: Annotated[
+        Optional[list[str]], typer.Option(metavar="METRIC", help="Metric (repeatable). Default: every acc* metric.")
+    ] = None,
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
-    figure: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the figures: DIR/sheet-<metric>.png and .svg per metric.")] = None,
-    summary: Annotated[bool, typer.Option("--summary", help="One row per metric: Δmax^all, ratio to acc, top axis.")] = False,
-    default: Annotated[Optional[list[str]], typer.Option(metavar="AXIS=VALUE", help="Override an axis default, e.g. --default lr=0.1 (repeatable).")] = None,
+    figure: Annotated[
+        Optional[Path],
+        typer.Option(metavar="DIR", help="Folder for the figures: DIR/sheet-<metric>.png and .svg per metric."),
+    ] = None,
+    summary: Annotated[
+        bool, typer.Option("--summary", help="One row per metric: Δmax^all, ratio to acc, top axis.")
+    ] = False,
+    default: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="AXIS=VALUE", help="Override an axis default, e.g. --default lr=0.1 (repeatable)."),
+    ] = None,
     seed_param: Annotated[str, typer.Option(metavar="PARAM", help="The param whose values are the rows.")] = "seed",
     predictions: Annotated[bool, typer.Option(help="Compute prediction disagreement from stored predictions.")] = True,
-    log: Annotated[bool, typer.Option("--log", help="Record the sheet (HTML, JSON, figure) as a run in MLflow.")] = False,
+    log: Annotated[
+        bool, typer.Option("--log", help="Record the sheet (HTML, JSON, figure) as a run in MLflow.")
+    ] = False,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -99,8 +113,9 @@ def sheet(
             for line in s.missing + s.warnings:
                 err.print(f"[yellow]warning:[/] {esc(line)}")
     else:
-        emit_text(report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id),
-                  out)
+        emit_text(
+            report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id), out
+        )
     written: list[Path] = []
     if figure is not None or log:
         fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-sheet-"))
@@ -111,8 +126,10 @@ def sheet(
     if log:  # one report run holding every sheet of this invocation
         files, numbers = report.sheet_log(sheets, ui_url=ui, experiment_id=exp_id)
         rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, numbers)
-        err.print(f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
-                  f"{tracking.ui_url(ui, rep_exp, rid)}")
+        err.print(
+            f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
+            f"{tracking.ui_url(ui, rep_exp, rid)}"
+        )
 
 
 @app.command("select")
@@ -120,19 +137,42 @@ def select_cmd(
     experiment: ExperimentOpt,
     by: Annotated[str, typer.Option(metavar="METRICS", help="Selection metrics, comma-separated (higher is better).")],
     top: Annotated[str, typer.Option(metavar="PERCENTS", help="Top-k% rules, comma-separated percentages.")] = "75,50",
-    unseen: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Unseen metrics, comma-separated (default: every other "
-                                                       "accuracy, acc/...; others are shown in their own unit).")] = None,
-    within: Annotated[Optional[str], typer.Option(metavar="EPS", help="Rashomon rules: keep runs within EPS points of the best on "
-                                                       "every --by metric (comma-separated EPS values).")] = None,
+    unseen: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRICS",
+            help="Unseen metrics, comma-separated (default: every other "
+            "accuracy, acc/...; others are shown in their own unit).",
+        ),
+    ] = None,
+    within: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="EPS",
+            help="Rashomon rules: keep runs within EPS points of the best on "
+            "every --by metric (comma-separated EPS values).",
+        ),
+    ] = None,
     pareto: Annotated[bool, typer.Option("--pareto", help="Also keep the Pareto front over the --by metrics.")] = False,
-    rounding: Annotated[str, typer.Option(metavar="ceil|floor", help="ceil (default) or floor for ⌈k·n/100⌉.")] = "ceil",
+    rounding: Annotated[
+        str, typer.Option(metavar="ceil|floor", help="ceil (default) or floor for ⌈k·n/100⌉.")
+    ] = "ceil",
     fmt: FormatOpt = "rich",
     out: OutOpt = None,
-    figure: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Folder for the figure: DIR/selection.png and .svg.")] = None,
+    figure: Annotated[
+        Optional[Path], typer.Option(metavar="DIR", help="Folder for the figure: DIR/selection.png and .svg.")
+    ] = None,
     log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
-    predictions: Annotated[bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")] = True,
-    reference: Annotated[Optional[str], typer.Option(metavar="RUN_ID", help="Reference model of prediction multiplicity "
-                                                     "(default: the default configuration's first seed).")] = None,
+    predictions: Annotated[
+        bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")
+    ] = True,
+    reference: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="RUN_ID",
+            help="Reference model of prediction multiplicity (default: the default configuration's first seed).",
+        ),
+    ] = None,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -163,8 +203,18 @@ def select_cmd(
         elif ref not in finished:
             raise MMTrackError(f"--reference {ref} is not a FINISHED run of experiment {experiment!r}")
         preds = _predicted_labels(client, finished) or None
-    rep = analysis.analyse(runs, by_list, unseen_list, tops=numbers(top, "--top"), within=numbers(within, "--within"),
-                           pareto=pareto, experiment=experiment, rounding=rounding, predictions=preds, reference=ref)
+    rep = analysis.analyse(
+        runs,
+        by_list,
+        unseen_list,
+        tops=numbers(top, "--top"),
+        within=numbers(within, "--within"),
+        pareto=pareto,
+        experiment=experiment,
+        rounding=rounding,
+        predictions=preds,
+        reference=ref,
+    )
     if fmt == "rich" and out is None:
         console.print(report.rich_table(rep))
         for line in rep.warnings:
@@ -180,25 +230,51 @@ def select_cmd(
     if log:
         files, metrics = report.selection_log(rep)
         rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
-        err.print(f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
-                  f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}")
+        err.print(
+            f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
+            f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}"
+        )
 
 
 @app.command("report")
 def report_cmd(
     experiment: ExperimentOpt,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", metavar="DIR", help="Folder for report.html (default: "
-                                                "outputs/<experiment>).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option(metavar="METRIC", help="Sheet metric (repeatable). Default: every acc* metric.")] = None,
-    by: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Selection metrics, comma-separated (default: the "
-                                              "study's selection: block).")] = None,
-    unseen: Annotated[Optional[str], typer.Option(metavar="METRICS", help="Unseen metrics, comma-separated (default: the "
-                                                  "study's, else every other accuracy).")] = None,
-    top: Annotated[Optional[str], typer.Option(metavar="PERCENTS", help="Top-k% rules (default: the study's, else 75,50).")] = None,
-    reference: Annotated[Optional[str], typer.Option(metavar="RUN_ID", help="Reference model of prediction multiplicity "
-                                                     "(default: the default configuration's first seed).")] = None,
-    predictions: Annotated[bool, typer.Option(help="Prediction multiplicity and contested examples from stored predictions.")] = True,
-    log: Annotated[bool, typer.Option("--log", help="Also record the page as a run of experiment <NAME>-reports.")] = False,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", metavar="DIR", help="Folder for report.html (default: outputs/<experiment>)."),
+    ] = None,
+    metric: Annotated[
+        Optional[list[str]],
+        typer.Option(metavar="METRIC", help="Sheet metric (repeatable). Default: every acc* metric."),
+    ] = None,
+    by: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRICS", help="Selection metrics, comma-separated (default: the study's selection: block)."
+        ),
+    ] = None,
+    unseen: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="METRICS", help="Unseen metrics, comma-separated (default: the study's, else every other accuracy)."
+        ),
+    ] = None,
+    top: Annotated[
+        Optional[str], typer.Option(metavar="PERCENTS", help="Top-k% rules (default: the study's, else 75,50).")
+    ] = None,
+    reference: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="RUN_ID",
+            help="Reference model of prediction multiplicity (default: the default configuration's first seed).",
+        ),
+    ] = None,
+    predictions: Annotated[
+        bool, typer.Option(help="Prediction multiplicity and contested examples from stored predictions.")
+    ] = True,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also record the page as a run of experiment <NAME>-reports.")
+    ] = False,
     refresh: RefreshOpt = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
@@ -221,8 +297,18 @@ def report_cmd(
         tops = [float(t) for t in split(top)] if top else None
     except ValueError:
         raise MMTrackError(f"--top takes comma-separated numbers, got {top!r}") from None
-    audit = analysis.build_audit(runs, design, experiment, study, preds, by=split(by), unseen=split(unseen),
-                                 tops=tops, reference=reference, metrics=metric)
+    audit = analysis.build_audit(
+        runs,
+        design,
+        experiment,
+        study,
+        preds,
+        by=split(by),
+        unseen=split(unseen),
+        tops=tops,
+        reference=reference,
+        metrics=metric,
+    )
     images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
     ui = tracking.ui_base(client.tracking_uri)
     page = report.render_audit(audit, images, classes, note, ui_url=ui, experiment_id=exp_id)
@@ -230,20 +316,27 @@ def report_cmd(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report.html"
     path.write_text(page)
-    console.print(f"wrote {esc(str(path))} ({len(audit.sheets)} sheets, {audit.n_runs} runs, "
-                  f"{time.perf_counter() - start:.1f} s)")
+    console.print(
+        f"wrote {esc(str(path))} ({len(audit.sheets)} sheets, {audit.n_runs} runs, {time.perf_counter() - start:.1f} s)"
+    )
     for line in audit.notes:
         err.print(f"[yellow]note:[/] {esc(line)}")
     if log:
         files = {"report.html": page, "report.json": report.strict_json(audit.to_dict())}
         numbers = {f"delta_max_all/{s.metric}": s.delta_max_all for s in audit.sheets}
         if audit.overall is not None:
-            numbers.update({"predictions/ambiguity": audit.overall.ambiguity,
-                            "predictions/discrepancy": audit.overall.discrepancy,
-                            "predictions/contested": audit.overall.contested})
+            numbers.update(
+                {
+                    "predictions/ambiguity": audit.overall.ambiguity,
+                    "predictions/discrepancy": audit.overall.discrepancy,
+                    "predictions/contested": audit.overall.contested,
+                }
+            )
         rep_exp, rid = tracking.log_report(client, experiment, "report", files, [], numbers)
-        err.print(f"logged the report as run {rid} in experiment {esc(experiment)}-reports: "
-                  f"{tracking.ui_url(ui, rep_exp, rid)}")
+        err.print(
+            f"logged the report as run {rid} in experiment {esc(experiment)}-reports: "
+            f"{tracking.ui_url(ui, rep_exp, rid)}"
+        )
 
 
 def split(text: str | None) -> list[str] | None:
@@ -257,8 +350,11 @@ def _test_images(study: dict | None, runs, data_dir: str | None, preds: dict):
 
     column = runs.get("params.dataset")
     name = (study or {}).get("dataset") if study else None
-    name = name if isinstance(name, str) else (str(column.dropna().iloc[0]) if column is not None and
-                                               column.notna().any() else None)
+    name = (
+        name
+        if isinstance(name, str)
+        else (str(column.dropna().iloc[0]) if column is not None and column.notna().any() else None)
+    )
     if name is None:
         return None, None, "images unavailable: the runs do not say which dataset they used"
     sizes = runs.get("params.image_size")
@@ -272,6 +368,12 @@ def _test_images(study: dict | None, runs, data_dir: str | None, preds: dict):
         return None, None, f"images unavailable ({exc.message}); the examples are listed without them"
     n = len(next(iter(preds.values()))) if preds else len(data.test)
     if len(data.test) != n:
-        return None, list(data.classes), (f"images unavailable: the dataset's test split has {len(data.test)} images, "
-                                          f"the stored predictions {n} (the data changed since training)")
+        return (
+            None,
+            list(data.classes),
+            (
+                f"images unavailable: the dataset's test split has {len(data.test)} images, "
+                f"the stored predictions {n} (the data changed since training)"
+            ),
+        )
     return data.test.images.numpy(), list(data.classes), None

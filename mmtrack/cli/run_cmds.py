@@ -9,24 +9,42 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from mmtrack.cli._app import app, console, err, fmt_metric, metrics_table, quiet
-from mmtrack.cli._options import (DataDir, InterventionOpt, NoiseDraws, PgdMaxExamples, PgdSteps, TrackingUri,
-                                  eval_settings, parse_interventions)
+from mmtrack.cli._options import (
+    DataDir,
+    InterventionOpt,
+    NoiseDraws,
+    PgdMaxExamples,
+    PgdSteps,
+    TrackingUri,
+    eval_settings,
+    parse_interventions,
+)
 from mmtrack.errors import MMTrackError
 
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option(metavar="NAME", help="Dataset name (`mmtrack datasets` lists them).")] = "digits-skewed",
+    dataset: Annotated[
+        str, typer.Option(metavar="NAME", help="Dataset name (`mmtrack datasets` lists them).")
+    ] = "digits-skewed",
     arch: Annotated[str, typer.Option(metavar="ARCH", help="resnet18 | resnet50 | wide_resnet50_2")] = "resnet18",
-    width: Annotated[float, typer.Option(metavar="FLOAT", help="Channel-count factor (1 = torchvision's widths).")] = 0.125,
+    width: Annotated[
+        float, typer.Option(metavar="FLOAT", help="Channel-count factor (1 = torchvision's widths).")
+    ] = 0.125,
     lr: Annotated[float, typer.Option(metavar="FLOAT", help="Learning rate.")] = 0.1,
     batch_size: Annotated[int, typer.Option(metavar="INTEGER", help="Batch size.")] = 128,
-    augment: Annotated[str, typer.Option(metavar="AUGMENT", help="randaugment | trivialaugment | none")] = "randaugment",
+    augment: Annotated[
+        str, typer.Option(metavar="AUGMENT", help="randaugment | trivialaugment | none")
+    ] = "randaugment",
     optimizer: Annotated[str, typer.Option(metavar="OPTIMIZER", help="sgd | adam")] = "sgd",
     epochs: Annotated[int, typer.Option(metavar="INTEGER", help="Training epochs.")] = 20,
     seed: Annotated[int, typer.Option(metavar="INTEGER", help="The one seed behind all randomness.")] = 0,
-    image_size: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Image size (default: the dataset's).")] = None,
-    experiment: Annotated[Optional[str], typer.Option(metavar="NAME", help="MLflow experiment (default: the dataset name).")] = None,
+    image_size: Annotated[
+        Optional[int], typer.Option(metavar="PIXELS", help="Image size (default: the dataset's).")
+    ] = None,
+    experiment: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="MLflow experiment (default: the dataset name).")
+    ] = None,
     intervention: InterventionOpt = None,
     pgd_steps: PgdSteps = 10,
     pgd_max_examples: PgdMaxExamples = 500,
@@ -35,15 +53,26 @@ def train(
     tracking_uri: TrackingUri = None,
 ):
     """Train and evaluate one configuration as one MLflow run."""
-    from mmtrack import settings as env, tracking
+    from mmtrack import settings as env
+    from mmtrack import tracking
     from mmtrack.config import RunConfig
     from mmtrack.data import load_dataset
     from mmtrack.interventions import check_available
     from mmtrack.run import run_config
 
     quiet()
-    cfg = RunConfig(dataset=dataset, arch=arch, width=width, lr=lr, batch_size=batch_size, augment=augment,
-                    optimizer=optimizer, epochs=epochs, seed=seed, image_size=image_size)
+    cfg = RunConfig(
+        dataset=dataset,
+        arch=arch,
+        width=width,
+        lr=lr,
+        batch_size=batch_size,
+        augment=augment,
+        optimizer=optimizer,
+        epochs=epochs,
+        seed=seed,
+        image_size=image_size,
+    )
     ivs = parse_interventions(intervention)
     settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws)
     uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
@@ -56,30 +85,52 @@ def train(
     adopt = launcher if launcher and tracking.can_adopt(client, launcher, name) else None
     exp_id = None if adopt else tracking.experiment_id(client, name, create=True)
     console.print(f"[bold]{esc(cfg.run_name)}[/] on {esc(dataset)} (config {cfg.hash})")
-    result = run_config(cfg, client, exp_id, ivs, settings, data=data, run_id=adopt,
-                        on_epoch=lambda s: console.print(f"  epoch {s.epoch + 1}/{cfg.epochs}  loss {s.train_loss:.4f}  "
-                                                         f"acc {100 * s.train_acc:.2f}%  ({s.seconds:.1f}s)"))
+    result = run_config(
+        cfg,
+        client,
+        exp_id,
+        ivs,
+        settings,
+        data=data,
+        run_id=adopt,
+        on_epoch=lambda s: console.print(
+            f"  epoch {s.epoch + 1}/{cfg.epochs}  loss {s.train_loss:.4f}  "
+            f"acc {100 * s.train_acc:.2f}%  ({s.seconds:.1f}s)"
+        ),
+    )
     console.print(metrics_table(result.metrics, f"run {result.run_id}"))
     for name, error in result.failed_interventions.items():
         err.print(f"[yellow]warning:[/] intervention {esc(name)} failed: {esc(error)}")
     exp_id = exp_id or tracking.get_run(client, result.run_id).info.experiment_id
     if launcher and not adopt:  # the launcher run (other store, or the Default experiment) points to the real one
         tracking.point_launcher(launcher_uri, launcher, uri, name, result.run_id)
-    console.print(f"run {result.run_id} FINISHED in experiment {esc(name)} of {esc(uri)}\n"
-                  f"open it: {esc(tracking.open_hint(uri, exp_id, result.run_id))}")
+    console.print(
+        f"run {result.run_id} FINISHED in experiment {esc(name)} of {esc(uri)}\n"
+        f"open it: {esc(tracking.open_hint(uri, exp_id, result.run_id))}"
+    )
 
 
 @app.command()
 def evaluate(
-    run_id: Annotated[Optional[str], typer.Option(metavar="RUN_ID", help="The run whose logged model to evaluate.")] = None,
-    experiment: Annotated[Optional[str], typer.Option(metavar="NAME", help="Evaluate every FINISHED run of this experiment.")] = None,
+    run_id: Annotated[
+        Optional[str], typer.Option(metavar="RUN_ID", help="The run whose logged model to evaluate.")
+    ] = None,
+    experiment: Annotated[
+        Optional[str], typer.Option(metavar="NAME", help="Evaluate every FINISHED run of this experiment.")
+    ] = None,
     intervention: InterventionOpt = None,
     pgd_steps: PgdSteps = 10,
     pgd_max_examples: PgdMaxExamples = 500,
     noise_draws: NoiseDraws = 5,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Runs logged before safe weights existed: "
-                                               "load their pickled model (runs code from the store; only for a "
-                                               "store you control; recorded on the run).")] = False,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--trust-pickle",
+            help="Runs logged before safe weights existed: "
+            "load their pickled model (runs code from the store; only for a "
+            "store you control; recorded on the run).",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
@@ -104,8 +155,13 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     results, failed = {}, 0
-    columns = (TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (
+        TextColumn("evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task("", total=len(names))
         for rid, name in sorted(names.items(), key=lambda kv: kv[1] or kv[0]):
@@ -114,8 +170,9 @@ def evaluate(
             results[rid] = result
             for iv_name, error in result.failed_interventions.items():
                 failed += 1
-                progress.console.print(f"[yellow]warning:[/] {esc(name or rid)}: intervention {esc(iv_name)} "
-                                       f"failed: {esc(error)}")
+                progress.console.print(
+                    f"[yellow]warning:[/] {esc(name or rid)}: intervention {esc(iv_name)} failed: {esc(error)}"
+                )
             progress.advance(task)
     metrics = sorted({m for r in results.values() for m in r.metrics}, key=lambda m: (m != "acc", m))
     table = Table(title=f"{len(results)} run(s) evaluated", show_edge=False)

@@ -12,18 +12,31 @@ from mmtrack.cli._app import app, console, err, quiet
 from mmtrack.cli._options import DataDir, StudyArg, TrackingUri
 from mmtrack.execution import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
 
-StorageOpt = Annotated[str, typer.Option(
-    "--storage", metavar="URL", envvar="MMTRACK_STORAGE", help="Optuna RDB storage shared by all workers, e.g. "
-    "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).")]
+StorageOpt = Annotated[
+    str,
+    typer.Option(
+        "--storage",
+        metavar="URL",
+        envvar="MMTRACK_STORAGE",
+        help="Optuna RDB storage shared by all workers, e.g. "
+        "postgresql://mmtrack:PASSWORD@host:5433/mmtrack_optuna (default: $MMTRACK_STORAGE).",
+    ),
+]
 
 
 @app.command()
 def sweep(
     study: StudyArg,
-    workers: Annotated[int, typer.Option(metavar="INTEGER", help="Configurations trained at once on this machine.")] = 1,
+    workers: Annotated[
+        int, typer.Option(metavar="INTEGER", help="Configurations trained at once on this machine.")
+    ] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
-    storage: Annotated[Optional[str], typer.Option(metavar="URL", help="Optuna RDB storage URL shared by workers on several "
-                                                        "machines (e.g. postgresql://...).")] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="URL", help="Optuna RDB storage URL shared by workers on several machines (e.g. postgresql://...)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
@@ -55,13 +68,21 @@ def sweep(
             table.add_row(str(i), esc(cfg.run_name), cfg.hash, f"[{styles[state]}]{state}[/]")
         console.print(table)
         counts = {k: sum(status.get(c.hash, "to do") == k for c in configs) for k in styles}
-        console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)")
+        console.print(
+            ", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)"
+        )
         return
     tracking_uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     parent_run = settings.take_mlflow_run_id()  # under `mlflow run`: one run per configuration instead
     parent_uri = settings.mlflow_tracking_uri() or tracking_uri
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(st.name, total=len(configs))
         seen: set[str] = set()
@@ -81,8 +102,10 @@ def sweep(
             summary = runner.sweep_with_storage(st, storage, workers, tracking_uri, on_event, data_dir=data_dir)
         else:
             summary = runner.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir)
-    console.print(f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
-                  f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations")
+    console.print(
+        f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
+        f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations"
+    )
     for ev in summary.failed:
         err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
     exp_id = tracking.find_experiment(tracking.connect(tracking_uri), st.name)
@@ -103,7 +126,7 @@ def _config_status(experiment: str, tracking_uri: str | None) -> dict[str, str]:
     from mmtrack import tracking
 
     uri = tracking.resolve_uri(tracking_uri)
-    if tracking.is_local_sqlite(uri) and not _Path(uri[len("sqlite:///"):]).exists():
+    if tracking.is_local_sqlite(uri) and not _Path(uri[len("sqlite:///") :]).exists():
         return {}  # a dry run creates no store
     client = tracking.connect(uri)
     exp_id = tracking.find_experiment(client, experiment)
@@ -124,11 +147,23 @@ def worker_command(
     study: StudyArg,
     storage: StorageOpt,
     tracking_uri: TrackingUri = None,
-    threads: Annotated[Optional[int], typer.Option(metavar="INTEGER", help="CPU threads for training (default: all cores).")] = None,
-    heartbeat: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds between heartbeats while training.")] = DEFAULT_HEARTBEAT,
-    grace: Annotated[int, typer.Option(metavar="SECONDS", help="Seconds without heartbeat after which a claim expires and its "
-                                            "configuration is retried by another worker.")] = DEFAULT_GRACE,
-    max_retry: Annotated[int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")] = DEFAULT_MAX_RETRY,
+    threads: Annotated[
+        Optional[int], typer.Option(metavar="INTEGER", help="CPU threads for training (default: all cores).")
+    ] = None,
+    heartbeat: Annotated[
+        int, typer.Option(metavar="SECONDS", help="Seconds between heartbeats while training.")
+    ] = DEFAULT_HEARTBEAT,
+    grace: Annotated[
+        int,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds without heartbeat after which a claim expires and its "
+            "configuration is retried by another worker.",
+        ),
+    ] = DEFAULT_GRACE,
+    max_retry: Annotated[
+        int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")
+    ] = DEFAULT_MAX_RETRY,
     data_dir: DataDir = None,
 ):
     """Train the study's configurations handed out through --storage until none is left (any number of
@@ -157,13 +192,24 @@ def worker_command(
     check_storage(storage)
     console.print(f"worker {esc(worker_id())} on {esc(st.name)} (queue in {esc(redact(storage))})")
     try:
-        summary = run_worker(st, storage, tracking_uri, on_event, threads, heartbeat=heartbeat, grace=grace,
-                             max_retry=max_retry, data_dir=data_dir)
+        summary = run_worker(
+            st,
+            storage,
+            tracking_uri,
+            on_event,
+            threads,
+            heartbeat=heartbeat,
+            grace=grace,
+            max_retry=max_retry,
+            data_dir=data_dir,
+        )
     except KeyboardInterrupt:
         err.print("[yellow]stopped[/]: the configuration in training went back to the queue")
         raise typer.Exit(130) from None
-    console.print(f"[bold]{esc(st.name)}[/]: this worker finished {len(summary.finished)}, skipped "
-                  f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim")
+    console.print(
+        f"[bold]{esc(st.name)}[/]: this worker finished {len(summary.finished)}, skipped "
+        f"{len(summary.skipped)}, failed {len(summary.failed)}; nothing is left to claim"
+    )
     for ev in summary.failed:
         err.print(f"[red]failed[/] {esc(ev.config)} (run {ev.run_id or '?'}): {esc(ev.error or '')}")
     if summary.failed:

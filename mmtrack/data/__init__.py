@@ -7,20 +7,33 @@ this package imports the dataset modules), so the registry is never half-populat
 
 from mmtrack.data import cifar, digits, folder, utkface  # noqa: F401 - registers the built-in datasets (and resolver)
 from mmtrack.data.base import (
-                               SKEW_GROUPS,
-                               DataOptions,
-                               Dataset,
-                               DatasetInfo,
-                               Split,
-                               check_dataset_name,
-                               data_dir,
-                               dataset_info,
-                               dataset_names,
-                               fingerprint,
-                               load_dataset,
-                               register,
+    SKEW_GROUPS,
+    DataOptions,
+    Dataset,
+    DatasetInfo,
+    Split,
+    check_dataset_name,
+    data_dir,
+    dataset_info,
+    dataset_names,
+    fingerprint,
+    load_dataset,
+    register,
 )
 from mmtrack.data.folder import register_declared
 
-__all__ = ["SKEW_GROUPS", "DataOptions", "Dataset", "DatasetInfo", "Split", "check_dataset_name", "data_dir",
-           "dataset_info", "dataset_names", "fingerprint", "load_dataset", "register", "register_declared"]
+__all__ = [
+    "SKEW_GROUPS",
+    "DataOptions",
+    "Dataset",
+    "DatasetInfo",
+    "Split",
+    "check_dataset_name",
+    "data_dir",
+    "dataset_info",
+    "dataset_names",
+    "fingerprint",
+    "load_dataset",
+    "register",
+    "register_declared",
+]

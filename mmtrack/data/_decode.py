@@ -43,8 +43,11 @@ def cache_dir() -> Path:
 def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str:
     """Cache key of `kind` decoded at `image_size` from `files`: sha256 of their names relative to `base`,
     sizes and mtimes, and of the preprocessing."""
-    h = hashlib.sha256(json.dumps({"kind": kind, "size": image_size, "resize": RESIZE,
-                                   "version": PREPROCESS_VERSION}, sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {"kind": kind, "size": image_size, "resize": RESIZE, "version": PREPROCESS_VERSION}, sort_keys=True
+        ).encode()
+    )
     for f in files:
         st = f.stat()
         h.update(f"{f.relative_to(base).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
@@ -54,6 +57,7 @@ def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str
 def cached(key: str, build: Callable[[], dict]) -> dict:
     """The payload cached under `key` (a dict of tensors, lists and strings), building and saving it on a miss."""
     import torch
+
     path = cache_dir() / f"{key}.pt"
     if path.is_file():
         try:
@@ -82,8 +86,9 @@ def read_image(path: Path, size: int) -> tuple[np.ndarray, str]:
             im = im.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         reason = " ".join(str(exc).split())
-        raise MMTrackError(f"cannot decode image file {path} ({type(exc).__name__}: {reason}); "
-                           "remove or replace this file") from exc
+        raise MMTrackError(
+            f"cannot decode image file {path} ({type(exc).__name__}: {reason}); remove or replace this file"
+        ) from exc
     w, h = im.size
     if w != h:
         side = min(w, h)
@@ -98,10 +103,12 @@ def decode_images(paths: list[Path], size: int) -> torch.Tensor:
     """Decode image files into one uint8 tensor (N, 3, size, size), with a small thread pool (PIL releases
     the GIL while decoding). One-time work: callers cache the result."""
     import torch
+
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     if paths:
-        log.info("decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths),
-                 paths[0].parent, size, size)
+        log.info(
+            "decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths), paths[0].parent, size, size
+        )
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
         for i, arr in enumerate(pool.map(lambda p: decode_image(p, size), paths)):
@@ -111,8 +118,13 @@ def decode_images(paths: list[Path], size: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
-def decoded(kind: str, base: Path, sources: list[Path], size: int,
-             inputs: Callable[[], tuple[list[Path], dict[str, torch.Tensor]]]) -> dict:
+def decoded(
+    kind: str,
+    base: Path,
+    sources: list[Path],
+    size: int,
+    inputs: Callable[[], tuple[list[Path], dict[str, torch.Tensor]]],
+) -> dict:
     """The cached payload {"images", "names", "content", **tensors} of a dataset part, keyed by `sources`.
 
     On a cache miss `inputs()` returns the image files to decode (in order) and extra tensors to store (e.g.

@@ -6,6 +6,7 @@ its class names, the group attributes of every test image (for fairness metrics)
 (OOD) sets registered with it (for robustness metrics). Models consume images scaled to [0, 1]. Real datasets
 read their files from `--data-dir` / `MMTRACK_DATA`; the embedded `digits-skewed` is built from scikit-learn.
 """
+
 from __future__ import annotations
 
 import functools
@@ -38,6 +39,7 @@ class Split:
 
     def __post_init__(self):
         import torch
+
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if len(self.labels) != len(self.images):
@@ -189,6 +191,7 @@ def skew_groups(labels: np.ndarray, gray: np.ndarray, n_classes: int) -> tuple[d
     """The group attributes of a skewed split: `color` {color, gray} and `skew` {majority, gs-minority,
     color-minority}."""
     import torch
+
     first_half = labels < n_classes // 2
     skew = np.zeros(len(labels), dtype=np.int64)  # majority
     skew[first_half & gray] = 1  # grayscale images of colour-majority classes

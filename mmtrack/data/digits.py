@@ -18,7 +18,6 @@ handwritten digits, so a study runs out of the box on two CPU cores:
    shear, a 0.75 shrink), colour-skewed as in training.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -71,12 +70,14 @@ def _warp(x8: torch.Tensor, y: np.ndarray, warps) -> tuple[torch.Tensor, np.ndar
     import torch
     from torchvision.transforms.v2 import functional as F
 
-    out = [F.affine(x8, angle=float(w[0]), translate=[w[1], w[2]], scale=w[3],
-                    shear=[float(w[4]) if len(w) > 4 else 0.0, 0.0]) for w in warps]
+    out = [
+        F.affine(
+            x8, angle=float(w[0]), translate=[w[1], w[2]], scale=w[3], shear=[float(w[4]) if len(w) > 4 else 0.0, 0.0]
+        )
+        for w in warps
+    ]
     images = torch.stack(out, dim=1).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
     return images.clamp(0, 1), np.repeat(y, len(warps))
-
-
 
 
 @register("digits-skewed", DatasetInfo(SKEW_GROUPS, ("digits-warped",), ("skew", "gs-minority"), needs_data=False))
@@ -115,8 +116,15 @@ def load_digits_skewed(options: DataOptions) -> Dataset:
     gray = skew_colors(labels, rng, n_classes=10)
     ood = {"digits-warped": Split(_tint(images01, gray, rng), torch.from_numpy(labels))}
 
-    fp = fingerprint(train.images, train.labels, test.images, test.labels, group_test.images,
-                     ood["digits-warped"].images, extra=DIGITS_VERSION)
+    fp = fingerprint(
+        train.images,
+        train.labels,
+        test.images,
+        test.labels,
+        group_test.images,
+        ood["digits-warped"].images,
+        extra=DIGITS_VERSION,
+    )
     return Dataset(
         name="digits-skewed",
         classes=tuple(str(i) for i in range(10)),

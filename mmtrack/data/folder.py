@@ -71,8 +71,23 @@ DECLARED_VERSION = "declared-v1"  # bump when planning (split, groups) changes m
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 DEFAULT_SIZE = 64
 DEFAULT_TEST_FRACTION = 0.2
-KEYS = ("name", "images", "manifest", "columns", "groups_table", "image_size", "channels", "test_fraction",
-        "split_seed", "classes", "groups", "intersections", "fairness_group", "ood", "description")
+KEYS = (
+    "name",
+    "images",
+    "manifest",
+    "columns",
+    "groups_table",
+    "image_size",
+    "channels",
+    "test_fraction",
+    "split_seed",
+    "classes",
+    "groups",
+    "intersections",
+    "fairness_group",
+    "ood",
+    "description",
+)
 COLUMNS = {"path": "path", "label": "label", "split": "split"}
 SPLITS = ("train", "test")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -102,8 +117,10 @@ def declaration(value, base_dir: Path, source: str, default_name: str) -> dict:
         path = Path(value).expanduser()
         path = path if path.is_absolute() else base_dir / path
         if not path.is_file():
-            raise MMTrackError(f"{source}: dataset file {path} not found; give a declaration file (images: or "
-                               "manifest:, see studies/own-data-example.yaml) or a dataset name")
+            raise MMTrackError(
+                f"{source}: dataset file {path} not found; give a declaration file (images: or "
+                "manifest:, see studies/own-data-example.yaml) or a dataset name"
+            )
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -127,8 +144,9 @@ def _source_of(raw, base_dir: Path, where: str) -> dict:
         raise MMTrackError(f"{where} must be a folder, a .csv manifest, or a mapping with images: or manifest:")
     given = [k for k in ("images", "manifest") if raw.get(k) is not None]
     if len(given) != 1:
-        raise MMTrackError(f"{where} needs exactly one of images: (a folder root/<class>/<image>) or manifest: (a CSV "
-                           "path,label,...)")
+        raise MMTrackError(
+            f"{where} needs exactly one of images: (a folder root/<class>/<image>) or manifest: (a CSV path,label,...)"
+        )
     k = given[0]
     return {"images": None, "manifest": None, k: _abs(base_dir, raw[k], f"{where}.{k}")}
 
@@ -141,12 +159,16 @@ def _number(value, where: str) -> float:
 
 def _group_spec(name, raw, where: str) -> dict:
     if not isinstance(name, str) or not name or "/" in name or name != name.strip():
-        raise MMTrackError(f"{where}: group column {name!r} cannot name a metric acc/group/<column>/<value>; "
-                           "rename the column (no '/', no surrounding spaces)")
+        raise MMTrackError(
+            f"{where}: group column {name!r} cannot name a metric acc/group/<column>/<value>; "
+            "rename the column (no '/', no surrounding spaces)"
+        )
     raw = {} if raw is None else raw
     if not isinstance(raw, dict) or set(raw) - {"values", "bins", "labels"}:
-        raise MMTrackError(f"{where}.{name} must be a mapping with values: (categorical) or bins: [and labels:] "
-                           f"(numeric), or empty; got {raw!r}")
+        raise MMTrackError(
+            f"{where}.{name} must be a mapping with values: (categorical) or bins: [and labels:] "
+            f"(numeric), or empty; got {raw!r}"
+        )
     values, bins, labels = raw.get("values"), raw.get("bins"), raw.get("labels")
     if values is not None and bins is not None:
         raise MMTrackError(f"{where}.{name}: give values: (categorical) or bins: (numeric), not both")
@@ -183,8 +205,11 @@ def normalize(raw, base_dir: Path, source: str, default_name: str) -> dict:
         raise MMTrackError(f"{where}: name must be letters, digits, '.', '_' or '-' (at most 64), got {name!r}")
     spec: dict = {"name": name, "source": source, **_source_of(raw, base_dir, where)}
     columns = raw.get("columns") or {}
-    if not isinstance(columns, dict) or set(columns) - set(COLUMNS) or \
-            not all(isinstance(v, str) and v for v in columns.values()):
+    if (
+        not isinstance(columns, dict)
+        or set(columns) - set(COLUMNS)
+        or not all(isinstance(v, str) and v for v in columns.values())
+    ):
         raise MMTrackError(f"{where}.columns maps {', '.join(COLUMNS)} to the manifest's column names, got {columns!r}")
     spec["columns"] = {**COLUMNS, **columns}
     spec["split_column_given"] = "split" in columns
@@ -203,11 +228,17 @@ def normalize(raw, base_dir: Path, source: str, default_name: str) -> dict:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise MMTrackError(f"{where}.split_seed must be a non-negative integer, got {seed!r}")
     classes = raw.get("classes")
-    if classes is not None and (not isinstance(classes, list) or len(classes) < 2
-                                or len(set(map(str, classes))) != len(classes)):
+    if classes is not None and (
+        not isinstance(classes, list) or len(classes) < 2 or len(set(map(str, classes))) != len(classes)
+    ):
         raise MMTrackError(f"{where}.classes must list at least 2 distinct class names")
-    spec.update(image_size=size, channels=channels, test_fraction=float(fraction), split_seed=seed,
-                classes=None if classes is None else [str(c) for c in classes])
+    spec.update(
+        image_size=size,
+        channels=channels,
+        test_fraction=float(fraction),
+        split_seed=seed,
+        classes=None if classes is None else [str(c) for c in classes],
+    )
     groups = raw.get("groups") or {}
     if isinstance(groups, list):
         groups = {g: None for g in groups}
@@ -220,8 +251,10 @@ def normalize(raw, base_dir: Path, source: str, default_name: str) -> dict:
     for cols in inter:
         missing = [c for c in cols if c not in spec["groups"]]
         if missing or len(set(cols)) != len(cols):
-            raise MMTrackError(f"{where}.intersections: {cols} must name distinct columns under groups: "
-                               f"({', '.join(spec['groups']) or 'none declared'})")
+            raise MMTrackError(
+                f"{where}.intersections: {cols} must name distinct columns under groups: "
+                f"({', '.join(spec['groups']) or 'none declared'})"
+            )
     spec["intersections"] = [list(map(str, i)) for i in inter]
     fair = raw.get("fairness_group")
     if fair is not None and (not isinstance(fair, str) or "/" not in fair):
@@ -269,11 +302,17 @@ class Plan:
         """Sizes for `mmtrack datasets show`: per-class train/test counts, group test sizes, OOD sizes."""
         test = self.main.split == 1
         return {
-            "classes": {c: (int(((self.main.labels == i) & ~test).sum()), int(((self.main.labels == i) & test).sum()))
-                        for i, c in enumerate(self.classes)},
-            "train": int((~test).sum()), "test": int(test.sum()), "group_test": int(test.sum()),
-            "groups": {a: {v: int((self.main.groups[a][test] == j).sum()) for j, v in enumerate(vals)}
-                       for a, vals in self.main.group_values.items()},
+            "classes": {
+                c: (int(((self.main.labels == i) & ~test).sum()), int(((self.main.labels == i) & test).sum()))
+                for i, c in enumerate(self.classes)
+            },
+            "train": int((~test).sum()),
+            "test": int(test.sum()),
+            "group_test": int(test.sum()),
+            "groups": {
+                a: {v: int((self.main.groups[a][test] == j).sum()) for j, v in enumerate(vals)}
+                for a, vals in self.main.group_values.items()
+            },
             "ood": {o: len(p.files) for o, p in self.ood.items()},
         }
 
@@ -296,8 +335,9 @@ def _clean_value(value: str, column: str) -> str:
     """A group value as a metric name part: no '/' (it separates attribute and value), trimmed."""
     v = " ".join(value.split()).replace("/", "-").replace("\\", "-")
     if v in ("", ".", ".."):
-        raise MMTrackError(f"group column {column!r} has the value {value!r}, which cannot name a metric; "
-                           "rename it in the data")
+        raise MMTrackError(
+            f"group column {column!r} has the value {value!r}, which cannot name a metric; rename it in the data"
+        )
     return v
 
 
@@ -307,11 +347,18 @@ def _read_csv(path: str, what: str):
     if not os.path.isfile(path):
         raise MMTrackError(f"{what} {path} not found; fix the path (relative to the file that declares it)")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None if path.endswith(".tsv") else ",",
-                            engine="python" if path.endswith(".tsv") else "c", skipinitialspace=True)
+        table = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            sep=None if path.endswith(".tsv") else ",",
+            engine="python" if path.endswith(".tsv") else "c",
+            skipinitialspace=True,
+        )
     except Exception as exc:  # noqa: BLE001 - pandas raises many types for a bad file
-        raise MMTrackError(f"{what} {path} is not a readable CSV ({type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())[:200]})") from None
+        raise MMTrackError(
+            f"{what} {path} is not a readable CSV ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        ) from None
     table.columns = [str(c).strip() for c in table.columns]
     return table.apply(lambda s: s.str.strip())
 
@@ -321,16 +368,20 @@ def _manifest_paths(table, column: str, manifest: str) -> list[str]:
     raw = table[column].tolist()
     empty = [i + 2 for i, p in enumerate(raw) if not p]
     if empty:
-        raise MMTrackError(f"{manifest}: {len(empty)} row(s) have an empty {column!r}, e.g. line(s) "
-                           f"{_examples(empty)}; fill them or remove those rows")
+        raise MMTrackError(
+            f"{manifest}: {len(empty)} row(s) have an empty {column!r}, e.g. line(s) "
+            f"{_examples(empty)}; fill them or remove those rows"
+        )
     return [os.path.normpath(p if os.path.isabs(p) else os.path.join(base_dir, p)) for p in raw]
 
 
 def _check_exist(files: list[str], what: str) -> None:
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise MMTrackError(f"{len(missing)} of {len(files)} image file(s) listed in {what} are missing, e.g. "
-                           f"{_examples(missing)}; fix the paths (relative to the manifest) or remove those rows")
+        raise MMTrackError(
+            f"{len(missing)} of {len(files)} image file(s) listed in {what} are missing, e.g. "
+            f"{_examples(missing)}; fix the paths (relative to the manifest) or remove those rows"
+        )
 
 
 def _scan(root: str, notes: list[str], what: str) -> tuple[list[str], list[str]]:
@@ -350,14 +401,19 @@ def _scan(root: str, notes: list[str], what: str) -> tuple[list[str], list[str]]
                     continue
                 (found if n.lower().endswith(IMAGE_EXTENSIONS) else skipped).append(os.path.join(dirpath, n))
         if not found:
-            raise MMTrackError(f"class folder {os.path.join(root, c)} has no image ({', '.join(IMAGE_EXTENSIONS)}); "
-                               "add images or remove the folder")
+            raise MMTrackError(
+                f"class folder {os.path.join(root, c)} has no image ({', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder"
+            )
         files += found
         labels += [c] * len(found)
     loose = [e.name for e in os.scandir(root) if e.is_file() and not e.name.startswith(".")]
     if skipped or loose:
-        _note(notes, f"{what}: skipped {len(skipped) + len(loose)} file(s) that are not images in class folders, "
-                     f"e.g. {_examples(skipped + loose)}")
+        _note(
+            notes,
+            f"{what}: skipped {len(skipped) + len(loose)} file(s) that are not images in class folders, "
+            f"e.g. {_examples(skipped + loose)}",
+        )
     return files, labels
 
 
@@ -368,10 +424,14 @@ def _class_index(labels: list[str], classes: tuple[str, ...], what: str, trainin
         counts = {u: labels.count(u) for u in unknown}
         listed = ", ".join(f"{u!r} ({counts[u]})" for u in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         if training:
-            raise MMTrackError(f"{what}: labels {listed} are not among classes: ({', '.join(classes)}); add them "
-                               "there or fix the labels")
-        raise MMTrackError(f"{what}: labels the training set lacks: {listed} (training classes: "
-                           f"{', '.join(classes)}); remove those images or use the training labels")
+            raise MMTrackError(
+                f"{what}: labels {listed} are not among classes: ({', '.join(classes)}); add them "
+                "there or fix the labels"
+            )
+        raise MMTrackError(
+            f"{what}: labels the training set lacks: {listed} (training classes: "
+            f"{', '.join(classes)}); remove those images or use the training labels"
+        )
     return np.array([index[x] for x in labels], dtype=np.int64)
 
 
@@ -383,8 +443,10 @@ def _stratified(labels: np.ndarray, classes: tuple[str, ...], fraction: float, s
     for c in range(len(classes)):
         idx = np.flatnonzero(labels == c)
         if len(idx) < 2:
-            raise MMTrackError(f"class {classes[c]!r} has {len(idx)} image(s); a train/test split needs at least 2 "
-                               "per class: add images or remove the class")
+            raise MMTrackError(
+                f"class {classes[c]!r} has {len(idx)} image(s); a train/test split needs at least 2 "
+                "per class: add images or remove the class"
+            )
         n_test = min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))
         split[rng.permutation(idx)[:n_test]] = 1
     return split
@@ -400,11 +462,14 @@ def _duplicates(files: list[str], split: np.ndarray | None, what: str) -> None:
         else:
             seen[f] = i
     if across:
-        raise MMTrackError(f"{what}: {len(across)} image(s) are in both train and test (leakage), e.g. "
-                           f"{_examples(across)}; keep each image in one split")
+        raise MMTrackError(
+            f"{what}: {len(across)} image(s) are in both train and test (leakage), e.g. "
+            f"{_examples(across)}; keep each image in one split"
+        )
     if twice:
-        raise MMTrackError(f"{what}: {len(twice)} image(s) are listed twice, e.g. {_examples(twice)}; keep one row "
-                           "per image")
+        raise MMTrackError(
+            f"{what}: {len(twice)} image(s) are listed twice, e.g. {_examples(twice)}; keep one row per image"
+        )
 
 
 def _group_columns(spec: dict, main: Part, table, notes: list[str]) -> dict[str, list[str]]:
@@ -415,16 +480,21 @@ def _group_columns(spec: dict, main: Part, table, notes: list[str]) -> dict[str,
         gt = _read_csv(spec["groups_table"], "groups table")
         col = spec["columns"]["path"]
         if col not in gt.columns:
-            raise MMTrackError(f"groups table {spec['groups_table']} has no {col!r} column (columns: "
-                               f"{', '.join(gt.columns)}); add one with each image's path relative to the table")
+            raise MMTrackError(
+                f"groups table {spec['groups_table']} has no {col!r} column (columns: "
+                f"{', '.join(gt.columns)}); add one with each image's path relative to the table"
+            )
         paths = _manifest_paths(gt, col, spec["groups_table"])
         _duplicates(paths, None, f"groups table {spec['groups_table']}")
         pos = {f: i for i, f in enumerate(main.files)}
         rows = [pos.get(q, -1) for q in paths]
         unmatched = [q for q, r in zip(paths, rows) if r < 0]
         if unmatched:
-            _note(notes, f"groups table {spec['groups_table']}: {len(unmatched)} row(s) name no image of the dataset, "
-                         f"e.g. {_examples(unmatched)}")
+            _note(
+                notes,
+                f"groups table {spec['groups_table']}: {len(unmatched)} row(s) name no image of the dataset, "
+                f"e.g. {_examples(unmatched)}",
+            )
         no_row = len(main.files) - (len(rows) - len(unmatched))
         if no_row:
             _note(notes, f"groups table {spec['groups_table']}: {no_row} image(s) have no row (no group value)")
@@ -440,8 +510,10 @@ def _group_columns(spec: dict, main: Part, table, notes: list[str]) -> dict[str,
         if holder is None:
             have = sorted({str(c) for _, t in sources for c in t})
             where = " or ".join(src for src, _ in sources) or "the image folder (it has no columns: add groups_table:)"
-            raise MMTrackError(f"group column {g!r} is missing from {where} (columns: {', '.join(have) or 'none'}); "
-                               "add the column or remove it from groups:")
+            raise MMTrackError(
+                f"group column {g!r} is missing from {where} (columns: {', '.join(have) or 'none'}); "
+                "add the column or remove it from groups:"
+            )
         columns[g] = list(holder[g])
     return columns
 
@@ -460,8 +532,10 @@ def _codes(spec: dict, g: str, raw: list[str]) -> tuple[np.ndarray, tuple[str, .
                 except ValueError:
                     bad.append(v)
         if bad:
-            raise MMTrackError(f"group column {g!r} has bins but {len(bad)} non-numeric value(s), e.g. "
-                               f"{_examples(sorted(set(bad)))}; fix them or drop bins: (categorical)")
+            raise MMTrackError(
+                f"group column {g!r} has bins but {len(bad)} non-numeric value(s), e.g. "
+                f"{_examples(sorted(set(bad)))}; fix them or drop bins: (categorical)"
+            )
         edges = np.asarray(gs["bins"])
         idx = np.searchsorted(edges, nums, side="right") - 1
         idx[nums == edges[-1]] = len(edges) - 2  # the last bin is closed: [lo, hi]
@@ -474,8 +548,10 @@ def _codes(spec: dict, g: str, raw: list[str]) -> tuple[np.ndarray, tuple[str, .
         values = tuple(gs["values"])
         extra = sorted(found - set(values))
         if extra:
-            raise MMTrackError(f"group column {g!r} has value(s) {_examples(extra)} not among groups.{g}.values "
-                               f"({', '.join(values)}); add them there or fix the data")
+            raise MMTrackError(
+                f"group column {g!r} has value(s) {_examples(extra)} not among groups.{g}.values "
+                f"({', '.join(values)}); add them there or fix the data"
+            )
     else:
         values = tuple(_sort_key(found))
     lookup = {v: i for i, v in enumerate(values)}
@@ -493,8 +569,10 @@ def _groups(spec: dict, main: Part, table, notes: list[str]) -> None:
         empty = [(v, int((codes == j).sum())) for j, v in enumerate(values) if not (codes[test] == j).any()]
         if empty:
             listed = ", ".join(f"{g}/{v} ({n} train)" for v, n in empty[:5])
-            raise MMTrackError(f"group(s) with no test image: {listed}; add test images, merge values or change "
-                               f"groups.{g} (its accuracy could not be measured)")
+            raise MMTrackError(
+                f"group(s) with no test image: {listed}; add test images, merge values or change "
+                f"groups.{g} (its accuracy could not be measured)"
+            )
         main.groups[g], main.group_values[g] = codes, values
     for cols in spec["intersections"]:
         name = "_".join(cols)
@@ -512,8 +590,10 @@ def _groups(spec: dict, main: Part, table, notes: list[str]) -> None:
         kept = [k for i, k in enumerate(combos) if (flat[test] == i).any()]
         dropped = len(combos) - len(kept)
         if dropped:
-            _note(notes, f"intersection {name}: {dropped} of {len(combos)} combination(s) have no test image and are "
-                         "left out")
+            _note(
+                notes,
+                f"intersection {name}: {dropped} of {len(combos)} combination(s) have no test image and are left out",
+            )
         remap = np.full(len(combos) + 1, -1, dtype=np.int64)
         for new, k in enumerate(kept):
             remap[combos.index(k)] = new
@@ -528,8 +608,10 @@ def _ood_part(name: str, src: dict, spec: dict, classes: tuple[str, ...], notes:
         cols = spec["columns"]
         for k in ("path", "label"):
             if cols[k] not in t.columns:
-                raise MMTrackError(f"{what} manifest {src['manifest']} has no {cols[k]!r} column (columns: "
-                                   f"{', '.join(t.columns)}); it needs path,label")
+                raise MMTrackError(
+                    f"{what} manifest {src['manifest']} has no {cols[k]!r} column (columns: "
+                    f"{', '.join(t.columns)}); it needs path,label"
+                )
         if t.empty:
             raise MMTrackError(f"{what} manifest {src['manifest']} lists no image")
         files = _manifest_paths(t, cols["path"], src["manifest"])
@@ -554,28 +636,35 @@ def plan(spec: dict) -> Plan:
         cols = spec["columns"]
         for k in ("path", "label"):
             if cols[k] not in table.columns:
-                raise MMTrackError(f"manifest {manifest} has no {cols[k]!r} column (columns: {', '.join(table.columns)})"
-                                   f"; it needs {cols['path']},{cols['label']}[,{cols['split']}][,<group columns>...]")
+                raise MMTrackError(
+                    f"manifest {manifest} has no {cols[k]!r} column (columns: {', '.join(table.columns)})"
+                    f"; it needs {cols['path']},{cols['label']}[,{cols['split']}][,<group columns>...]"
+                )
         if table.empty:
             raise MMTrackError(f"manifest {manifest} lists no image")
         files = _manifest_paths(table, cols["path"], manifest)
         labels = table[cols["label"]].tolist()
         empty = [i + 2 for i, x in enumerate(labels) if not x]
         if empty:
-            raise MMTrackError(f"{manifest}: {len(empty)} row(s) have an empty {cols['label']!r}, e.g. line(s) "
-                               f"{_examples(empty)}; label them or remove those rows")
+            raise MMTrackError(
+                f"{manifest}: {len(empty)} row(s) have an empty {cols['label']!r}, e.g. line(s) "
+                f"{_examples(empty)}; label them or remove those rows"
+            )
         split = None
         if cols["split"] in table.columns:
             given = table[cols["split"]].str.lower().tolist()
             bad = sorted({s for s in given if s not in SPLITS})
             if bad:
-                raise MMTrackError(f"manifest {manifest}: column {cols['split']!r} has value(s) {_examples(bad)}; "
-                                   "use train or test")
+                raise MMTrackError(
+                    f"manifest {manifest}: column {cols['split']!r} has value(s) {_examples(bad)}; use train or test"
+                )
             split = np.array([SPLITS.index(s) for s in given], dtype=np.int64)
             split_how = f"column {cols['split']!r}"
         elif spec["split_column_given"]:
-            raise MMTrackError(f"manifest {manifest} has no {cols['split']!r} column (columns.split); add it or drop "
-                               "columns.split for a stratified split")
+            raise MMTrackError(
+                f"manifest {manifest} has no {cols['split']!r} column (columns.split); add it or drop "
+                "columns.split for a stratified split"
+            )
         _duplicates(files, split, f"manifest {manifest}")
         _check_exist(files, manifest)
         order = sorted(range(len(files)), key=files.__getitem__)  # the file set decides, not the row order
@@ -588,14 +677,17 @@ def plan(spec: dict) -> Plan:
         if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
             tr_files, tr_labels = _scan(os.path.join(root, "train"), notes, f"{root}/train")
             te_files, te_labels = _scan(os.path.join(root, "test"), notes, f"{root}/test")
-            others = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name not in SPLITS
-                            and not e.name.startswith("."))
+            others = sorted(
+                e.name for e in os.scandir(root) if e.is_dir() and e.name not in SPLITS and not e.name.startswith(".")
+            )
             if others:
                 _note(notes, f"{root}: ignored folder(s) {', '.join(others)} (only train/ and test/ are read)")
             lacking = sorted(set(te_labels) - set(tr_labels))
             if lacking:
-                raise MMTrackError(f"{root}/test: class folder(s) the training set lacks: {_examples(lacking)}; add "
-                                   f"them under {root}/train or remove them")
+                raise MMTrackError(
+                    f"{root}/test: class folder(s) the training set lacks: {_examples(lacking)}; add "
+                    f"them under {root}/train or remove them"
+                )
             files, labels = tr_files + te_files, tr_labels + te_labels
             split = np.array([0] * len(tr_files) + [1] * len(te_files), dtype=np.int64)
             split_how = "folders train/ and test/"
@@ -614,8 +706,10 @@ def plan(spec: dict) -> Plan:
         n_train, n_test = int(((y == i) & (split == 0)).sum()), int(((y == i) & (split == 1)).sum())
         if n_test == 0 or n_train == 0:
             missing = "test" if n_test == 0 else "train"
-            raise MMTrackError(f"{what}: class {c!r} has no {missing} image ({n_train} train, {n_test} test); add "
-                               f"{missing} images or remove the class")
+            raise MMTrackError(
+                f"{what}: class {c!r} has no {missing} image ({n_train} train, {n_test} test); add "
+                f"{missing} images or remove the class"
+            )
     main = Part(what, files, y, split)
     _groups(spec, main, table, notes)
     fair = spec["fairness_group"]
@@ -629,8 +723,10 @@ def plan(spec: dict) -> Plan:
     for o, part in ood.items():
         shared = [f for f in part.files if f in main_files]
         if shared:
-            raise MMTrackError(f"OOD set {o!r} shares {len(shared)} image(s) with the training data (leakage), e.g. "
-                               f"{_examples(shared)}; an OOD set must hold other images")
+            raise MMTrackError(
+                f"OOD set {o!r} shares {len(shared)} image(s) with the training data (leakage), e.g. "
+                f"{_examples(shared)}; an OOD set must hold other images"
+            )
     return Plan(spec, classes, main, ood, split_how, notes)
 
 
@@ -651,8 +747,11 @@ def _key(part: Part, spec: dict, size: int) -> tuple[str, str]:
     if os.path.isfile(base_dir):
         base_dir = os.path.dirname(base_dir)
     kind = f"declared-c{spec['channels']}"
-    h = hashlib.sha256(json.dumps({"kind": kind, "size": size, "resize": RESIZE, "version": PREPROCESS_VERSION},
-                                  sort_keys=True).encode())
+    h = hashlib.sha256(
+        json.dumps(
+            {"kind": kind, "size": size, "resize": RESIZE, "version": PREPROCESS_VERSION}, sort_keys=True
+        ).encode()
+    )
     cut = len(os.path.join(base_dir, ""))
     for f in part.files:
         st = os.stat(f)
@@ -673,16 +772,20 @@ def _open_header(path: str) -> tuple[str | None, str | None]:
 
 def _unreadable(part: Part, failures: list[tuple[str, str]]) -> MMTrackError:
     listed = ", ".join(f"{f} ({why})" for f, why in failures[:2]) + (", ..." if len(failures) > 2 else "")
-    return MMTrackError(f"{len(failures)} of {len(part.files)} image file(s) of {part.what} cannot be read as images, "
-                        f"e.g. {listed}; remove or replace them")
+    return MMTrackError(
+        f"{len(failures)} of {len(part.files)} image file(s) of {part.what} cannot be read as images, "
+        f"e.g. {listed}; remove or replace them"
+    )
 
 
 def _mode_note(part: Part, modes: dict[str, int], channels: int) -> str | None:
     if len(modes) <= 1:
         return None  # one mode throughout: nothing mixed
     listed = ", ".join(f"{m} {n}" for m, n in sorted(modes.items(), key=lambda kv: (-kv[1], kv[0])))
-    return (f"{part.what}: mixed image modes ({listed} of {len(part.files)}): converted to "
-            f"{'RGB' if channels == 3 else 'grayscale'}")
+    return (
+        f"{part.what}: mixed image modes ({listed} of {len(part.files)}): converted to "
+        f"{'RGB' if channels == 3 else 'grayscale'}"
+    )
 
 
 def _pool():
@@ -718,11 +821,13 @@ def check(spec: dict, image_size: int | None = None) -> Plan:
 def _decode(part: Part, spec: dict, size: int) -> dict:
     """The cached payload {images, names, content, modes} of a part, decoding (once) on a cache miss."""
     import torch
+
     key, base_dir = _key(part, spec, size)
 
     def build() -> dict:
-        log.info("decoding %d images of %s at %dx%d (one-time; cached afterwards)", len(part.files), part.what,
-                 size, size)
+        log.info(
+            "decoding %d images of %s at %dx%d (one-time; cached afterwards)", len(part.files), part.what, size, size
+        )
         n = len(part.files)
         out = np.empty((n, 3, size, size), dtype=np.uint8)
         failures, modes = [], {}
@@ -771,14 +876,20 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
 
 def _split(images: torch.Tensor, part: Part, idx: np.ndarray) -> Split:
     import torch
+
     t = torch.from_numpy(idx)
-    return Split(images[t], torch.from_numpy(part.labels[idx]),
-                 {a: torch.from_numpy(c[idx]) for a, c in part.groups.items()}, dict(part.group_values))
+    return Split(
+        images[t],
+        torch.from_numpy(part.labels[idx]),
+        {a: torch.from_numpy(c[idx]) for a, c in part.groups.items()},
+        dict(part.group_values),
+    )
 
 
 def load_declared(spec: dict, options: DataOptions) -> Dataset:
     """The Dataset of a declaration: planned from its files, decoded through the cache."""
     import torch
+
     size = _size(spec, options.image_size)
     p = plan(spec)
     payload = _decode(p.main, spec, size)
@@ -791,19 +902,34 @@ def load_declared(spec: dict, options: DataOptions) -> Dataset:
         contents.append(f"{o}:{op['content']}:{fingerprint(torch.from_numpy(part.labels))}")
     codes = [torch.from_numpy(p.main.labels), torch.from_numpy(p.main.split)]
     codes += [torch.from_numpy(p.main.groups[a]) for a in p.main.groups]
-    meta = json.dumps({"version": [DECLARED_VERSION, PREPROCESS_VERSION, RESIZE], "size": size,
-                       "channels": spec["channels"], "classes": p.classes, "split": p.split_how,
-                       "groups": p.main.group_values, "codes": fingerprint(*codes), "parts": contents}, sort_keys=True)
+    meta = json.dumps(
+        {
+            "version": [DECLARED_VERSION, PREPROCESS_VERSION, RESIZE],
+            "size": size,
+            "channels": spec["channels"],
+            "classes": p.classes,
+            "split": p.split_how,
+            "groups": p.main.group_values,
+            "codes": fingerprint(*codes),
+            "parts": contents,
+        },
+        sort_keys=True,
+    )
     source = spec["manifest"] or spec["images"]
     fair = spec["fairness_group"]
     return Dataset(
-        name=spec["name"], classes=p.classes, train=_split(images, p.main, train_idx),
-        test=_split(images, p.main, test_idx), ood=ood, fingerprint=hashlib.sha256(meta.encode()).hexdigest()[:16],
+        name=spec["name"],
+        classes=p.classes,
+        train=_split(images, p.main, train_idx),
+        test=_split(images, p.main, test_idx),
+        ood=ood,
+        fingerprint=hashlib.sha256(meta.encode()).hexdigest()[:16],
         fairness_group=tuple(fair.split("/", 1)) if fair else None,
         description=(spec["description"] + " · " if spec["description"] else "")
         + f"declared in {spec['source']}: {'manifest' if spec['manifest'] else 'image folder'} {source}, "
-          f"{size}x{size} {'RGB' if spec['channels'] == 3 else 'grayscale'}, split: {p.split_how} "
-          f"(OOD: {', '.join(ood) or 'none'})")
+        f"{size}x{size} {'RGB' if spec['channels'] == 3 else 'grayscale'}, split: {p.split_how} "
+        f"(OOD: {', '.join(ood) or 'none'})",
+    )
 
 
 # ------------------------------------------------------------------------------------------- the registry
@@ -820,8 +946,9 @@ def info(spec: dict) -> DatasetInfo:
     for cols in spec["intersections"]:
         groups["_".join(cols)] = ()
     fair = spec["fairness_group"]
-    return DatasetInfo(groups, tuple(spec["ood"]), tuple(fair.split("/", 1)) if fair else None, needs_data=True,
-                       source=spec["source"])
+    return DatasetInfo(
+        groups, tuple(spec["ood"]), tuple(fair.split("/", 1)) if fair else None, needs_data=True, source=spec["source"]
+    )
 
 
 def _remembered(name: str) -> Path:

@@ -28,7 +28,6 @@ once when the cache is written), plus the split seed and the preprocessing. It d
 so the same data copied to another machine keeps its fingerprint.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -91,12 +90,14 @@ def parse_utkface_names(names: list[str]) -> tuple[pd.DataFrame, list[str]]:
     s = pd.Series(names, dtype=object)
     parts = s.str.extract(UTK_NAME, flags=re.IGNORECASE)
     ok = parts[0].notna().to_numpy()
-    table = pd.DataFrame({
-        "name": s[ok].to_numpy(),
-        "age": parts.loc[ok, 0].astype(np.int64).to_numpy(),
-        "gender": parts.loc[ok, 1].astype(np.int64).to_numpy(),
-        "race": parts.loc[ok, 2].astype(np.int64).to_numpy(),
-    })
+    table = pd.DataFrame(
+        {
+            "name": s[ok].to_numpy(),
+            "age": parts.loc[ok, 0].astype(np.int64).to_numpy(),
+            "gender": parts.loc[ok, 1].astype(np.int64).to_numpy(),
+            "race": parts.loc[ok, 2].astype(np.int64).to_numpy(),
+        }
+    )
     return table, s[~ok].tolist()
 
 
@@ -110,15 +111,19 @@ def age_codes(age: np.ndarray) -> np.ndarray:
 def utkface_groups(age: np.ndarray, race: np.ndarray) -> tuple[dict[str, torch.Tensor], dict[str, tuple[str, ...]]]:
     """Group attributes `race`, `age` and `race_age` (codes; -1 = no group) and their value names."""
     import torch
+
     age_code = age_codes(age)
     race_age = np.where(age_code >= 0, race * len(AGE_BINS) + age_code, -1)
-    groups = {name: torch.from_numpy(np.asarray(codes, dtype=np.int64))
-              for name, codes in (("race", race), ("age", age_code), ("race_age", race_age))}
+    groups = {
+        name: torch.from_numpy(np.asarray(codes, dtype=np.int64))
+        for name, codes in (("race", race), ("age", age_code), ("race_age", race_age))
+    }
     return groups, {"race": RACES, "age": AGE_BINS, "race_age": RACE_AGE}
 
 
-def split_indices(n: int, seed: int = UTK_SPLIT_SEED, test_fraction: float = UTK_TEST_FRACTION
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, seed: int = UTK_SPLIT_SEED, test_fraction: float = UTK_TEST_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Fixed random (train, test) indices of n items, each sorted; round(test_fraction * n) go to test."""
     order = np.random.default_rng(seed).permutation(n)
     n_test = int(round(test_fraction * n))
@@ -130,11 +135,17 @@ def _read_utkface(root: Path, size: int) -> tuple[dict, pd.DataFrame]:
     names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
     table, skipped = parse_utkface_names(names)
     if skipped:
-        log.warning("UTKFace: skipped %d file(s) in %s whose names are not [age]_[gender]_[race]_[date&time].jpg, "
-                    "e.g. %s", len(skipped), folder, ", ".join(skipped[:3]))
+        log.warning(
+            "UTKFace: skipped %d file(s) in %s whose names are not [age]_[gender]_[race]_[date&time].jpg, e.g. %s",
+            len(skipped),
+            folder,
+            ", ".join(skipped[:3]),
+        )
     if table.empty:
-        raise MMTrackError(f"UTKFace: no file in {folder} is named [age]_[gender]_[race]_[date&time].jpg; "
-                           f"extract the aligned & cropped images from {UTKFACE_URL} there")
+        raise MMTrackError(
+            f"UTKFace: no file in {folder} is named [age]_[gender]_[race]_[date&time].jpg; "
+            f"extract the aligned & cropped images from {UTKFACE_URL} there"
+        )
     files = [folder / n for n in table["name"]]
     payload = decoded("utkface", folder, files, size, lambda: (files, {}))
     return payload, table
@@ -142,6 +153,7 @@ def _read_utkface(root: Path, size: int) -> tuple[dict, pd.DataFrame]:
 
 def _utkface_split(payload: dict, table: pd.DataFrame, idx: np.ndarray) -> Split:
     import torch
+
     age, race = table["age"].to_numpy()[idx], table["race"].to_numpy()[idx]
     groups, values = utkface_groups(age, race)
     labels = torch.from_numpy(table["gender"].to_numpy()[idx].astype(np.int64))
@@ -155,21 +167,30 @@ def _find_folder(root: Path, candidates: tuple[str, ...]) -> Path | None:
 def read_fairface(root: Path, size: int) -> tuple[Split, str] | None:
     """FairFace's val split as an OOD Split with gender labels (and its content hash), or None if absent."""
     import torch
+
     folder = _find_folder(root, FAIRFACE_FOLDERS)
     if folder is None:
-        log.warning("FairFace not found at %s (expected %s and the val/ images it lists); loading utkface "
-                    "without OOD set 'fairface'. Get it from %s", root / FAIRFACE_FOLDERS[0], FAIRFACE_CSV,
-                    FAIRFACE_URL)
+        log.warning(
+            "FairFace not found at %s (expected %s and the val/ images it lists); loading utkface "
+            "without OOD set 'fairface'. Get it from %s",
+            root / FAIRFACE_FOLDERS[0],
+            FAIRFACE_CSV,
+            FAIRFACE_URL,
+        )
         return None
     csv = folder / FAIRFACE_CSV
     if not csv.is_file():
-        raise MMTrackError(f"FairFace: {csv} is missing; put FairFace's label file {FAIRFACE_CSV} (from "
-                           f"{FAIRFACE_URL}) there, or remove the folder {folder}")
+        raise MMTrackError(
+            f"FairFace: {csv} is missing; put FairFace's label file {FAIRFACE_CSV} (from "
+            f"{FAIRFACE_URL}) there, or remove the folder {folder}"
+        )
     table = pd.read_csv(csv, dtype=str)
     missing_cols = [c for c in FAIRFACE_COLUMNS if c not in table.columns]
     if missing_cols:
-        raise MMTrackError(f"FairFace: {csv} lacks column(s) {', '.join(missing_cols)}; expected the official "
-                           f"columns {','.join(FAIRFACE_COLUMNS)}")
+        raise MMTrackError(
+            f"FairFace: {csv} lacks column(s) {', '.join(missing_cols)}; expected the official "
+            f"columns {','.join(FAIRFACE_COLUMNS)}"
+        )
     gender = table["gender"].map(FAIRFACE_GENDER)
     if gender.isna().any():
         bad = sorted(set(table.loc[gender.isna(), "gender"].astype(str)))[:5]
@@ -177,9 +198,11 @@ def read_fairface(root: Path, size: int) -> tuple[Split, str] | None:
     files = [folder / f for f in table["file"]]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        raise MMTrackError(f"FairFace: {len(missing)} image(s) listed in {csv} are missing, e.g. {missing[0]}; "
-                           f"extract FairFace's images (fairface-img-margin025-trainval.zip from {FAIRFACE_URL}) "
-                           f"into {folder}")
+        raise MMTrackError(
+            f"FairFace: {len(missing)} image(s) listed in {csv} are missing, e.g. {missing[0]}; "
+            f"extract FairFace's images (fairface-img-margin025-trainval.zip from {FAIRFACE_URL}) "
+            f"into {folder}"
+        )
     labels = torch.tensor(gender.to_numpy(dtype=np.int64))
     payload = decoded("fairface", folder, [csv, *files], size, lambda: (files, {"labels": labels}))
     return Split(payload["images"], payload["labels"]), payload["content"]
@@ -199,33 +222,49 @@ def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
     folder = root / CelebA.base_folder
     required = _celeba_required()
     if not folder.is_dir():
-        log.warning("CelebA not found at %s (expected img_align_celeba/ and %s); loading utkface without OOD set "
-                    "'celeba'. Get it from %s", folder, ", ".join(required), CELEBA_URL)
+        log.warning(
+            "CelebA not found at %s (expected img_align_celeba/ and %s); loading utkface without OOD set "
+            "'celeba'. Get it from %s",
+            folder,
+            ", ".join(required),
+            CELEBA_URL,
+        )
         return None
     missing = [n for n in required if not (folder / n).is_file()]
     missing += [] if (folder / "img_align_celeba").is_dir() else ["img_align_celeba/"]
     if missing:
-        raise MMTrackError(f"CelebA: {folder} lacks {', '.join(missing)}; get the official files "
-                           f"(img_align_celeba.zip extracted, and the list_*.txt files) from {CELEBA_URL}")
-    partition = pd.read_csv(folder / "list_eval_partition.txt", sep=r"\s+", header=None, names=["file", "split"],
-                            dtype={"file": str, "split": np.int64})
-    test_files = [folder / "img_align_celeba" / f for f in partition.loc[partition["split"] == CELEBA_TEST_PARTITION,
-                                                                         "file"]]
+        raise MMTrackError(
+            f"CelebA: {folder} lacks {', '.join(missing)}; get the official files "
+            f"(img_align_celeba.zip extracted, and the list_*.txt files) from {CELEBA_URL}"
+        )
+    partition = pd.read_csv(
+        folder / "list_eval_partition.txt",
+        sep=r"\s+",
+        header=None,
+        names=["file", "split"],
+        dtype={"file": str, "split": np.int64},
+    )
+    test_files = [
+        folder / "img_align_celeba" / f for f in partition.loc[partition["split"] == CELEBA_TEST_PARTITION, "file"]
+    ]
     if not test_files:
         raise MMTrackError(f"CelebA: {folder / 'list_eval_partition.txt'} lists no test image (partition 2)")
     missing_images = [str(f) for f in test_files if not f.is_file()]
     if missing_images:
-        raise MMTrackError(f"CelebA: {len(missing_images)} test image(s) are missing, e.g. {missing_images[0]}; "
-                           f"extract img_align_celeba.zip from {CELEBA_URL} into {folder}")
+        raise MMTrackError(
+            f"CelebA: {len(missing_images)} test image(s) are missing, e.g. {missing_images[0]}; "
+            f"extract img_align_celeba.zip from {CELEBA_URL} into {folder}"
+        )
     sources = [folder / n for n in required] + test_files
 
     def inputs() -> tuple[list[Path], dict[str, torch.Tensor]]:
         try:
             ds = CelebA(root=str(root), split="test", target_type="attr", download=False)
         except RuntimeError as exc:
-            raise MMTrackError(f"CelebA: torchvision rejected {folder} ({exc}); its md5 check of "
-                               f"{', '.join(required)} failed: re-download the official files from {CELEBA_URL}"
-                               ) from exc
+            raise MMTrackError(
+                f"CelebA: torchvision rejected {folder} ({exc}); its md5 check of "
+                f"{', '.join(required)} failed: re-download the official files from {CELEBA_URL}"
+            ) from exc
         if "Male" not in ds.attr_names:
             raise MMTrackError(f"CelebA: {folder / 'list_attr_celeba.txt'} has no 'Male' attribute")
         files = [folder / "img_align_celeba" / f for f in ds.filename]
@@ -236,8 +275,10 @@ def read_celeba(root: Path, size: int) -> tuple[Split, str] | None:
     return Split(payload["images"], payload["labels"]), payload["content"]
 
 
-@register("utkface", DatasetInfo({"race": RACES, "age": AGE_BINS, "race_age": RACE_AGE}, ("fairface", "celeba"),
-                                  ("race", "asian")))
+@register(
+    "utkface",
+    DatasetInfo({"race": RACES, "age": AGE_BINS, "race_age": RACE_AGE}, ("fairface", "celeba"), ("race", "asian")),
+)
 def load_utkface(options: DataOptions) -> Dataset:
     """UTKFace (gender task, race/age groups) with the OOD sets FairFace and CelebA when present."""
     root = data_dir(options)
@@ -262,5 +303,5 @@ def load_utkface(options: DataOptions) -> Dataset:
         fingerprint=hashlib.sha256(meta.encode()).hexdigest()[:16],
         fairness_group=("race", "asian"),
         description=f"UTKFace aligned & cropped, perceived gender, {size}x{size}, fixed 80/20 split "
-                    f"(OOD: {', '.join(ood) or 'none'}; see mmtrack.realdata)",
+        f"(OOD: {', '.join(ood) or 'none'}; see mmtrack.realdata)",
     )

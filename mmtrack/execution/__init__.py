@@ -11,16 +11,31 @@ it imports neither `mlflow` nor the command line. Importing the package is cheap
 from mmtrack.execution.events import Event, EventKind, Summary
 from mmtrack.execution.local_queue import FileClaim, FileLockQueue, lock_dir
 from mmtrack.execution.optuna_queue import (
-           DEFAULT_GRACE,
-           DEFAULT_HEARTBEAT,
-           DEFAULT_MAX_RETRY,
-           OptunaQueue,
-           TrialClaim,
-           check_storage,
-           queue_name,
+    DEFAULT_GRACE,
+    DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_RETRY,
+    OptunaQueue,
+    TrialClaim,
+    check_storage,
+    queue_name,
 )
 from mmtrack.execution.queue import Claim, WorkQueue, relative_cost
 
-__all__ = ["DEFAULT_GRACE", "DEFAULT_HEARTBEAT", "DEFAULT_MAX_RETRY", "Claim", "Event", "EventKind", "FileClaim",
-           "FileLockQueue", "OptunaQueue", "Summary", "TrialClaim", "WorkQueue", "check_storage", "lock_dir",
-           "queue_name", "relative_cost"]
+__all__ = [
+    "DEFAULT_GRACE",
+    "DEFAULT_HEARTBEAT",
+    "DEFAULT_MAX_RETRY",
+    "Claim",
+    "Event",
+    "EventKind",
+    "FileClaim",
+    "FileLockQueue",
+    "OptunaQueue",
+    "Summary",
+    "TrialClaim",
+    "WorkQueue",
+    "check_storage",
+    "lock_dir",
+    "queue_name",
+    "relative_cost",
+]

@@ -62,8 +62,14 @@ class FileLockQueue(WorkQueue):
         with contextlib.suppress(ValueError, TypeError, KeyError):
             rec = json.loads(text)
             if rec["round"] == round_:
-                return Event(rec["kind"], rec["config"], rec["hash"], rec.get("run_id"), rec.get("error"),
-                             rec.get("seconds", 0.0))
+                return Event(
+                    rec["kind"],
+                    rec["config"],
+                    rec["hash"],
+                    rec.get("run_id"),
+                    rec.get("error"),
+                    rec.get("seconds", 0.0),
+                )
         return None
 
     def _read(self, cfg: RunConfig, round_: int | None) -> Event | None:
@@ -104,8 +110,16 @@ class FileLockQueue(WorkQueue):
             claim.handle = None
 
     def finish(self, claim: FileClaim, ev: Event, seconds: float) -> bool:
-        rec = {"round": claim.round, "kind": ev.kind, "config": ev.config, "hash": ev.hash, "run_id": ev.run_id,
-               "error": ev.error, "seconds": round(ev.seconds, 4), "execute_seconds": round(seconds, 4)}
+        rec = {
+            "round": claim.round,
+            "kind": ev.kind,
+            "config": ev.config,
+            "hash": ev.hash,
+            "run_id": ev.run_id,
+            "error": ev.error,
+            "seconds": round(ev.seconds, 4),
+            "execute_seconds": round(seconds, 4),
+        }
         assert claim.handle is not None, "finish or hand_back was called twice for one claim"
         claim.handle.truncate(0)
         claim.handle.write(json.dumps(rec) + "\n")  # append mode: at offset 0 after the truncation

@@ -92,17 +92,21 @@ def _first_line(exc: BaseException) -> str:
 
 def _unreachable(url: str, exc: BaseException | None = None) -> MMTrackError:
     why = f" ({_first_line(exc)})" if exc is not None else ""
-    return MMTrackError(f"Optuna storage {_redact(url)} is unreachable{why}; start it (tracking/start-stack.sh) "
-                        "or fix --storage / $MMTRACK_STORAGE (finished runs are kept in MLflow)")
+    return MMTrackError(
+        f"Optuna storage {_redact(url)} is unreachable{why}; start it (tracking/start-stack.sh) "
+        "or fix --storage / $MMTRACK_STORAGE (finished runs are kept in MLflow)"
+    )
 
 
 def check_storage(url: str, timeout: int = 5) -> None:
     """Fail fast, in one line naming the URL, when the storage cannot be reached."""
     if not url.startswith(("postgresql", "postgres://", "sqlite:///")):
-        raise MMTrackError(f"--storage must be a postgresql://user:password@host:port/db URL (or sqlite:///file "
-                           f"for one machine), got {_redact(url)}")
+        raise MMTrackError(
+            f"--storage must be a postgresql://user:password@host:port/db URL (or sqlite:///file "
+            f"for one machine), got {_redact(url)}"
+        )
     if url.startswith("sqlite:///"):
-        parent = Path(url[len("sqlite:///"):]).parent
+        parent = Path(url[len("sqlite:///") :]).parent
         if not parent.is_dir():
             raise MMTrackError(f"Optuna storage {url}: folder {parent} does not exist")
         return
@@ -117,8 +121,10 @@ def check_storage(url: str, timeout: int = 5) -> None:
     except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
         raise _unreachable(url, exc) from None
     if mlflow_db:  # Optuna and MLflow both keep an `alembic_version` table: they cannot share a database
-        raise MMTrackError(f"Optuna storage {_redact(url)} is MLflow's database; give Optuna a database of its "
-                           "own on the same server (tracking/start-stack.sh creates `mmtrack_optuna`)")
+        raise MMTrackError(
+            f"Optuna storage {_redact(url)} is MLflow's database; give Optuna a database of its "
+            "own on the same server (tracking/start-stack.sh creates `mmtrack_optuna`)"
+        )
 
 
 @contextlib.contextmanager
@@ -153,15 +159,16 @@ class _Lock:
         if url.startswith("postgres"):
             import sqlalchemy
 
-            self.engine = sqlalchemy.create_engine(driver_url(url), pool_size=1, max_overflow=0, pool_pre_ping=True,
-                                                   connect_args={"connect_timeout": 10})
+            self.engine = sqlalchemy.create_engine(
+                driver_url(url), pool_size=1, max_overflow=0, pool_pre_ping=True, connect_args={"connect_timeout": 10}
+            )
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self.engine is None:  # SQLite: one machine, a file lock next to the database
             from mmtrack import tracking
 
-            with tracking.file_lock(Path(self.url[len("sqlite:///"):] + f".{self.key & 0xFFFFFFFF:08x}.lock")):
+            with tracking.file_lock(Path(self.url[len("sqlite:///") :] + f".{self.key & 0xFFFFFFFF:08x}.lock")):
                 yield
             return
         import sqlalchemy
@@ -212,8 +219,15 @@ class TrialClaim(Claim):
 class OptunaQueue(WorkQueue):
     """The study's configurations as Optuna trials in the storage (see the module docstring)."""
 
-    def __init__(self, study: Study, storage_url: str, heartbeat: int = DEFAULT_HEARTBEAT,
-                 grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY, poll: float | None = None):
+    def __init__(
+        self,
+        study: Study,
+        storage_url: str,
+        heartbeat: int = DEFAULT_HEARTBEAT,
+        grace: int = DEFAULT_GRACE,
+        max_retry: int = DEFAULT_MAX_RETRY,
+        poll: float | None = None,
+    ):
         if heartbeat < 1 or grace <= heartbeat:
             raise MMTrackError(f"--heartbeat must be >= 1 s and --grace longer than it (got {heartbeat}, {grace})")
         if max_retry < 0:
@@ -233,9 +247,12 @@ class OptunaQueue(WorkQueue):
             warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
             # Under the lock: the first workers on an empty database would race on creating Optuna's tables.
             self.storage = optuna.storages.RDBStorage(
-                driver_url(storage_url), engine_kwargs=self._engine_kwargs(storage_url),
-                heartbeat_interval=heartbeat, grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry))
+                driver_url(storage_url),
+                engine_kwargs=self._engine_kwargs(storage_url),
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry),
+            )
             self.study = optuna.create_study(storage=self.storage, study_name=self.name, load_if_exists=True)
             self.study.set_user_attr("mmtrack.study", study.to_json())
 
@@ -271,8 +288,9 @@ class OptunaQueue(WorkQueue):
             current += 1
             for i, cfg in by_cost(self.configs):
                 if cfg.hash not in finished:
-                    self.study.enqueue_trial({PARAM: i}, user_attrs={"round": current, "hash": cfg.hash,
-                                                                     "run_name": cfg.run_name})
+                    self.study.enqueue_trial(
+                        {PARAM: i}, user_attrs={"round": current, "hash": cfg.hash, "run_name": cfg.run_name}
+                    )
             self.study.set_user_attr("round", current)
             return current
 
@@ -295,13 +313,16 @@ class OptunaQueue(WorkQueue):
             index = trial.suggest_int(PARAM, 0, len(self.configs) - 1)  # the enqueued index, now a param
             cfg = self.configs[index]
             if cfg.hash != trial.user_attrs.get("hash", cfg.hash):
-                raise MMTrackError(f"queue {self.name}: trial {trial.number} names configuration {index} with another "
-                                   "hash; the study file differs between workers")
+                raise MMTrackError(
+                    f"queue {self.name}: trial {trial.number} names configuration {index} with another "
+                    "hash; the study file differs between workers"
+                )
             seconds = time.perf_counter() - start
             trial.set_user_attr("worker", worker)
             trial.set_user_attr("claim_seconds", round(seconds, 4))
-            return TrialClaim(cfg, index, int(trial.user_attrs.get("round", 0)), seconds, trial, trial._trial_id,
-                              trial.number)
+            return TrialClaim(
+                cfg, index, int(trial.user_attrs.get("round", 0)), seconds, trial, trial._trial_id, trial.number
+            )
 
     def hand_back(self, claim: TrialClaim, reason: str) -> None:
         """Under the lock, so that no `prepare` sees the round empty between the FAIL and the re-enqueue."""
@@ -332,8 +353,12 @@ class OptunaQueue(WorkQueue):
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        attrs = {"outcome": ev.kind, "run_id": ev.run_id, "seconds": round(ev.seconds, 4),
-                 "execute_seconds": round(seconds, 4)}
+        attrs = {
+            "outcome": ev.kind,
+            "run_id": ev.run_id,
+            "seconds": round(ev.seconds, 4),
+            "execute_seconds": round(seconds, 4),
+        }
         if ev.error:
             attrs["error"] = ev.error[:1000]
         state = TrialState.FAIL if ev.kind == "failed" else TrialState.COMPLETE
@@ -341,8 +366,9 @@ class OptunaQueue(WorkQueue):
             try:
                 for key, value in attrs.items():
                     claim.trial.set_user_attr(key, value)
-                told = self.study.tell(claim.trial, None if state == TrialState.FAIL else 0.0, state,
-                                       skip_if_finished=True)
+                told = self.study.tell(
+                    claim.trial, None if state == TrialState.FAIL else 0.0, state, skip_if_finished=True
+                )
             except UpdateFinishedTrialError:
                 return False  # expired meanwhile (heartbeat stalled for longer than the grace period)
             return told.state == state

@@ -49,7 +49,7 @@ ARCH_COST = {"resnet18": 1.0, "resnet50": 2.0, "wide_resnet50_2": 3.0}  # measur
 
 def relative_cost(cfg: RunConfig) -> float:
     """A rough training cost, for ordering work longest-first (a stable sort keeps the study's order otherwise)."""
-    return ARCH_COST.get(cfg.arch, 1.0) * cfg.width ** 2 * cfg.epochs
+    return ARCH_COST.get(cfg.arch, 1.0) * cfg.width**2 * cfg.epochs
 
 
 def by_cost(configs: list[RunConfig]) -> list[tuple[int, RunConfig]]:

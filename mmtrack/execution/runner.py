@@ -40,8 +40,20 @@ from mmtrack.execution.optuna_queue import (
 from mmtrack.execution.queue import ARCH_COST, WorkQueue, relative_cost
 from mmtrack.study import Study
 
-__all__ = ["ARCH_COST", "die_with_parent", "execute", "quiet_libraries", "raise_interrupt", "relative_cost",
-           "run_processes", "run_worker", "sweep", "sweep_with_storage", "work", "worker_id"]
+__all__ = [
+    "ARCH_COST",
+    "die_with_parent",
+    "execute",
+    "quiet_libraries",
+    "raise_interrupt",
+    "relative_cost",
+    "run_processes",
+    "run_worker",
+    "sweep",
+    "sweep_with_storage",
+    "work",
+    "worker_id",
+]
 
 log = logging.getLogger("mmtrack")
 Emit = Callable[[Event], None]
@@ -111,8 +123,9 @@ def _experiment(client, study: Study) -> str:
 # ------------------------------------------------------------------------------------------------ one configuration
 
 
-def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int = 0,
-            data_dir: str | None = None) -> None:
+def execute(
+    study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int = 0, data_dir: str | None = None
+) -> None:
     """Train one claimed configuration unless it is already FINISHED (or already FAILED in this round, which
     started at `since_ms`; 0: no such check); report what happened through `emit`."""
     from mmtrack.interventions import parse
@@ -124,8 +137,15 @@ def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since
         return
     failed_now = [r for r in runs if r.info.status == "FAILED" and r.info.start_time >= since_ms > 0]
     if failed_now:  # another worker of this round tried it already: one attempt per round
-        emit(Event("failed", cfg.run_name, cfg.hash, failed_now[0].info.run_id,
-                   failed_now[0].data.tags.get(tracking.ERROR_TAG, "failed")))
+        emit(
+            Event(
+                "failed",
+                cfg.run_name,
+                cfg.hash,
+                failed_now[0].info.run_id,
+                failed_now[0].data.tags.get(tracking.ERROR_TAG, "failed"),
+            )
+        )
         return
     for r in runs:  # left RUNNING by a worker that died: we hold the claim, so it is not running any more
         if r.info.status == "RUNNING":
@@ -133,11 +153,26 @@ def execute(study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since
     emit(Event("start", cfg.run_name, cfg.hash))
     start = time.perf_counter()
     try:
-        result = run_config(cfg, client, exp_id, parse(study.interventions), study.eval_settings(), data_dir=data_dir,
-                            extra_tags={tracking.STUDY_NAME_TAG: study.name}, run_name=cfg.short_name(study.reference()))
+        result = run_config(
+            cfg,
+            client,
+            exp_id,
+            parse(study.interventions),
+            study.eval_settings(),
+            data_dir=data_dir,
+            extra_tags={tracking.STUDY_NAME_TAG: study.name},
+            run_name=cfg.short_name(study.reference()),
+        )
     except Exception as exc:  # noqa: BLE001 - recorded FAILED on the run; the sweep goes on
-        emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(exc).__name__}: {exc}",
-                   seconds=time.perf_counter() - start))
+        emit(
+            Event(
+                "failed",
+                cfg.run_name,
+                cfg.hash,
+                error=f"{type(exc).__name__}: {exc}",
+                seconds=time.perf_counter() - start,
+            )
+        )
         return
     emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=time.perf_counter() - start))
 
@@ -150,8 +185,9 @@ def _tracking_problem(uri: str) -> MMTrackError | None:
         elif uri.startswith(("postgresql", "mysql")):
             tracking.check_database(uri)
     except MMTrackError as exc:
-        return MMTrackError(f"{exc.message} (finished runs are kept; this worker's configuration went back to "
-                            "the queue)")
+        return MMTrackError(
+            f"{exc.message} (finished runs are kept; this worker's configuration went back to the queue)"
+        )
     return None
 
 
@@ -166,8 +202,17 @@ def _settle(emit: Emit, outcome: list[Event], ev: Event) -> None:
         outcome.append(ev)
 
 
-def work(queue: WorkQueue, study: Study, client, exp_id: str, uri: str, emit: Emit, *, data_dir: str | None = None,
-         should_stop: Callable[[], bool] = lambda: False) -> None:
+def work(
+    queue: WorkQueue,
+    study: Study,
+    client,
+    exp_id: str,
+    uri: str,
+    emit: Emit,
+    *,
+    data_dir: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """One worker: claim, train (inside the queue's heartbeat), settle, until nothing is left in the round.
     Ctrl-C, SIGTERM or a lost tracking server hand the claimed configuration back before the worker stops."""
     me = worker_id()
@@ -195,8 +240,12 @@ def work(queue: WorkQueue, study: Study, client, exp_id: str, uri: str, emit: Em
             raise problem
         emit(ev)
         if not queue.finish(claim, ev, time.perf_counter() - start):
-            log.warning("the claim on %s had expired before it finished (heartbeat stalled > %ss); another worker may "
-                        "have trained it too", claim.config.run_name, getattr(queue, "grace", "?"))
+            log.warning(
+                "the claim on %s had expired before it finished (heartbeat stalled > %ss); another worker may "
+                "have trained it too",
+                claim.config.run_name,
+                getattr(queue, "grace", "?"),
+            )
 
 
 # ------------------------------------------------------------------------------------------------ processes
@@ -256,8 +305,17 @@ def _run_local(processes: int, job: Callable[..., object], emit: Emit) -> list[i
 # ------------------------------------------------------------------------------------------------ one machine
 
 
-def _sweep_job(study: Study, uri: str, exp_id: str, finished: set[str], round_: int, threads: int,
-               data_dir: str | None, emit: Emit, should_stop: Callable[[], bool] = lambda: False) -> None:
+def _sweep_job(
+    study: Study,
+    uri: str,
+    exp_id: str,
+    finished: set[str],
+    round_: int,
+    threads: int,
+    data_dir: str | None,
+    emit: Emit,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """A worker of `sweep`: join its round of the file-lock queue and work."""
     queue = FileLockQueue(study.configs(), lock_dir(exp_id), round_)
     queue.prepare(finished, new_round=False)
@@ -268,8 +326,13 @@ def _sweep_job(study: Study, uri: str, exp_id: str, finished: set[str], round_: 
         queue.close()
 
 
-def sweep(study: Study, workers: int = 1, uri: str | None = None, on_event: Emit = lambda ev: None,
-          data_dir: str | None = None) -> Summary:
+def sweep(
+    study: Study,
+    workers: int = 1,
+    uri: str | None = None,
+    on_event: Emit = lambda ev: None,
+    data_dir: str | None = None,
+) -> Summary:
     """Run the whole study into the experiment named after it, on this machine; returns what happened."""
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
@@ -287,18 +350,31 @@ def sweep(study: Study, workers: int = 1, uri: str | None = None, on_event: Emit
         return summary
     crashed = _run_local(min(workers, len(todo)), job, emit)
     if crashed:
-        raise MMTrackError(f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
-                           "finish the remaining configurations (finished runs are kept)")
+        raise MMTrackError(
+            f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
+            "finish the remaining configurations (finished runs are kept)"
+        )
     return summary
 
 
 # ------------------------------------------------------------------------------------------------ many machines
 
 
-def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None, emit: Emit = lambda ev: None,
-               threads: int | None = None, *, heartbeat: int = DEFAULT_HEARTBEAT, grace: int = DEFAULT_GRACE,
-               max_retry: int = DEFAULT_MAX_RETRY, new_round: bool = True, poll: float | None = None,
-               data_dir: str | None = None, should_stop: Callable[[], bool] = lambda: False) -> Summary:
+def run_worker(
+    study: Study,
+    storage_url: str,
+    tracking_uri: str | None = None,
+    emit: Emit = lambda ev: None,
+    threads: int | None = None,
+    *,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    grace: int = DEFAULT_GRACE,
+    max_retry: int = DEFAULT_MAX_RETRY,
+    new_round: bool = True,
+    poll: float | None = None,
+    data_dir: str | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Summary:
     """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
 
@@ -309,18 +385,28 @@ def run_worker(study: Study, storage_url: str, tracking_uri: str | None = None, 
     check_storage(storage_url)  # both fail fast, in one line naming the URL
     client = tracking.connect(uri)
     summary, report = _recorder(emit)
-    with OptunaQueue(study, storage_url, heartbeat, grace, max_retry, poll) as queue, \
-            torch_threads(threads or settings.cpu_budget()):
+    with (
+        OptunaQueue(study, storage_url, heartbeat, grace, max_retry, poll) as queue,
+        torch_threads(threads or settings.cpu_budget()),
+    ):
         exp_id = _experiment(client, study)
         queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
         work(queue, study, client, exp_id, uri, report, data_dir=data_dir, should_stop=should_stop)
     return summary
 
 
-def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, tracking_uri: str | None = None,
-                       on_event: Emit = lambda ev: None, *, heartbeat: int = DEFAULT_HEARTBEAT,
-                       grace: int = DEFAULT_GRACE, max_retry: int = DEFAULT_MAX_RETRY,
-                       data_dir: str | None = None) -> Summary:
+def sweep_with_storage(
+    study: Study,
+    storage_url: str,
+    workers: int = 1,
+    tracking_uri: str | None = None,
+    on_event: Emit = lambda ev: None,
+    *,
+    heartbeat: int = DEFAULT_HEARTBEAT,
+    grace: int = DEFAULT_GRACE,
+    max_retry: int = DEFAULT_MAX_RETRY,
+    data_dir: str | None = None,
+) -> Summary:
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
     processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
     (those trained by workers elsewhere included)."""
@@ -335,14 +421,25 @@ def sweep_with_storage(study: Study, storage_url: str, workers: int = 1, trackin
         finished = tracking.finished_hashes(client, exp_id)
         _report_finished(queue.configs, finished, emit)
         round_ = queue.prepare(finished, new_round=True)
-        job = functools.partial(run_worker, study, storage_url, uri, threads=max(1, settings.cpu_budget() // workers),
-                                heartbeat=heartbeat, grace=grace, max_retry=max_retry, new_round=False,
-                                data_dir=data_dir)
+        job = functools.partial(
+            run_worker,
+            study,
+            storage_url,
+            uri,
+            threads=max(1, settings.cpu_budget() // workers),
+            heartbeat=heartbeat,
+            grace=grace,
+            max_retry=max_retry,
+            new_round=False,
+            data_dir=data_dir,
+        )
         crashed = _run_local(workers, job, emit)
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
             if ev.hash not in summary.outcomes:
                 emit(ev)
         if crashed and queue.active():
-            raise MMTrackError(f"{len(crashed)} worker(s) died (exit codes {crashed}) with configurations left; "
-                               "rerun the sweep or start `mmtrack worker` to finish them (finished runs are kept)")
+            raise MMTrackError(
+                f"{len(crashed)} worker(s) died (exit codes {crashed}) with configurations left; "
+                "rerun the sweep or start `mmtrack worker` to finish them (finished runs are kept)"
+            )
     return summary

@@ -4,11 +4,32 @@
 
 from __future__ import annotations
 
-from mmtrack.interventions.specs import (DEFAULT_SPECS, INPUT_NOISE_DISTS, KINDS, MIA_ATTACK_MODELS, MIA_ATTACKS,
-                                         EvalSettings, Intervention, check_available, metric_number, parse)
+from mmtrack.interventions.specs import (
+    DEFAULT_SPECS,
+    INPUT_NOISE_DISTS,
+    KINDS,
+    MIA_ATTACK_MODELS,
+    MIA_ATTACKS,
+    EvalSettings,
+    Intervention,
+    check_available,
+    metric_number,
+    parse,
+)
 
-__all__ = ["DEFAULT_SPECS", "INPUT_NOISE_DISTS", "KINDS", "MIA_ATTACKS", "MIA_ATTACK_MODELS", "EvalSettings",
-           "Evaluator", "Intervention", "check_available", "metric_number", "parse"]
+__all__ = [
+    "DEFAULT_SPECS",
+    "INPUT_NOISE_DISTS",
+    "KINDS",
+    "MIA_ATTACKS",
+    "MIA_ATTACK_MODELS",
+    "EvalSettings",
+    "Evaluator",
+    "Intervention",
+    "check_available",
+    "metric_number",
+    "parse",
+]
 
 
 def __getattr__(name: str):

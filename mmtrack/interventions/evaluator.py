@@ -65,7 +65,7 @@ class Evaluator:
         metrics, counts = {}, {}
         for attr in attrs:
             only = str(arg).partition("/")[2] if arg is not None else ""
-            for value in ([only] if only else test.group_values[attr]):
+            for value in [only] if only else test.group_values[attr]:
                 mask = test.group_mask(attr, value)
                 if int(mask.sum()) == 0:
                     continue  # an empty group has no accuracy
@@ -75,10 +75,13 @@ class Evaluator:
 
     def _ood(self, arg):
         metrics, counts = {}, {}
-        for name in ([arg] if arg is not None else list(self.data.ood)):
+        for name in [arg] if arg is not None else list(self.data.ood):
             split: Split = self.data.ood[name]
             logits = predict_logits(self.model, split.images, self.s.batch_size)
-            metrics[f"acc/ood/{name}"], counts[f"acc/ood/{name}"] = _accuracy(logits.argmax(1), split.labels), len(split)
+            metrics[f"acc/ood/{name}"], counts[f"acc/ood/{name}"] = (
+                _accuracy(logits.argmax(1), split.labels),
+                len(split),
+            )
         return metrics, counts
 
     def _output_noise(self, lam: float):
@@ -102,7 +105,7 @@ class Evaluator:
                 if self.s.input_noise_dist == "gaussian":
                     noise = torch.randn(images.shape, generator=g) * lam * std
                 else:  # Laplace(0, 1) by inverse CDF, seeded; rand can return 0.0, where log1p(-2|u|) = -inf
-                    u = torch.rand(images.shape, generator=g).clamp_min(2.0 ** -24) - 0.5
+                    u = torch.rand(images.shape, generator=g).clamp_min(2.0**-24) - 0.5
                     noise = -torch.sign(u) * torch.log1p(-2 * u.abs()) * lam * std
                 x = images.float().div(255) + noise
                 with torch.no_grad():
@@ -113,9 +116,14 @@ class Evaluator:
         from art.estimators.classification import PyTorchClassifier
 
         shape = tuple(self.data.test.images.shape[1:])
-        return PyTorchClassifier(model=self.model, loss=nn.CrossEntropyLoss(), input_shape=shape,
-                                 nb_classes=self.data.num_classes, clip_values=(0.0, 1.0),
-                                 device_type="gpu" if self.device.type == "cuda" else "cpu")
+        return PyTorchClassifier(
+            model=self.model,
+            loss=nn.CrossEntropyLoss(),
+            input_shape=shape,
+            nb_classes=self.data.num_classes,
+            clip_values=(0.0, 1.0),
+            device_type="gpu" if self.device.type == "cuda" else "cpu",
+        )
 
     def _pgd_linf(self, delta: float):
         from art.attacks.evasion import ProjectedGradientDescent
@@ -128,9 +136,16 @@ class Evaluator:
             pred = self.test_logits[idx].argmax(1).numpy()
             return {name: float((pred == y).mean())}, {name: len(y)}
         attack = ProjectedGradientDescent(
-            self.art_classifier(), norm=np.inf, eps=delta, eps_step=self.s.pgd_step_ratio * delta / self.s.pgd_steps,
-            max_iter=self.s.pgd_steps, targeted=False, num_random_init=int(self.s.pgd_random_start),
-            batch_size=self.s.batch_size, verbose=False)
+            self.art_classifier(),
+            norm=np.inf,
+            eps=delta,
+            eps_step=self.s.pgd_step_ratio * delta / self.s.pgd_steps,
+            max_iter=self.s.pgd_steps,
+            targeted=False,
+            num_random_init=int(self.s.pgd_random_start),
+            batch_size=self.s.batch_size,
+            verbose=False,
+        )
         torch.manual_seed(self.s.subset_seed)  # ART's random start (when enabled) draws from torch/numpy
         np.random.seed(self.s.subset_seed)
         x_adv = attack.generate(x=x, y=y)
@@ -139,8 +154,10 @@ class Evaluator:
 
     @torch.no_grad()
     def _logits_float(self, x01: np.ndarray) -> torch.Tensor:
-        out = [self.model(torch.from_numpy(c).to(self.device)).cpu()
-               for c in np.array_split(x01, max(1, math.ceil(len(x01) / self.s.batch_size)))]
+        out = [
+            self.model(torch.from_numpy(c).to(self.device)).cpu()
+            for c in np.array_split(x01, max(1, math.ceil(len(x01) / self.s.batch_size)))
+        ]
         return torch.cat(out)
 
     def _mia(self, attack: str | None):
@@ -178,8 +195,9 @@ class Evaluator:
             p_in = torch.softmax(predict_logits(self.model, x_in, self.s.batch_size), 1).numpy()
             p_out = torch.softmax(predict_logits(self.model, x_out, self.s.batch_size), 1).numpy()
             h = k // 2  # attack model trained on the first half, scored on the second
-            mia = MembershipInferenceBlackBox(self.art_classifier(), input_type="prediction",
-                                              attack_model_type=self.s.mia_attack_model)
+            mia = MembershipInferenceBlackBox(
+                self.art_classifier(), input_type="prediction", attack_model_type=self.s.mia_attack_model
+            )
             np.random.seed(self.s.subset_seed)
             mia.fit(y=y_in[:h].numpy(), test_y=y_out[:h].numpy(), pred=p_in[:h], test_pred=p_out[:h])
             y_eval = np.r_[y_in[h:].numpy(), y_out[h:].numpy()]
@@ -192,8 +210,15 @@ class Evaluator:
         return metrics, counts
 
     # kind -> method: one entry per kind of `specs.KINDS` (checked at import)
-    _METHODS = {"acc": "_acc", "group": "_group", "ood": "_ood", "output_noise": "_output_noise",
-                "input_noise": "_input_noise", "pgd_linf": "_pgd_linf", "mia": "_mia"}
+    _METHODS = {
+        "acc": "_acc",
+        "group": "_group",
+        "ood": "_ood",
+        "output_noise": "_output_noise",
+        "input_noise": "_input_noise",
+        "pgd_linf": "_pgd_linf",
+        "mia": "_mia",
+    }
 
 
 assert set(Evaluator._METHODS) == set(KINDS) and all(hasattr(Evaluator, m) for m in Evaluator._METHODS.values())

@@ -33,7 +33,6 @@ Choices the paper leaves open (also logged as `eval.*` params):
   of the members/non-members and is scored on the other half. advantage = TPR − FPR.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -52,8 +51,13 @@ MIA_ATTACKS = ("rule_based", "black_box")
 INPUT_NOISE_DISTS = ("laplace", "gaussian")  # noise of scale λ·σ_c: Laplace(0, λσ) or Normal(0, λσ)
 MIA_ATTACK_MODELS = ("rf", "gb", "nn", "lr", "dt", "knn", "svm")  # ART's MembershipInferenceBlackBox models
 DEFAULT_SPECS = (
-    "acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1",
-    "pgd_linf:0.0001,0.0005,0.001,0.005,0.01", "mia",
+    "acc",
+    "group",
+    "ood",
+    "output_noise:1,2,3,4,5",
+    "input_noise:0.5,1",
+    "pgd_linf:0.0001,0.0005,0.001,0.005,0.01",
+    "mia",
 )
 
 
@@ -75,6 +79,7 @@ class EvalSettings:
 
     def __post_init__(self):
         """Bad settings fail where they are written (a study file, the command line), not in every run."""
+
         def check(ok: bool, name: str, what: str) -> None:
             if not ok:
                 raise MMTrackError(f"eval setting {name} must be {what}, got {getattr(self, name)!r}")
@@ -87,8 +92,11 @@ class EvalSettings:
         for name in ("noise_seed", "subset_seed"):
             check(integer(getattr(self, name)) and getattr(self, name) >= 0, name, "a non-negative integer")
         ratio = self.pgd_step_ratio
-        check(isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0,
-              "pgd_step_ratio", "a positive number")
+        check(
+            isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0,
+            "pgd_step_ratio",
+            "a positive number",
+        )
         check(isinstance(self.pgd_random_start, bool), "pgd_random_start", "true or false")
         check(self.input_noise_dist in INPUT_NOISE_DISTS, "input_noise_dist", f"one of {', '.join(INPUT_NOISE_DISTS)}")
         check(self.mia_attack_model in MIA_ATTACK_MODELS, "mia_attack_model", f"one of {', '.join(MIA_ATTACK_MODELS)}")
@@ -120,8 +128,10 @@ def parse(specs) -> list[Intervention]:
         kind, _, rest = str(spec).strip().partition(":")
         kind = kind.strip()
         if kind not in KINDS:
-            raise MMTrackError(f"unknown intervention {kind!r}; choose one of: {', '.join(KINDS)} "
-                               "(e.g. pgd_linf:0.005, output_noise:5, group:race/asian)")
+            raise MMTrackError(
+                f"unknown intervention {kind!r}; choose one of: {', '.join(KINDS)} "
+                "(e.g. pgd_linf:0.005, output_noise:5, group:race/asian)"
+            )
         args = [a.strip() for a in rest.split(",") if a.strip()] if rest else []
         if kind in ("output_noise", "input_noise", "pgd_linf"):
             if not args:
@@ -160,5 +170,4 @@ def check_available(interventions: list[Intervention], data: Dataset) -> None:
             elif attr not in groups.group_values:
                 groups.group_mask(attr, "")  # raises, listing the attributes
         if iv.kind == "ood" and iv.arg is not None and iv.arg not in data.ood:
-            raise MMTrackError(f"unknown OOD set {iv.arg!r} for {data.name}; it has: "
-                               f"{', '.join(data.ood) or 'none'}")
+            raise MMTrackError(f"unknown OOD set {iv.arg!r} for {data.name}; it has: {', '.join(data.ood) or 'none'}")

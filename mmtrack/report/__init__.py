@@ -32,10 +32,32 @@ from mmtrack.report.sheet_report import (
     sheet_figure,
 )
 
-__all__ = ["contested_figure", "render_audit", "FORMATS", "NOISE_NOTE", "check_format", "html_page", "latex_escape", "long_table", "md_escape", "render",
-           "render_html_report", "render_sheets", "rich_summary", "rich_table", "rich_tables", "save_figure",
-           "selection_figure", "selection_log", "sheet_csv_frame", "sheet_figure", "sheet_log", "slug",
-           "strict_json", "wide_table"]
+__all__ = [
+    "contested_figure",
+    "render_audit",
+    "FORMATS",
+    "NOISE_NOTE",
+    "check_format",
+    "html_page",
+    "latex_escape",
+    "long_table",
+    "md_escape",
+    "render",
+    "render_html_report",
+    "render_sheets",
+    "rich_summary",
+    "rich_table",
+    "rich_tables",
+    "save_figure",
+    "selection_figure",
+    "selection_log",
+    "sheet_csv_frame",
+    "sheet_figure",
+    "sheet_log",
+    "slug",
+    "strict_json",
+    "wide_table",
+]
 
 
 def render(obj: Sheet | pd.DataFrame | SelectionReport, fmt: str, **opts: Any) -> str:
@@ -55,12 +77,15 @@ def slug(metric: str) -> str:
     return metric.replace("/", "_")
 
 
-def sheet_log(sheets: Sequence[Sheet], ui_url: str | None = None,
-              experiment_id: str | None = None) -> tuple[dict[str, str], dict[str, float | None]]:
+def sheet_log(
+    sheets: Sequence[Sheet], ui_url: str | None = None, experiment_id: str | None = None
+) -> tuple[dict[str, str], dict[str, float | None]]:
     """What `mmtrack sheet --log` records: files (`report.html` with every sheet, `sheet-<slug>.json` per sheet)
     and metrics (`delta_max_all/<metric>`, `noise_floor_all/<metric>`, `disagreement_all/<metric>`)."""
-    files = {"report.html": render_html_report(sheets, ui_url=ui_url, experiment_id=experiment_id),
-             **{f"sheet-{slug(s.metric)}.json": render_sheet(s, "json") for s in sheets}}
+    files = {
+        "report.html": render_html_report(sheets, ui_url=ui_url, experiment_id=experiment_id),
+        **{f"sheet-{slug(s.metric)}.json": render_sheet(s, "json") for s in sheets},
+    }
     metrics: dict[str, float | None] = {}
     for s in sheets:
         metrics[f"delta_max_all/{s.metric}"] = s.delta_max_all
@@ -72,8 +97,11 @@ def sheet_log(sheets: Sequence[Sheet], ui_url: str | None = None,
 def selection_log(report: SelectionReport) -> tuple[dict[str, str], dict[str, float | None]]:
     """What `mmtrack select --log` records: files `selection.json`, `selection.html`, `selection.md` and metrics
     `delta_max/before/<metric>`, `n_selected/<label>`, `delta_max/<label>/<metric>` (label: top75, within2pp...)."""
-    files = {"selection.json": render_selection(report, "json"), "selection.html": render_selection(report, "html"),
-             "selection.md": render_selection(report, "markdown")}
+    files = {
+        "selection.json": render_selection(report, "json"),
+        "selection.html": render_selection(report, "html"),
+        "selection.md": render_selection(report, "markdown"),
+    }
     metrics: dict[str, float | None] = {f"delta_max/before/{m}": st.delta_max for m, st in report.before.items()}
     for o in report.selections:
         metrics[f"n_selected/{o.selection.key}"] = o.selection.n_selected

@@ -32,9 +32,20 @@ def strict_json(obj: Any) -> str:
     return json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "–": "--", "Δ": r"$\Delta$"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "Δ": r"$\Delta$",
+}
 
 
 LATEX_PREAMBLE = r"% needs \usepackage{booktabs} (\toprule, \midrule, \bottomrule)"  # the one rule style of every table
@@ -69,11 +80,15 @@ section { margin-bottom: 2em; }
 footer { margin-top: 1.2em; }
 footer p { margin: 0.3em 0; }
 .note { color: #666; font-size: 0.9em; }
+img.figure { max-width: 100%; height: auto; display: block; margin: 0.8em 0; }
+table.design th, table.design td, table.contested td, td:first-child, th:first-child { text-align: left; }
 """
 
 
 def html_page(title: str, body: str) -> str:
     """A standalone HTML page (one style sheet for every report) with `title` as its title and heading."""
     esc = html.escape
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
-            f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n{body}</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{esc(title)}</title>\n'
+        f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n{body}</body>\n</html>\n"
+    )

@@ -38,8 +38,10 @@ def _png(fig, dpi: int = 110) -> str:
 
 
 def _value(x: float | None, text: str) -> str:
-    return f'<td data-value="{"" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))}">' \
-           f"{esc(text)}</td>"
+    return (
+        f'<td data-value="{"" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))}">'
+        f"{esc(text)}</td>"
+    )
 
 
 def _share(x: float | None) -> str:
@@ -51,8 +53,12 @@ def _design(audit: Audit) -> str:
     d = audit.design
     rows = [("experiment", audit.experiment), ("FINISHED runs", str(audit.n_runs))]
     if st:
-        rows += [("dataset", str(st.get("dataset", ""))), ("design", str(st.get("design", ""))),
-                 ("epochs", str(st.get("epochs", ""))), ("seeds", ", ".join(map(str, st.get("seeds", []))))]
+        rows += [
+            ("dataset", str(st.get("dataset", ""))),
+            ("design", str(st.get("design", ""))),
+            ("epochs", str(st.get("epochs", ""))),
+            ("seeds", ", ".join(map(str, st.get("seeds", [])))),
+        ]
         if st.get("fixed"):
             rows.append(("fixed", ", ".join(f"{k}={format_value(v)}" for k, v in st["fixed"].items())))
         if st.get("interventions"):
@@ -67,26 +73,41 @@ def _design(audit: Audit) -> str:
 def _summary(audit: Audit) -> str:
     df = audit.summary
     head = "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS)
-    numeric = ("delta_max_all", "ratio_to_acc", None, "top_axis_eta_squared", "top_axis_p_value",
-               "top_axis_delta_max", "noise_floor_all")
+    numeric = (
+        "delta_max_all",
+        "ratio_to_acc",
+        None,
+        "top_axis_eta_squared",
+        "top_axis_p_value",
+        "top_axis_delta_max",
+        "noise_floor_all",
+    )
     rows = []
     for record, cells in zip(df.to_dict(orient="records"), _summary_cells(df, 2)):
         tds = [f"<td>{esc(cells[0])}</td>"]
         for col, text in zip(numeric, cells[1:]):
             tds.append(f"<td>{esc(text)}</td>" if col is None else _value(record[col], text))
         rows.append(f'<tr data-metric="{esc(record["metric"])}">' + "".join(tds) + "</tr>")
-    return (f'<section id="summary"><h2>Summary: multiplicity per metric</h2>\n<table class="summary">\n<tr>{head}</tr>'
-            "\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n</section>\n')
+    return (
+        f'<section id="summary"><h2>Summary: multiplicity per metric</h2>\n<table class="summary">\n<tr>{head}</tr>'
+        "\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n</section>\n'
+    )
 
 
 def _sheets(audit: Audit, ui_url: str | None, experiment_id: str | None) -> str:
-    parts = ['<section id="sheets"><h2>Multiplicity sheets</h2>\n<p>' + " · ".join(
-        f'<a href="#sheet-{esc(s.metric)}">{esc(s.metric)}</a>' for s in audit.sheets) + "</p>"]
+    parts = [
+        '<section id="sheets"><h2>Multiplicity sheets</h2>\n<p>'
+        + " · ".join(f'<a href="#sheet-{esc(s.metric)}">{esc(s.metric)}</a>' for s in audit.sheets)
+        + "</p>"
+    ]
     for s in audit.sheets:
-        parts.append(f'<article class="sheet-section" id="sheet-{esc(s.metric)}" data-metric="{esc(s.metric)}" '
-                     f'data-delta-max-all="{"" if math.isnan(s.delta_max_all) else repr(s.delta_max_all)}">'
-                     f"<h3>{esc(s.metric)}</h3>\n<p><b>{esc(_footer(s))}</b></p>\n"
-                     + sheet_html(s, 2, ui_url, experiment_id) + "</article>")
+        parts.append(
+            f'<article class="sheet-section" id="sheet-{esc(s.metric)}" data-metric="{esc(s.metric)}" '
+            f'data-delta-max-all="{"" if math.isnan(s.delta_max_all) else repr(s.delta_max_all)}">'
+            f"<h3>{esc(s.metric)}</h3>\n<p><b>{esc(_footer(s))}</b></p>\n"
+            + sheet_html(s, 2, ui_url, experiment_id)
+            + "</article>"
+        )
     return "\n".join(parts) + "\n</section>\n"
 
 
@@ -104,23 +125,37 @@ def _selection(audit: Audit) -> str:
         tds = [f"<td>{esc(str(metric))}</td>"]
         for (key, stats), text in zip(groups, row[1:]):
             d = stats[metric].delta_max if metric in stats else None
-            tds.append(f'<td data-selection="{esc(key)}" data-value="{"" if d is None else repr(d)}">{esc(str(text))}</td>')
+            tds.append(
+                f'<td data-selection="{esc(key)}" data-value="{"" if d is None else repr(d)}">{esc(str(text))}</td>'
+            )
         body.append(f'<tr data-metric="{esc(str(metric))}">' + "".join(tds) + "</tr>")
     figure = _png(selection_figure(rep)) if rep.unseen else ""
     warns = "".join(f"<li>{esc(w)}</li>" for w in rep.warnings)
-    return (f'<section id="selection"><h2>Model selection</h2>\n<p>{esc(selection_caption(rep))}.</p>\n'
-            f'<table class="selection">\n<tr>{head}</tr>\n' + "\n".join(body) + "\n</table>\n" + figure
-            + (f'<ul class="note">{warns}</ul>' if warns else "") + "\n</section>\n")
+    return (
+        f'<section id="selection"><h2>Model selection</h2>\n<p>{esc(selection_caption(rep))}.</p>\n'
+        f'<table class="selection">\n<tr>{head}</tr>\n'
+        + "\n".join(body)
+        + "\n</table>\n"
+        + figure
+        + (f'<ul class="note">{warns}</ul>' if warns else "")
+        + "\n</section>\n"
+    )
 
 
 def _mult_row(label: str, m: Multiplicity, attrs: str = "") -> str:
-    return (f"<tr{attrs}><th>{esc(label)}</th><td>{m.n_models}</td><td>{m.n_examples}</td>"
-            + _value(m.ambiguity, _share(m.ambiguity)) + _value(m.discrepancy, _share(m.discrepancy))
-            + _value(m.contested, _share(m.contested)) + "</tr>")
+    return (
+        f"<tr{attrs}><th>{esc(label)}</th><td>{m.n_models}</td><td>{m.n_examples}</td>"
+        + _value(m.ambiguity, _share(m.ambiguity))
+        + _value(m.discrepancy, _share(m.discrepancy))
+        + _value(m.contested, _share(m.contested))
+        + "</tr>"
+    )
 
 
-MULT_HEAD = ("<tr><th>models</th><th>models</th><th>test examples</th><th>ambiguity</th><th>discrepancy</th>"
-             "<th>contested</th></tr>")
+MULT_HEAD = (
+    "<tr><th>models</th><th>models</th><th>test examples</th><th>ambiguity</th><th>discrepancy</th>"
+    "<th>contested</th></tr>"
+)
 
 
 def _multiplicity(audit: Audit) -> str:
@@ -128,26 +163,37 @@ def _multiplicity(audit: Audit) -> str:
     if audit.overall is None:
         line = next((n for n in audit.notes if n.startswith("prediction multiplicity")), "no predictions")
         return out[0] + f'\n<p class="note">{esc(line)}</p>\n</section>\n'
-    out.append(f"<p>Against the reference model (run <code>{esc(str(audit.reference))}</code>, the default "
-               "configuration's first seed unless chosen): <b>ambiguity</b> = share of test examples some model "
-               "predicts differently, <b>discrepancy</b> = the largest share one model predicts differently; "
-               "<b>contested</b> = share of test examples on which the models do not all agree (Marx, Calmon &amp; "
-               "Ustun, ICML 2020).</p>")
-    out.append('<table class="multiplicity" id="multiplicity-overall">' + MULT_HEAD.replace("<th>models</th>", "<th>set</th>", 1)
-               + _mult_row("every run", audit.overall, ' data-set="overall"') + "</table>")
+    out.append(
+        f"<p>Against the reference model (run <code>{esc(str(audit.reference))}</code>, the default "
+        "configuration's first seed unless chosen): <b>ambiguity</b> = share of test examples some model "
+        "predicts differently, <b>discrepancy</b> = the largest share one model predicts differently; "
+        "<b>contested</b> = share of test examples on which the models do not all agree (Marx, Calmon &amp; "
+        "Ustun, ICML 2020). Ambiguity equals the contested rate whenever the reference is one of the set; they "
+        "differ for a selection that left the reference out.</p>"
+    )
+    out.append(
+        '<table class="multiplicity" id="multiplicity-overall">'
+        + MULT_HEAD.replace("<th>models</th>", "<th>set</th>", 1)
+        + _mult_row("every run", audit.overall, ' data-set="overall"')
+        + "</table>"
+    )
     if audit.per_config:
-        out.append("<h3>Each configuration's seeds alone (multiplicity from the seed only)</h3>"
-                   "<p class=\"note\">Reference: the configuration's first seed.</p>"
-                   '<table class="multiplicity" id="multiplicity-config">'
-                   + MULT_HEAD.replace("<th>models</th>", "<th>configuration</th>", 1)
-                   + "".join(_mult_row(c.label, c.multiplicity, f' data-set="{esc(c.label)}"') for c in audit.per_config)
-                   + "</table>")
+        out.append(
+            "<h3>Each configuration's seeds alone (multiplicity from the seed only)</h3>"
+            '<p class="note">Reference: the configuration\'s first seed.</p>'
+            '<table class="multiplicity" id="multiplicity-config">'
+            + MULT_HEAD.replace("<th>models</th>", "<th>configuration</th>", 1)
+            + "".join(_mult_row(c.label, c.multiplicity, f' data-set="{esc(c.label)}"') for c in audit.per_config)
+            + "</table>"
+        )
     if audit.per_group:
-        out.append("<h3>Per group: are some groups' examples contested more often?</h3>"
-                   '<table class="multiplicity" id="multiplicity-group">'
-                   + MULT_HEAD.replace("<th>models</th>", "<th>group</th>", 1)
-                   + "".join(_mult_row(g, m, f' data-set="{esc(g)}"') for g, m in audit.per_group.items())
-                   + "</table>")
+        out.append(
+            "<h3>Per group: are some groups' examples contested more often?</h3>"
+            '<table class="multiplicity" id="multiplicity-group">'
+            + MULT_HEAD.replace("<th>models</th>", "<th>group</th>", 1)
+            + "".join(_mult_row(g, m, f' data-set="{esc(g)}"') for g, m in audit.per_group.items())
+            + "</table>"
+        )
     notes = [n for n in audit.notes if n.startswith("prediction multiplicity")]
     out += [f'<p class="note">{esc(n)}</p>' for n in notes]
     return "\n".join(out) + "\n</section>\n"
@@ -167,8 +213,9 @@ def contested_figure(examples: Sequence[dict], images: np.ndarray, class_names: 
         vote_text = ", ".join(f"{class_names[c] if c < len(class_names) else c} {share:.0%}" for c, share in votes)
         label = class_names[ex["label"]] if ex["label"] < len(class_names) else str(ex["label"])
         groups = ", ".join(str(v) for v in ex.get("groups", {}).values())
-        ax.set_title(f"#{ex['index']} true {label}" + (f"\n{groups}" if groups else "") + f"\nvotes: {vote_text}",
-                     fontsize=7)
+        ax.set_title(
+            f"#{ex['index']} true {label}" + (f"\n{groups}" if groups else "") + f"\nvotes: {vote_text}", fontsize=7
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[n:]:
@@ -177,8 +224,9 @@ def contested_figure(examples: Sequence[dict], images: np.ndarray, class_names: 
     return fig
 
 
-def _contested(audit: Audit, images: np.ndarray | None, class_names: Sequence[str] | None,
-               images_note: str | None) -> str:
+def _contested(
+    audit: Audit, images: np.ndarray | None, class_names: Sequence[str] | None, images_note: str | None
+) -> str:
     out = ['<section id="contested"><h2>Contested examples</h2>']
     if not audit.contested:
         why = "no predictions stored" if audit.overall is None else "the models agree on every test example"
@@ -188,8 +236,10 @@ def _contested(audit: Audit, images: np.ndarray | None, class_names: Sequence[st
     def name(c: int) -> str:
         return names[c] if c < len(names) else str(c)
 
-    out.append(f"<p>The {len(audit.contested)} test examples on which the {audit.overall.n_models} models' votes are "
-               "most divided (smallest majority first).</p>")
+    out.append(
+        f"<p>The {len(audit.contested)} test examples on which the {audit.overall.n_models} models' votes are "
+        "most divided (smallest majority first).</p>"
+    )
     if images is not None:
         out.append(_png(contested_figure(audit.contested, images, names), dpi=100))
     elif images_note:
@@ -198,22 +248,38 @@ def _contested(audit: Audit, images: np.ndarray | None, class_names: Sequence[st
     for ex in audit.contested:
         votes = ", ".join(f"{name(c)} {s:.0%}" for c, s in sorted(ex["votes"].items(), key=lambda kv: -kv[1]))
         groups = ", ".join(f"{k}={v}" for k, v in ex.get("groups", {}).items())
-        rows.append(f'<tr data-index="{ex["index"]}"><td>#{ex["index"]}</td><td>{esc(name(ex["label"]))}</td>'
-                    f"<td>{esc(groups)}</td>" + _value(ex["majority_share"], f'{name(ex["majority"])} '
-                                                       f'{ex["majority_share"]:.0%}') + f"<td>{esc(votes)}</td></tr>")
+        rows.append(
+            f'<tr data-index="{ex["index"]}"><td>#{ex["index"]}</td><td>{esc(name(ex["label"]))}</td>'
+            f"<td>{esc(groups)}</td>"
+            + _value(ex["majority_share"], f"{name(ex['majority'])} {ex['majority_share']:.0%}")
+            + f"<td>{esc(votes)}</td></tr>"
+        )
     out.append('<table class="contested">' + "".join(rows) + "</table>")
     return "\n".join(out) + "\n</section>\n"
 
 
-def render_audit(audit: Audit, images: np.ndarray | None = None, class_names: Sequence[str] | None = None,
-                 images_note: str | None = None, ui_url: str | None = None, experiment_id: str | None = None) -> str:
+def render_audit(
+    audit: Audit,
+    images: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    images_note: str | None = None,
+    ui_url: str | None = None,
+    experiment_id: str | None = None,
+) -> str:
     """The report page. `images` (N, C, H, W uint8) are the test images the predictions index, for the contested
     examples figure; without them (`images_note` says why) the examples are listed as a table only."""
     nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
     other = [n for n in audit.notes if not n.startswith(("selection:", "prediction multiplicity"))]
-    body = (f"<nav>{nav}</nav>\n" + _design(audit) + _summary(audit) + _sheets(audit, ui_url, experiment_id)
-            + _selection(audit) + _multiplicity(audit) + _contested(audit, images, class_names, images_note)
-            + "".join(f'<p class="note">{esc(n)}</p>' for n in other))
+    body = (
+        f"<nav>{nav}</nav>\n"
+        + _design(audit)
+        + _summary(audit)
+        + _sheets(audit, ui_url, experiment_id)
+        + _selection(audit)
+        + _multiplicity(audit)
+        + _contested(audit, images, class_names, images_note)
+        + "".join(f'<p class="note">{esc(n)}</p>' for n in other)
+    )
     return html_page(f"Multiplicity report: {audit.experiment}", body)
 
 

@@ -31,7 +31,8 @@ def _cell(stats: RangeStats) -> str:
 def column_labels(report: SelectionReport) -> list[str]:
     """``before (n=…)`` then one label per selection, e.g. ``top 75% (n=17)``."""
     return [f"before (n={report.n_runs})"] + [
-        f"{o.selection.label} (n={o.selection.n_selected})" for o in report.selections]
+        f"{o.selection.label} (n={o.selection.n_selected})" for o in report.selections
+    ]
 
 
 MULTIPLICITY_ROWS = ("ambiguity", "discrepancy", "contested")  # prediction multiplicity, after the unseen metrics
@@ -44,47 +45,79 @@ def _share(x: float | None) -> str:
 def wide_table(report: SelectionReport) -> pd.DataFrame:
     """One row per unseen metric; one text column per group: ``min–max (Δ x.xx)``; then, when the runs' predictions
     were given, one row per prediction-multiplicity measure (`predictions: ambiguity`, ...) in percent."""
-    rows = [[metric, _cell(report.before[metric])] + [_cell(o.unseen[metric]) for o in report.selections]
-            for metric in report.unseen]
+    rows = [
+        [metric, _cell(report.before[metric])] + [_cell(o.unseen[metric]) for o in report.selections]
+        for metric in report.unseen
+    ]
     if report.multiplicity is not None:
         sets = [report.multiplicity] + [o.multiplicity for o in report.selections]
-        rows += [[f"predictions: {name}"] + [_share(getattr(m, name) if m else None) for m in sets]
-                 for name in MULTIPLICITY_ROWS]
+        rows += [
+            [f"predictions: {name}"] + [_share(getattr(m, name) if m else None) for m in sets]
+            for name in MULTIPLICITY_ROWS
+        ]
     return pd.DataFrame(rows, columns=["metric", *column_labels(report)])
 
 
 def long_table(report: SelectionReport) -> pd.DataFrame:
     """Tidy numeric table: one row per (group, unseen metric), values in percentage points."""
     groups: list[tuple[str, str, float | None, float | None, int, dict[str, RangeStats]]] = [
-        ("before", "before", None, None, report.n_runs, report.before)]
+        ("before", "before", None, None, report.n_runs, report.before)
+    ]
     for o in report.selections:
         s = o.selection
         groups.append((s.label, s.rule, s.k, s.eps, s.n_selected, o.unseen))
-    rows = [{"selection": label, "rule": rule, "k": k, "eps": eps, "n_selected": n_sel, "metric": metric,
-             "min": stats[metric].min, "max": stats[metric].max, "delta_max": stats[metric].delta_max,
-             "n": stats[metric].n}
-            for label, rule, k, eps, n_sel, stats in groups for metric in report.unseen]
+    rows = [
+        {
+            "selection": label,
+            "rule": rule,
+            "k": k,
+            "eps": eps,
+            "n_selected": n_sel,
+            "metric": metric,
+            "min": stats[metric].min,
+            "max": stats[metric].max,
+            "delta_max": stats[metric].delta_max,
+            "n": stats[metric].n,
+        }
+        for label, rule, k, eps, n_sel, stats in groups
+        for metric in report.unseen
+    ]
     if report.multiplicity is not None:  # metric predictions/<measure>: min = max = the share (%), n = models
         sets = [report.multiplicity] + [o.multiplicity for o in report.selections]
         for (label, rule, k, eps, n_sel, _), m in zip(groups, sets):
             for name in MULTIPLICITY_ROWS:
                 value = None if m is None or getattr(m, name) is None else 100 * getattr(m, name)
-                rows.append({"selection": label, "rule": rule, "k": k, "eps": eps, "n_selected": n_sel,
-                             "metric": f"predictions/{name}", "min": value, "max": value, "delta_max": None,
-                             "n": None if m is None else m.n_models})
+                rows.append(
+                    {
+                        "selection": label,
+                        "rule": rule,
+                        "k": k,
+                        "eps": eps,
+                        "n_selected": n_sel,
+                        "metric": f"predictions/{name}",
+                        "min": value,
+                        "max": value,
+                        "delta_max": None,
+                        "n": None if m is None else m.n_models,
+                    }
+                )
     return pd.DataFrame(rows, columns=LONG_COLUMNS)
 
 
 def caption(report: SelectionReport) -> str:
     where = f" in {report.experiment}" if report.experiment else ""
-    text = (f"Spread (min–max, Δmax; accuracies in percentage points) of unseen metrics{where} before and after "
-            f"model selection on {', '.join(report.by)}")
+    text = (
+        f"Spread (min–max, Δmax; accuracies in percentage points) of unseen metrics{where} before and after "
+        f"model selection on {', '.join(report.by)}"
+    )
     m = report.multiplicity
     if m is not None:
         ref = f"reference run {m.reference}" if m.reference else "no reference run"
-        text += (f"; predictions: share of {m.n_examples} test examples predicted differently from the {ref} by "
-                 "some model (ambiguity) or by one model at most (discrepancy), or not predicted alike by all "
-                 "(contested)")
+        text += (
+            f"; predictions: share of {m.n_examples} test examples predicted differently from the {ref} by "
+            "some model (ambiguity) or by one model at most (discrepancy), or not predicted alike by all "
+            "(contested)"
+        )
     return text
 
 
@@ -95,8 +128,15 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _latex(table: pd.DataFrame, text: str) -> str:
-    lines = [LATEX_PREAMBLE, r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "c" * (len(table.columns) - 1) + "}",
-             r"\toprule", " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines = [
+        LATEX_PREAMBLE,
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{l" + "c" * (len(table.columns) - 1) + "}",
+        r"\toprule",
+        " & ".join(latex_escape(c) for c in table.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{latex_escape(text)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
@@ -107,14 +147,21 @@ def _html(report: SelectionReport) -> str:
     esc = html.escape
     table = wide_table(report)
     head = "".join(f"<th>{esc(str(c))}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>\n"
-                   for row in table.itertuples(index=False))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>\n" for row in table.itertuples(index=False)
+    )
     notes = "".join(f"<li>{esc(w)}</li>\n" for w in report.warnings)
     title = "Model selection" + (f" — {report.experiment}" if report.experiment else "")
-    return html_page(title, f'<table class="mmtrack-selection">\n<caption>{esc(caption(report))}</caption>\n'
-                            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
-                     + (f'<footer>\n<p>Warnings ({len(report.warnings)}):</p>\n<ul class="note">\n{notes}</ul>\n'
-                        "</footer>\n" if notes else ""))
+    return html_page(
+        title,
+        f'<table class="mmtrack-selection">\n<caption>{esc(caption(report))}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+        + (
+            f'<footer>\n<p>Warnings ({len(report.warnings)}):</p>\n<ul class="note">\n{notes}</ul>\n</footer>\n'
+            if notes
+            else ""
+        ),
+    )
 
 
 def render_selection(report: SelectionReport, fmt: str) -> str:
@@ -164,17 +211,30 @@ def selection_figure(report: SelectionReport):
                 continue
             jitter = rng.uniform(-0.12, 0.12, size=y.size)
             ax.scatter(x + jitter, y, s=12, alpha=0.7, color=f"C{x}", zorder=3)
-            ax.errorbar(x + 0.25, (y.max() + y.min()) / 2, yerr=(y.max() - y.min()) / 2, color="black",
-                        capsize=4, linewidth=1.2, zorder=2)
-            ax.annotate(f"Δ {y.max() - y.min():.2f}", (x + 0.25, y.max()), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=7)
+            ax.errorbar(
+                x + 0.25,
+                (y.max() + y.min()) / 2,
+                yerr=(y.max() - y.min()) / 2,
+                color="black",
+                capsize=4,
+                linewidth=1.2,
+                zorder=2,
+            )
+            ax.annotate(
+                f"Δ {y.max() - y.min():.2f}",
+                (x + 0.25, y.max()),
+                textcoords="offset points",
+                xytext=(0, 4),
+                ha="center",
+                fontsize=7,
+            )
         ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8)
         ax.set_xlim(-0.5, len(groups) - 0.5)
         ax.set_title(metric, fontsize=9)
         ax.set_ylabel("percentage points" if is_accuracy(metric) else "own unit", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.margins(y=0.12)
-    for ax in axes.ravel()[len(metrics):]:
+    for ax in axes.ravel()[len(metrics) :]:
         ax.set_visible(False)
     fig.suptitle(f"Selection on {', '.join(report.by)}", fontsize=10)
     fig.tight_layout()

@@ -29,6 +29,7 @@ CSV_COLUMNS = ("kind", "axis", "seed", "value", "score", "run_id", "noise_floor"
 # Colour ranges
 # --------------------------------------------------------------------------------------------------------
 
+
 def _score_range(sheet: Sheet) -> tuple[float, float]:
     allv = np.concatenate([t.scores.ravel() for t in sheet.tables]) if sheet.tables else np.array([])
     allv = allv[~np.isnan(allv)]
@@ -52,12 +53,16 @@ def _footer(sheet: Sheet, digits: int = 2) -> str:
     dflt = ", ".join(f"{k}={format_value(v)}" for k, v in sheet.default.items())
     floor = "" if sheet.noise_floor_all is None else f" (noise floor {num(sheet.noise_floor_all, digits)})"
     exp = f"experiment: {sheet.experiment} · " if sheet.experiment else ""
-    return (f"{exp}metric: {sheet.metric} ({sheet.unit}) · default: {dflt} · "
-            f"Δmax^all = {num(sheet.delta_max_all, digits)}{floor} over {sheet.n_models} models")
+    return (
+        f"{exp}metric: {sheet.metric} ({sheet.unit}) · default: {dflt} · "
+        f"Δmax^all = {num(sheet.delta_max_all, digits)}{floor} over {sheet.n_models} models"
+    )
 
 
-NOISE_NOTE = (f"{WITHIN_NOISE_MARK} = Δmax within the {NOISE_LEVEL:.0%} noise floor of test-set sampling; "
-              f"{MISSING} = missing; η², p = the axis's effect beyond seed noise (permutation test), * = p < 0.05")
+NOISE_NOTE = (
+    f"{WITHIN_NOISE_MARK} = Δmax within the {NOISE_LEVEL:.0%} noise floor of test-set sampling; "
+    f"{MISSING} = missing; η², p = the axis's effect beyond seed noise (permutation test), * = p < 0.05"
+)
 
 
 def effect_text(t) -> str:
@@ -77,20 +82,51 @@ def sheet_csv_frame(sheet: Sheet) -> pd.DataFrame:
     for t in sheet.tables:
         for i, seed in enumerate(t.seeds):
             for j, value in enumerate(t.values):
-                rows.append({"kind": "score", "axis": t.axis, "seed": seed, "value": value,
-                             "score": t.scores[i, j], "run_id": t.run_ids[i][j]})
+                rows.append(
+                    {
+                        "kind": "score",
+                        "axis": t.axis,
+                        "seed": seed,
+                        "value": value,
+                        "score": t.scores[i, j],
+                        "run_id": t.run_ids[i][j],
+                    }
+                )
         for i, seed in enumerate(t.seeds):
-            rows.append({"kind": "delta_max_per_seed", "axis": t.axis, "seed": seed,
-                         "score": t.delta_max_per_seed[i], "noise_floor": t.noise_floor_per_seed[i],
-                         "within_noise": t.within_noise_per_seed[i], "disagreement": t.disagreement_per_seed[i]})
+            rows.append(
+                {
+                    "kind": "delta_max_per_seed",
+                    "axis": t.axis,
+                    "seed": seed,
+                    "score": t.delta_max_per_seed[i],
+                    "noise_floor": t.noise_floor_per_seed[i],
+                    "within_noise": t.within_noise_per_seed[i],
+                    "disagreement": t.disagreement_per_seed[i],
+                }
+            )
         for j, value in enumerate(t.values):
-            rows.append({"kind": "delta_max_per_value", "axis": t.axis, "value": value,
-                         "score": t.delta_max_per_value[j], "noise_floor": t.noise_floor_per_value[j],
-                         "within_noise": t.within_noise_per_value[j], "disagreement": t.disagreement_per_value[j]})
+            rows.append(
+                {
+                    "kind": "delta_max_per_value",
+                    "axis": t.axis,
+                    "value": value,
+                    "score": t.delta_max_per_value[j],
+                    "noise_floor": t.noise_floor_per_value[j],
+                    "within_noise": t.within_noise_per_value[j],
+                    "disagreement": t.disagreement_per_value[j],
+                }
+            )
         rows.append({"kind": "eta_squared", "axis": t.axis, "score": t.axis_effect.eta_squared})
         rows.append({"kind": "p_value", "axis": t.axis, "score": t.axis_effect.p_value})
-    rows.append({"kind": "delta_max_all", "score": sheet.delta_max_all, "noise_floor": sheet.noise_floor_all,
-                 "within_noise": sheet.within_noise_all, "disagreement": sheet.disagreement_all})
+    rows.append(
+        {
+            "kind": "delta_max_all",
+            "score": sheet.delta_max_all,
+            "noise_floor": sheet.noise_floor_all,
+            "within_noise": sheet.within_noise_all,
+            "disagreement": sheet.disagreement_all,
+        }
+    )
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS), dtype=object)  # object: seeds stay ints
 
 
@@ -98,14 +134,21 @@ def _markdown(sheet: Sheet, digits: int) -> str:
     out = [f"## Multiplicity sheet: {md_escape(sheet.metric)} ({sheet.unit})", ""]
     for t in sheet.tables:
         head = [f"{sheet.design.seed_param} \\ {t.axis}"] + [format_value(v) for v in t.values] + ["Δmax"]
-        out += [f"### {md_escape(t.axis)}", "", "| " + " | ".join(map(md_escape, head)) + " |",
-                "|---|" + "---:|" * (len(t.values) + 1)]
+        out += [
+            f"### {md_escape(t.axis)}",
+            "",
+            "| " + " | ".join(map(md_escape, head)) + " |",
+            "|---|" + "---:|" * (len(t.values) + 1),
+        ]
         for i, seed in enumerate(t.seeds):
             cells = [format_value(seed)] + [num(x, digits) for x in t.scores[i]]
             cells.append(_delta_text(t.delta_max_per_seed[i], t.within_noise_per_seed[i], digits))
             out.append("| " + " | ".join(cells) + " |")
-        cells = ["**Δmax**"] + [_delta_text(d, w, digits) for d, w in zip(t.delta_max_per_value,
-                                                                           t.within_noise_per_value)] + [""]
+        cells = (
+            ["**Δmax**"]
+            + [_delta_text(d, w, digits) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)]
+            + [""]
+        )
         out += ["| " + " | ".join(cells) + " |", "", f"Axis effect: {md_escape(effect_text(t))}", ""]
     out += [md_escape(_footer(sheet, digits)).replace("Δmax^all", "**Δmax^all**"), "", NOISE_NOTE]
     out += _notes(sheet, lambda s: f"- {s}")
@@ -128,28 +171,52 @@ def _latex(sheet: Sheet, digits: int) -> str:
     def delta(d: float, w: bool | None) -> str:
         return cell(d) + (r"\textsuperscript{$\sim$}" if w and not math.isnan(d) else "")
 
-    out = [f"% multiplicity sheet: {sheet.metric} ({sheet.unit}); {NOISE_NOTE}".replace(MISSING, "--"), LATEX_PREAMBLE,
-           r"\begin{table}[t]", r"\centering\small"]
+    out = [
+        f"% multiplicity sheet: {sheet.metric} ({sheet.unit}); {NOISE_NOTE}".replace(MISSING, "--"),
+        LATEX_PREAMBLE,
+        r"\begin{table}[t]",
+        r"\centering\small",
+    ]
     for t in sheet.tables:
         ncol = len(t.values) + 2
-        out += [r"\begin{tabular}{l" + "r" * len(t.values) + "r}",
-                rf"\multicolumn{{{ncol}}}{{c}}{{\textbf{{{latex_escape(t.axis)}}}}} \\", r"\toprule",
-                " & ".join([latex_escape(sheet.design.seed_param)] + [latex_escape(format_value(v)) for v in t.values]
-                           + [r"$\Delta_{\max}$"]) + r" \\", r"\midrule"]
+        out += [
+            r"\begin{tabular}{l" + "r" * len(t.values) + "r}",
+            rf"\multicolumn{{{ncol}}}{{c}}{{\textbf{{{latex_escape(t.axis)}}}}} \\",
+            r"\toprule",
+            " & ".join(
+                [latex_escape(sheet.design.seed_param)]
+                + [latex_escape(format_value(v)) for v in t.values]
+                + [r"$\Delta_{\max}$"]
+            )
+            + r" \\",
+            r"\midrule",
+        ]
         for i, seed in enumerate(t.seeds):
             cells = [latex_escape(format_value(seed))] + [cell(x) for x in t.scores[i]]
             cells.append(delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]))
             out.append(" & ".join(cells) + r" \\")
-        out += [r"\midrule", " & ".join([r"$\Delta_{\max}$"] + [delta(d, w) for d, w in zip(
-            t.delta_max_per_value, t.within_noise_per_value)] + [""]) + r" \\", r"\bottomrule",
-            rf"\multicolumn{{{ncol}}}{{l}}{{\footnotesize {_latex_effect(t)}}} \\", r"\end{tabular}\quad"]
+        out += [
+            r"\midrule",
+            " & ".join(
+                [r"$\Delta_{\max}$"]
+                + [delta(d, w) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)]
+                + [""]
+            )
+            + r" \\",
+            r"\bottomrule",
+            rf"\multicolumn{{{ncol}}}{{l}}{{\footnotesize {_latex_effect(t)}}} \\",
+            r"\end{tabular}\quad",
+        ]
     dflt = ", ".join(f"{latex_escape(k)}={latex_escape(format_value(v))}" for k, v in sheet.default.items())
     exp = f" ({latex_escape(sheet.experiment)})" if sheet.experiment else ""
     floor = "" if sheet.noise_floor_all is None else f" (noise floor {num(sheet.noise_floor_all, digits)})"
-    out += [rf"\caption{{Multiplicity sheet{exp} of \texttt{{{latex_escape(sheet.metric)}}} (\%). "
-            rf"Default: {dflt}. $\Delta^{{all}}_{{\max}} = {cell(sheet.delta_max_all)}${floor}. "
-            rf"\textsuperscript{{$\sim$}}: $\Delta_{{\max}}$ within the {NOISE_LEVEL * 100:.0f}\% noise floor of "
-            r"test-set sampling; --: missing.}", r"\end{table}"]
+    out += [
+        rf"\caption{{Multiplicity sheet{exp} of \texttt{{{latex_escape(sheet.metric)}}} (\%). "
+        rf"Default: {dflt}. $\Delta^{{all}}_{{\max}} = {cell(sheet.delta_max_all)}${floor}. "
+        rf"\textsuperscript{{$\sim$}}: $\Delta_{{\max}}$ within the {NOISE_LEVEL * 100:.0f}\% noise floor of "
+        r"test-set sampling; --: missing.}",
+        r"\end{table}",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -187,34 +254,60 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
         shown = [f"floor {num(floor, digits)}" if floor is not None else ""]
         shown.append(f"disagree {dis:.1%}" if dis is not None else "")
         detail = " · ".join(x for x in shown if x)
-        return (f'<td class="delta" style="background:{bg};color:{fg}" title="{esc("; ".join(tip))}">'
-                f"{num(d, digits)}{mark}" + (f"<small>{esc(detail)}</small>" if detail else "") + "</td>")
+        return (
+            f'<td class="delta" style="background:{bg};color:{fg}" title="{esc("; ".join(tip))}">'
+            f"{num(d, digits)}{mark}" + (f"<small>{esc(detail)}</small>" if detail else "") + "</td>"
+        )
 
     parts = []
     for t in sheet.tables:
-        rows = ["<tr><th>" + esc(f"{sheet.design.seed_param} \\ {t.axis}") + "</th>"
-                + "".join(f"<th>{esc(format_value(v))}</th>" for v in t.values) + '<th class="delta">Δmax</th></tr>']
+        rows = [
+            "<tr><th>"
+            + esc(f"{sheet.design.seed_param} \\ {t.axis}")
+            + "</th>"
+            + "".join(f"<th>{esc(format_value(v))}</th>" for v in t.values)
+            + '<th class="delta">Δmax</th></tr>'
+        ]
         for i, seed in enumerate(t.seeds):
-            rows.append(f"<tr><th>{esc(format_value(seed))}</th>"
-                        + "".join(score_cell(x, r) for x, r in zip(t.scores[i], t.run_ids[i]))
-                        + delta_cell(t.delta_max_per_seed[i], t.noise_floor_per_seed[i],
-                                     t.within_noise_per_seed[i], t.disagreement_per_seed[i]) + "</tr>")
-        rows.append('<tr class="delta"><th>Δmax</th>' + "".join(
-            delta_cell(d, f, w, q) for d, f, w, q in zip(t.delta_max_per_value, t.noise_floor_per_value,
-                                                         t.within_noise_per_value, t.disagreement_per_value))
-                    + "<td></td></tr>")
+            rows.append(
+                f"<tr><th>{esc(format_value(seed))}</th>"
+                + "".join(score_cell(x, r) for x, r in zip(t.scores[i], t.run_ids[i]))
+                + delta_cell(
+                    t.delta_max_per_seed[i],
+                    t.noise_floor_per_seed[i],
+                    t.within_noise_per_seed[i],
+                    t.disagreement_per_seed[i],
+                )
+                + "</tr>"
+            )
+        rows.append(
+            '<tr class="delta"><th>Δmax</th>'
+            + "".join(
+                delta_cell(d, f, w, q)
+                for d, f, w, q in zip(
+                    t.delta_max_per_value, t.noise_floor_per_value, t.within_noise_per_value, t.disagreement_per_value
+                )
+            )
+            + "<td></td></tr>"
+        )
         sig = " significant" if t.axis_effect.significant else ""
-        parts.append(f'<table><caption>{esc(t.axis)} <span class="effect{sig}">{esc(effect_text(t))}</span></caption>\n'
-                     + "\n".join(rows) + "\n</table>")
+        parts.append(
+            f'<table><caption>{esc(t.axis)} <span class="effect{sig}">{esc(effect_text(t))}</span></caption>\n'
+            + "\n".join(rows)
+            + "\n</table>"
+        )
     notes = _notes(sheet, lambda s: f"<li>{esc(s)}</li>")
     notes_html = "\n".join(n if n.startswith("<li>") else (f"<p>{esc(n)}</p>" if n else "") for n in notes)
-    return ('<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
-            f"<footer>\n<p>{esc(_footer(sheet, digits))}</p>\n<p class=\"note\">{esc(NOISE_NOTE)}</p>\n"
-            f"<ul class=\"note\">\n{notes_html}\n</ul>\n</footer>\n")
+    return (
+        '<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
+        f'<footer>\n<p>{esc(_footer(sheet, digits))}</p>\n<p class="note">{esc(NOISE_NOTE)}</p>\n'
+        f'<ul class="note">\n{notes_html}\n</ul>\n</footer>\n'
+    )
 
 
-def render_html_report(sheets: Sequence[Sheet], ui_url: str | None = None, experiment_id: str | None = None,
-                       digits: int = 2) -> str:
+def render_html_report(
+    sheets: Sequence[Sheet], ui_url: str | None = None, experiment_id: str | None = None, digits: int = 2
+) -> str:
     """Every sheet on one standalone HTML page, one section per metric, with a table of contents."""
     esc = html_lib.escape
     experiment = next((s.experiment for s in sheets if s.experiment), "")
@@ -222,12 +315,14 @@ def render_html_report(sheets: Sequence[Sheet], ui_url: str | None = None, exper
     body = f"<nav>{nav}</nav>\n" + "".join(
         f'<section id="sheet-{i}">\n<h2>{esc(s.metric)} ({esc(s.unit)}) — Δmax^all '
         f"{num(s.delta_max_all, digits)}</h2>\n{_html(s, digits, ui_url, experiment_id)}</section>\n"
-        for i, s in enumerate(sheets))
+        for i, s in enumerate(sheets)
+    )
     return html_page("Multiplicity sheets" + (f" — {experiment}" if experiment else ""), body)
 
 
-def render_sheet(sheet: Sheet, fmt: str, ui_url: str | None = None, experiment_id: str | None = None,
-           digits: int = 2) -> str:
+def render_sheet(
+    sheet: Sheet, fmt: str, ui_url: str | None = None, experiment_id: str | None = None, digits: int = 2
+) -> str:
     """The sheet as text: csv (long format, see `sheet_csv_frame`), markdown, latex, html (a standalone page;
     score cells link to their MLflow run when `ui_url` and `experiment_id` are given) or json."""
     check_format(fmt)
@@ -243,8 +338,9 @@ def render_sheet(sheet: Sheet, fmt: str, ui_url: str | None = None, experiment_i
     return html_page(title, _html(sheet, digits, ui_url, experiment_id))
 
 
-def render_sheets(sheets: Sequence[Sheet], fmt: str, ui_url: str | None = None, experiment_id: str | None = None,
-                  digits: int = 2) -> str:
+def render_sheets(
+    sheets: Sequence[Sheet], fmt: str, ui_url: str | None = None, experiment_id: str | None = None, digits: int = 2
+) -> str:
     """Several sheets as one text (one sheet: exactly `render_sheet`): json, a list of sheet objects; csv, one
     long table with a `metric` column; html, one page with a section per sheet (`render_html_report`); markdown
     and latex, the sheets one after the other."""
@@ -266,6 +362,7 @@ def render_sheets(sheets: Sequence[Sheet], fmt: str, ui_url: str | None = None, 
 # --------------------------------------------------------------------------------------------------------
 # Terminal (rich) and figure
 # --------------------------------------------------------------------------------------------------------
+
 
 def rich_tables(sheet: Sheet, digits: int = 2):
     """The sheet for a terminal: tables side by side, scores and Δmax on two colour scales, a footer."""
@@ -291,20 +388,28 @@ def rich_tables(sheet: Sheet, digits: int = 2):
 
     tables = []
     for t in sheet.tables:
-        rt = RichTable(title=t.axis, caption=effect_text(t), caption_style="bold" if t.axis_effect.significant else "dim",
-                       show_edge=False, pad_edge=False, padding=(0, 1))
+        rt = RichTable(
+            title=t.axis,
+            caption=effect_text(t),
+            caption_style="bold" if t.axis_effect.significant else "dim",
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 1),
+        )
         rt.add_column(sheet.design.seed_param, justify="right", style="bold")
         for v in t.values:
             rt.add_column(format_value(v), justify="right")
         rt.add_column("Δmax", justify="right")
         for i, seed in enumerate(t.seeds):
-            rt.add_row(format_value(seed), *[score(x) for x in t.scores[i]],
-                       delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]),
-                       end_section=i == len(t.seeds) - 1)
+            rt.add_row(
+                format_value(seed),
+                *[score(x) for x in t.scores[i]],
+                delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]),
+                end_section=i == len(t.seeds) - 1,
+            )
         rt.add_row("Δmax", *[delta(d, w) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)], "")
         tables.append(rt)
-    lines = [Columns(tables, padding=(1, 3)), Text(_footer(sheet, digits), style="bold"),
-             Text(NOISE_NOTE, style="dim")]
+    lines = [Columns(tables, padding=(1, 3)), Text(_footer(sheet, digits), style="bold"), Text(NOISE_NOTE, style="dim")]
     lines += [Text(n, style="yellow") for n in _notes(sheet, lambda s: f"  {s}") if n]
     return Group(*lines)
 
@@ -342,8 +447,9 @@ def sheet_figure(sheet: Sheet, digits: int = 2):
             for c in range(V + 1):
                 if r == S and c == V:
                     continue
-                x, cmap, vmin, vmax = ((grid_s[r, c], SCORE_CMAP, lo, hi) if r < S and c < V
-                                       else (grid_d[r, c], DELTA_CMAP, 0.0, dhi))
+                x, cmap, vmin, vmax = (
+                    (grid_s[r, c], SCORE_CMAP, lo, hi) if r < S and c < V else (grid_d[r, c], DELTA_CMAP, 0.0, dhi)
+                )
                 if math.isnan(x):
                     ax.text(c, r, MISSING, ha="center", va="center", fontsize=8, color="#888888")
                     continue
@@ -357,14 +463,17 @@ def sheet_figure(sheet: Sheet, digits: int = 2):
         ax.set_xticks(range(V + 1), labels, fontsize=8, rotation=25 if long else 0, ha="right" if long else "center")
         ax.set_yticks(range(S + 1), [format_value(s) for s in t.seeds] + ["Δmax"], fontsize=8)
         ax.tick_params(length=0)
-        ax.set_title(f"{t.axis}\n{effect_text(t)}", fontsize=9, fontweight="bold" if t.axis_effect.significant else None)
+        ax.set_title(
+            f"{t.axis}\n{effect_text(t)}", fontsize=9, fontweight="bold" if t.axis_effect.significant else None
+        )
         for spine in ax.spines.values():
             spine.set_visible(False)
     axes[0].set_ylabel(f"{sheet.design.seed_param} (changing random seeds)", fontsize=9)
     fig.colorbar(im_s, ax=list(axes), fraction=0.02, pad=0.01, label=f"{sheet.metric} ({sheet.unit})")
     fig.colorbar(im_d, ax=list(axes), fraction=0.02, pad=0.01, label="Δmax (pp)")
-    fig.suptitle(f"Multiplicity sheet: {sheet.metric}" + (f" — {sheet.experiment}" if sheet.experiment else ""),
-                 fontsize=11)
+    fig.suptitle(
+        f"Multiplicity sheet: {sheet.metric}" + (f" — {sheet.experiment}" if sheet.experiment else ""), fontsize=11
+    )
     fig.supxlabel(_footer(sheet, digits) + "\n" + NOISE_NOTE, fontsize=8)
     return fig
 
@@ -373,19 +482,27 @@ def _summary_cells(df: pd.DataFrame, digits: int) -> list[list[str]]:
     out = []
     for r in df.itertuples(index=False):
         p = r.top_axis_p_value
-        out.append([str(r.metric), num(r.delta_max_all, digits),
-                    MISSING if pd.isna(r.ratio_to_acc) else f"{r.ratio_to_acc:.1f}×",
-                    MISSING if pd.isna(r.top_axis) else str(r.top_axis),
-                    MISSING if pd.isna(r.top_axis_eta_squared) else f"{r.top_axis_eta_squared:.2f}",
-                    MISSING if pd.isna(p) else format_p(p), num(r.top_axis_delta_max, digits),
-                    num(r.noise_floor_all, digits)])
+        out.append(
+            [
+                str(r.metric),
+                num(r.delta_max_all, digits),
+                MISSING if pd.isna(r.ratio_to_acc) else f"{r.ratio_to_acc:.1f}×",
+                MISSING if pd.isna(r.top_axis) else str(r.top_axis),
+                MISSING if pd.isna(r.top_axis_eta_squared) else f"{r.top_axis_eta_squared:.2f}",
+                MISSING if pd.isna(p) else format_p(p),
+                num(r.top_axis_delta_max, digits),
+                num(r.noise_floor_all, digits),
+            ]
+        )
     return out
 
 
 _SUMMARY_HEADERS = ["metric", "Δmax^all (pp)", "× acc", "top axis", "η²", "p", "its Δmax (pp)", "noise floor (pp)"]
-SUMMARY_NOTE = ("top axis = the axis with the largest significant effect beyond seed noise (η², permutation p < 0.05); "
-                "seed = no axis moves the metric more than changing the seed does (its Δmax: the largest between "
-                "seeds of one configuration)")
+SUMMARY_NOTE = (
+    "top axis = the axis with the largest significant effect beyond seed noise (η², permutation p < 0.05); "
+    "seed = no axis moves the metric more than changing the seed does (its Δmax: the largest between "
+    "seeds of one configuration)"
+)
 
 
 def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
@@ -401,18 +518,38 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
         lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in cells]
         return "\n".join(lines + ["", md_escape(SUMMARY_NOTE)]) + "\n"
     if fmt == "latex":
-        head = ["metric", r"$\Delta^{all}_{\max}$", r"$\times$ acc", "top axis", r"$\eta^2$", "$p$",
-                r"its $\Delta_{\max}$", "noise floor"]
-        lines = [f"% {SUMMARY_NOTE}", LATEX_PREAMBLE, r"\begin{tabular}{lrrlrrrr}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
-        lines += [" & ".join(latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--").replace("η²", r"$\eta^2$")
-                             for c in row)
-                  + r" \\" for row in cells]
+        head = [
+            "metric",
+            r"$\Delta^{all}_{\max}$",
+            r"$\times$ acc",
+            "top axis",
+            r"$\eta^2$",
+            "$p$",
+            r"its $\Delta_{\max}$",
+            "noise floor",
+        ]
+        lines = [
+            f"% {SUMMARY_NOTE}",
+            LATEX_PREAMBLE,
+            r"\begin{tabular}{lrrlrrrr}",
+            r"\toprule",
+            " & ".join(head) + r" \\",
+            r"\midrule",
+        ]
+        lines += [
+            " & ".join(
+                latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--").replace("η²", r"$\eta^2$") for c in row
+            )
+            + r" \\"
+            for row in cells
+        ]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
     esc = html_lib.escape
     rows = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
-    return html_page("Multiplicity summary", "<table>\n" + "\n".join(rows) + f"\n</table>\n<p class=\"note\">"
-                     f"{esc(SUMMARY_NOTE)}</p>\n")
+    return html_page(
+        "Multiplicity summary", "<table>\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n'
+    )
 
 
 def rich_summary(df: pd.DataFrame, digits: int = 2):

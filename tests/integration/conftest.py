@@ -130,8 +130,14 @@ def mmtrack_command() -> list[str]:
 
 def subprocess_env(tracking: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MMTRACK_TRACKING_DIR=str(tracking), MMTRACK_DEVICE="cpu", OMP_NUM_THREADS="1",
-               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PYTHONWARNINGS="ignore", COLUMNS="250")
+    env.update(
+        MMTRACK_TRACKING_DIR=str(tracking),
+        MMTRACK_DEVICE="cpu",
+        OMP_NUM_THREADS="1",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        PYTHONWARNINGS="ignore",
+        COLUMNS="250",
+    )
     return env
 
 
@@ -141,8 +147,14 @@ def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = Fa
     env = subprocess_env(tracking)
     if one_cpu:
         env["MMTRACK_THREADS"] = "1"
-    return subprocess.Popen([*mmtrack_command(), *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*mmtrack_command(), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @contextlib.contextmanager

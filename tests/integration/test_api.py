@@ -28,14 +28,18 @@ def test_the_notebook_api_matches_the_commands(capsys, monkeypatch, tracking_dir
     exp = mmtrack.open_experiment("api")
     assert len(exp.runs) == 6 and exp.study is None
     sheet = exp.sheet("acc/ood/x", predictions=True)  # as the command does by default
-    cli = json.loads(run_cli(capsys, monkeypatch, "sheet", "--experiment", "api", "--metric", "acc/ood/x",
-                             "--format", "json").out)
+    cli = json.loads(
+        run_cli(capsys, monkeypatch, "sheet", "--experiment", "api", "--metric", "acc/ood/x", "--format", "json").out
+    )
     assert json.loads(mmtrack.render(sheet, "json")) == cli
     summary = exp.summary()
     assert list(summary["metric"]) == ["acc", "acc/ood/x"]
     sel = exp.select(by=["acc"], tops=[50])
-    cli_sel = json.loads(run_cli(capsys, monkeypatch, "select", "--experiment", "api", "--by", "acc", "--top", "50",
-                                 "--format", "json").out)
+    cli_sel = json.loads(
+        run_cli(
+            capsys, monkeypatch, "select", "--experiment", "api", "--by", "acc", "--top", "50", "--format", "json"
+        ).out
+    )
     assert json.loads(mmtrack.render(sel, "json")) == cli_sel
     with pytest.raises(mmtrack.MMTrackError, match="unknown experiment 'nope'"):
         mmtrack.open_experiment("nope")

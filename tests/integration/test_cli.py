@@ -9,15 +9,14 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import TINY, mmtrack_command, module_store, run_cli, subprocess_env
 
-from mmtrack.tracking import runs as tracking_runs
 from mmtrack import run as run_mod
 from mmtrack import tracking
 from mmtrack.config import RunConfig
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention, parse
 from mmtrack.run import run_config
-
-from conftest import TINY, mmtrack_command, module_store, run_cli, subprocess_env
+from mmtrack.tracking import runs as tracking_runs
 
 TINY_ARGS = ["--width", "0.0625", "--epochs", "1", "--augment", "none", "--batch-size", "256"]
 
@@ -45,16 +44,21 @@ def empty_tracking(tmp_path, monkeypatch):
     [
         (["--arch", "foo"], "error: unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2"),
         (["--dataset", "foo"], "error: unknown dataset 'foo'; choose one of: "),
-        (["--augment", "autoaugment"], "error: unknown augment 'autoaugment'; choose one of: randaugment, "
-                                       "trivialaugment, none"),
+        (
+            ["--augment", "autoaugment"],
+            "error: unknown augment 'autoaugment'; choose one of: randaugment, trivialaugment, none",
+        ),
         (["--optimizer", "lbfgs"], "error: unknown optimizer 'lbfgs'; choose one of: sgd, adam"),
         (["--lr=0"], "error: lr must be a positive number, got 0.0"),
         (["--lr=-0.1"], "error: lr must be a positive number, got -0.1"),
         (["--batch-size=0"], "error: batch_size must be a positive integer, got 0"),
         (["--batch-size=-4"], "error: batch_size must be a positive integer, got -4"),
         (["--epochs=0"], "error: epochs must be a positive integer, got 0"),
-        (["-i", "foo"], "error: unknown intervention 'foo'; choose one of: acc, group, ood, output_noise, "
-                        "input_noise, pgd_linf, mia"),
+        (
+            ["-i", "foo"],
+            "error: unknown intervention 'foo'; choose one of: acc, group, ood, output_noise, "
+            "input_noise, pgd_linf, mia",
+        ),
         (["-i", "pgd_linf:-0.5"], "error: pgd_linf value must be a non-negative number, got -0.5"),
         (["-i", "output_noise:-1"], "error: output_noise value must be a non-negative number, got -1"),
         (["-i", "mia:shadow"], "error: unknown MIA attack 'shadow'; choose one of: rule_based, black_box"),
@@ -84,11 +88,11 @@ def test_train_unavailable_intervention_fails_before_training(capsys, monkeypatc
     assert client.get_experiment_by_name("bad") is None  # a failed train leaves no empty experiment
 
 
-def test_missing_data_message_keeps_its_brackets_and_creates_no_experiment(capsys, monkeypatch, tracking_dir,
-                                                                             tmp_path):
+def test_missing_data_message_keeps_its_brackets_and_creates_no_experiment(capsys, monkeypatch, tracking_dir, tmp_path):
     """Rich markup must not eat user-facing text such as `[age]_[gender]_...`."""
-    res = run_cli(capsys, monkeypatch, "train", "--dataset", "utkface", "--data-dir", str(tmp_path / "nodata"),
-                  *TINY_ARGS)
+    res = run_cli(
+        capsys, monkeypatch, "train", "--dataset", "utkface", "--data-dir", str(tmp_path / "nodata"), *TINY_ARGS
+    )
     assert res.code == 2
     line = one_error_line(res.err)
     assert "[age]_[gender]_[race]_[date&time].jpg" in line and str(tmp_path / "nodata") in line
@@ -99,8 +103,14 @@ def test_console_script_reports_bad_arch(tmp_path):
     """The installed `mmtrack` entry point, as a user runs it."""
     env = subprocess_env(tmp_path / "tracking")
     env.pop("COLUMNS")  # the default 80-column console: the error still is one line
-    proc = subprocess.run([*mmtrack_command(), "train", "--arch", "foo"], cwd=tmp_path, capture_output=True,
-                          text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [*mmtrack_command(), "train", "--arch", "foo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2"
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -108,8 +118,20 @@ def test_console_script_reports_bad_arch(tmp_path):
 
 
 def test_train_logs_one_run(capsys, monkeypatch, tracking_dir, digits):
-    res = run_cli(capsys, monkeypatch, "train", *TINY_ARGS, "--lr", "0.05", "--seed", "3", "--experiment", "cli",
-                  "-i", "acc;group:skew/gs-minority")
+    res = run_cli(
+        capsys,
+        monkeypatch,
+        "train",
+        *TINY_ARGS,
+        "--lr",
+        "0.05",
+        "--seed",
+        "3",
+        "--experiment",
+        "cli",
+        "-i",
+        "acc;group:skew/gs-minority",
+    )
     assert res.code == 0, res.err
     client = tracking.connect()
     exp = client.get_experiment_by_name("cli")
@@ -132,8 +154,10 @@ def evaluated(digits, tmp_path_factory, _empty_store):
     """An experiment with two FINISHED runs (seeds 0, 1) and one FAILED run (diverged)."""
     with module_store(tmp_path_factory, _empty_store, "evaluate") as (d, client):
         exp_id = tracking.experiment_id(client, "evaluate-me", create=True)
-        ids = [run_config(RunConfig(**{**TINY, "seed": s}), client, exp_id, parse(["acc", "group"]), data=digits).run_id
-               for s in (0, 1)]
+        ids = [
+            run_config(RunConfig(**{**TINY, "seed": s}), client, exp_id, parse(["acc", "group"]), data=digits).run_id
+            for s in (0, 1)
+        ]
         with pytest.raises(FloatingPointError):
             run_config(RunConfig(**{**TINY, "lr": 1e6}), client, exp_id, parse(["acc"]), data=digits)
         (failed,) = [r.info.run_id for r in client.search_runs([exp_id], "attributes.status = 'FAILED'")]
@@ -158,8 +182,19 @@ def test_evaluate_adds_a_metric_and_leaves_the_others(capsys, monkeypatch, in_ev
     target, other = ev.finished
     run0, metrics0, params0, hist0 = snapshot(ev.client, target)
     _, other_metrics0, _, _ = snapshot(ev.client, other)
-    res = run_cli(capsys, monkeypatch, "evaluate", "--run-id", target, "-i", "pgd_linf:0.02",
-                  "--pgd-max-examples", "100", "--pgd-steps", "3")
+    res = run_cli(
+        capsys,
+        monkeypatch,
+        "evaluate",
+        "--run-id",
+        target,
+        "-i",
+        "pgd_linf:0.02",
+        "--pgd-max-examples",
+        "100",
+        "--pgd-steps",
+        "3",
+    )
     assert res.code == 0, res.err
     run1, metrics1, params1, hist1 = snapshot(ev.client, target)
     assert set(metrics1) == set(metrics0) | {"acc/pgd_linf/0.02"}
@@ -176,15 +211,17 @@ def test_evaluate_adds_a_metric_and_leaves_the_others(capsys, monkeypatch, in_ev
     from mmtrack.data import load_dataset
 
     expected = Evaluator(model, load_dataset("digits-skewed"), EvalSettings(pgd_max_examples=100, pgd_steps=3)).run(
-        Intervention("pgd_linf", 0.02))[0]
+        Intervention("pgd_linf", 0.02)
+    )[0]
     assert metrics1["acc/pgd_linf/0.02"] == expected["acc/pgd_linf/0.02"]
 
 
 def test_evaluate_experiment_covers_every_finished_run(capsys, monkeypatch, in_evaluated):
     ev = in_evaluated
     before = {rid: snapshot(ev.client, rid)[1] for rid in [*ev.finished, ev.failed]}
-    res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:5",
-                  "--noise-draws", "2")
+    res = run_cli(
+        capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:5", "--noise-draws", "2"
+    )
     assert res.code == 0, res.err
     for rid in ev.finished:
         after = snapshot(ev.client, rid)[1]
@@ -210,8 +247,9 @@ def test_runs_cache_sees_metrics_added_by_evaluate(capsys, monkeypatch, in_evalu
     again = tracking.load_runs(ev.client, ev.exp_id)  # cached: only runs ending after the newest cached one
     assert calls and all("end_time >=" in f for f in calls)
     assert sorted(again["run_id"]) == sorted(first["run_id"])
-    res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:3",
-                  "--noise-draws", "1")
+    res = run_cli(
+        capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:3", "--noise-draws", "1"
+    )
     assert res.code == 0, res.err
     calls.clear()
     after = tracking.load_runs(ev.client, ev.exp_id)
@@ -228,8 +266,10 @@ def test_runs_cache_sees_metrics_added_by_evaluate(capsys, monkeypatch, in_evalu
         (["--run-id", "0" * 32], "error: unknown run id '" + "0" * 32 + "'"),
         (["--experiment", "nope"], "error: unknown experiment 'nope'; the tracking server has: "),
         (["--experiment", "evaluate-me", "-i", "pgd_linf:-1"], "error: pgd_linf value must be a non-negative number"),
-        (["--experiment", "evaluate-me", "-i", "group:race"], "error: unknown group attribute 'race'; this dataset "
-                                                              "has: color, skew"),
+        (
+            ["--experiment", "evaluate-me", "-i", "group:race"],
+            "error: unknown group attribute 'race'; this dataset has: color, skew",
+        ),
     ],
 )
 def test_evaluate_errors(capsys, monkeypatch, in_evaluated, args, message):
@@ -254,8 +294,9 @@ def test_evaluate_experiment_skips_report_runs(capsys, monkeypatch, in_evaluated
     report = ev.client.create_run(ev.exp_id, run_name="sheet-acc", tags={tracking.REPORT_TAG: "sheet"}).info.run_id
     ev.client.set_terminated(report, "FINISHED")
     try:
-        res = run_cli(capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:4",
-                      "--noise-draws", "1")
+        res = run_cli(
+            capsys, monkeypatch, "evaluate", "--experiment", "evaluate-me", "-i", "output_noise:4", "--noise-draws", "1"
+        )
         assert res.code == 0, res.err
         for rid in ev.finished:
             assert "acc/output_noise/4" in ev.client.get_run(rid).data.metrics
@@ -286,8 +327,12 @@ def _toy_experiment(tracking_dir) -> None:
         rid = run.info.run_id
         for key, value in (("lr", lr), ("seed", str(seed)), ("dataset", "toy")):
             client.log_param(rid, key, value)
-        metrics = {"acc": 0.90 + 0.01 * i, "acc/group/a-rather-long-attribute/a-rather-long-value": 0.7 + 0.03 * i,
-                   "acc/ood/another-long-ood-dataset-name": 0.8 - 0.02 * i, "epoch_seconds": 100.0 + 10 * i}
+        metrics = {
+            "acc": 0.90 + 0.01 * i,
+            "acc/group/a-rather-long-attribute/a-rather-long-value": 0.7 + 0.03 * i,
+            "acc/ood/another-long-ood-dataset-name": 0.8 - 0.02 * i,
+            "epoch_seconds": 100.0 + 10 * i,
+        }
         for key, value in metrics.items():
             client.log_metric(rid, key, value)
         client.set_tag(rid, tracking.EVAL_N_TAG, json.dumps({k: 1000 for k in metrics}))
@@ -300,8 +345,9 @@ def test_piped_output_never_cuts_a_table(tracking_dir, tmp_path):
     env.pop("COLUMNS")  # as in CI, `| tee`, or `> file`
 
     def piped(*args):
-        proc = subprocess.run([*mmtrack_command(), *args], cwd=tmp_path, capture_output=True, text=True, env=env,
-                              timeout=120)
+        proc = subprocess.run(
+            [*mmtrack_command(), *args], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
@@ -310,8 +356,18 @@ def test_piped_output_never_cuts_a_table(tracking_dir, tmp_path):
         assert header in summary
     assert "acc/group/a-rather-long-attribute/a-rather-long-value" in summary
     assert "…" not in summary
-    selected = piped("select", "--experiment", "piped", "--by", "acc/ood/another-long-ood-dataset-name",
-                     "--top", "50", "--within", "2", "--pareto")
+    selected = piped(
+        "select",
+        "--experiment",
+        "piped",
+        "--by",
+        "acc/ood/another-long-ood-dataset-name",
+        "--top",
+        "50",
+        "--within",
+        "2",
+        "--pareto",
+    )
     for header in ("before (n=6)", "top 50%", "within 2 pp", "pareto"):
         assert header in selected, selected
     assert "acc/group/a-rather-long-attribute/a-rather-long-value" in selected
@@ -338,18 +394,50 @@ def test_mlflow_run_logs_where_mmtrack_looks(tmp_path):
     env = subprocess_env(tmp_path / "unused")
     env.pop("MMTRACK_TRACKING_DIR")  # nothing configured: both sides use their defaults
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "run", ".", "--env-manager", "local", "-P", "epochs=1",
-           "-P", "width=0.0625", "-P", "augment=none", "-P", "batch_size=256", "-P", "interventions=acc", "-P",
-           "seed=4"]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "run",
+        ".",
+        "--env-manager",
+        "local",
+        "-P",
+        "epochs=1",
+        "-P",
+        "width=0.0625",
+        "-P",
+        "augment=none",
+        "-P",
+        "batch_size=256",
+        "-P",
+        "interventions=acc",
+        "-P",
+        "seed=4",
+    ]
     for lr in ("0.1", "0.05"):  # two runs: a sheet with one axis
-        proc = subprocess.run([*cmd, "-P", f"lr={lr}"], cwd=project, capture_output=True, text=True, env=env,
-                              timeout=300)
+        proc = subprocess.run(
+            [*cmd, "-P", f"lr={lr}"], cwd=project, capture_output=True, text=True, env=env, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "open it: `mmtrack server`, then http://127.0.0.1:5000/#/experiments/" in proc.stdout
     assert (project / "tracking" / "mlflow.db").exists()
-    sheet = subprocess.run([*mmtrack_command(), "sheet", "--experiment", "digits-skewed", "--metric", "acc",
-                            "--format", "json", "--no-predictions"], cwd=project, capture_output=True, text=True,
-                           env=env, timeout=120)
+    sheet = subprocess.run(
+        [
+            *mmtrack_command(),
+            "sheet",
+            "--experiment",
+            "digits-skewed",
+            "--metric",
+            "acc",
+            "--format",
+            "json",
+            "--no-predictions",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert sheet.returncode == 0, sheet.stderr
     data = json.loads(sheet.stdout)
     assert data["n_models"] == 2 and [t["axis"] for t in data["tables"]] == ["lr"]
@@ -394,8 +482,9 @@ def test_launcher_run_in_a_named_experiment_is_the_training_run(capsys, monkeypa
 def test_help_reads_naturally():
     env = subprocess_env(Path("/tmp") / "unused-tracking")
     env["COLUMNS"] = "120"
-    out = subprocess.run([*mmtrack_command(), "sweep", "--help"], capture_output=True, text=True, env=env,
-                         timeout=120).stdout
+    out = subprocess.run(
+        [*mmtrack_command(), "sweep", "--help"], capture_output=True, text=True, env=env, timeout=120
+    ).stdout
     assert "--dry-run " in out and "<bool>" not in out and "<str>" not in out.split("Arguments:")[0]
     assert "--workers INTEGER" in out and "--tracking-uri URI" in out and "STUDY" in out
     top = subprocess.run([*mmtrack_command(), "--help"], capture_output=True, text=True, env=env, timeout=120).stdout
@@ -408,12 +497,37 @@ def test_reports_go_to_a_companion_experiment_one_run_per_invocation(capsys, mon
     training = client.get_experiment_by_name("piped").experiment_id
     before = {r.info.run_id for r in client.search_runs([training])}
     metric = "acc/group/a-rather-long-attribute/a-rather-long-value"
-    res = run_cli(capsys, monkeypatch, "sheet", "--experiment", "piped", "--metric", "acc", "--metric", metric,
-                  "--no-predictions", "--log", "--format", "json")
+    res = run_cli(
+        capsys,
+        monkeypatch,
+        "sheet",
+        "--experiment",
+        "piped",
+        "--metric",
+        "acc",
+        "--metric",
+        metric,
+        "--no-predictions",
+        "--log",
+        "--format",
+        "json",
+    )
     assert res.code == 0, res.err
     sheets = {s["metric"]: s for s in json.loads(res.out)}
-    res = run_cli(capsys, monkeypatch, "select", "--experiment", "piped", "--by", "acc", "--top", "50", "--log",
-                  "--format", "json")
+    res = run_cli(
+        capsys,
+        monkeypatch,
+        "select",
+        "--experiment",
+        "piped",
+        "--by",
+        "acc",
+        "--top",
+        "50",
+        "--log",
+        "--format",
+        "json",
+    )
     assert res.code == 0, res.err
     selected = json.loads(res.out)
     assert {r.info.run_id for r in client.search_runs([training])} == before  # the training table is untouched
@@ -437,7 +551,8 @@ def test_reports_go_to_a_companion_experiment_one_run_per_invocation(capsys, mon
 def test_ui_links_open_the_model_training_view():
     assert tracking.ui_url("http://h:5000/", "3") == "http://h:5000/#/experiments/3/runs?workflowType=machine_learning"
     assert tracking.ui_url("http://h:5000", "3", "abc") == (
-        "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+        "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
     assert tracking.ui_base("https://mlflow.example:443/") == "https://mlflow.example:443"
     assert tracking.ui_base("sqlite:////x/mlflow.db") == tracking.LOCAL_UI
 
@@ -454,8 +569,14 @@ def test_server_starts_lean_and_says_when_it_answers(tracking_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = subprocess_env(tracking_dir)
-    proc = subprocess.Popen([*mmtrack_command(), "server", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*mmtrack_command(), "server", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = ""
         deadline = time.monotonic() + 120

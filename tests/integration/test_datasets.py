@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from mmtrack import data as datasets
-from mmtrack.data import digits as digits_data
 from mmtrack.data import DataOptions, fingerprint, load_dataset
+from mmtrack.data import digits as digits_data
 from mmtrack.errors import MMTrackError
 
 N_SOURCE = 1797  # scikit-learn's digits
@@ -202,6 +202,14 @@ def test_datasets_command_lists_groups_and_ood_sets(capsys, monkeypatch):
 
     res = run_cli(capsys, monkeypatch, "datasets")
     assert res.code == 0, res.err
-    for text in ("digits-skewed", "skew: majority, gs-minority, color-minority", "digits-warped", "utkface",
-                 "race: white, black, asian, indian, others", "fairface, celeba", "cifar10-gs", "built in"):
+    for text in (
+        "digits-skewed",
+        "skew: majority, gs-minority, color-minority",
+        "digits-warped",
+        "utkface",
+        "race: white, black, asian, indian, others",
+        "fairface, celeba",
+        "cifar10-gs",
+        "built in",
+    ):
         assert text in res.out, text

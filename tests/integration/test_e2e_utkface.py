@@ -8,7 +8,6 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
 from test_realdata import make_fairface, make_utkface
 
 MMTRACK = [sys.executable, "-m", "mmtrack.cli"]
@@ -19,8 +18,9 @@ def env(tmp_path, monkeypatch):
     import os
 
     e = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MMTRACK_DATA")}
-    e.update(MMTRACK_TRACKING_DIR=str(tmp_path / "tracking"), MMTRACK_CACHE=str(tmp_path / "cache"),
-             OMP_NUM_THREADS="1")
+    e.update(
+        MMTRACK_TRACKING_DIR=str(tmp_path / "tracking"), MMTRACK_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1"
+    )
     return e
 
 
@@ -36,7 +36,11 @@ def test_utkface_study_sheet_and_select(tmp_path, env):
     make_utkface(data)
     make_fairface(data)
     study = {
-        "name": "utkface", "dataset": "utkface", "design": "ofat", "epochs": 1, "seeds": [0, 1],
+        "name": "utkface",
+        "dataset": "utkface",
+        "design": "ofat",
+        "epochs": 1,
+        "seeds": [0, 1],
         "fixed": {"width": 0.0625, "image_size": 8},
         "default": {"lr": 0.1, "batch_size": 8, "augment": "none"},
         "axes": {"lr": [0.1, 0.05], "batch_size": [8], "augment": ["none"]},
@@ -47,8 +51,9 @@ def test_utkface_study_sheet_and_select(tmp_path, env):
     out = run(["sweep", str(path), "--data-dir", str(data)], env, tmp_path)
     assert "4 finished" in out.stdout, out.stdout
 
-    sheet = json.loads(run(["sheet", "--experiment", "utkface", "--metric", "acc", "--format", "json"],
-                           env, tmp_path).stdout)
+    sheet = json.loads(
+        run(["sheet", "--experiment", "utkface", "--metric", "acc", "--format", "json"], env, tmp_path).stdout
+    )
     assert sheet["experiment"] == "utkface" and sheet["metric"] == "acc" and sheet["unit"] == "%"
     lr = next(t for t in sheet["tables"] if t["axis"] == "lr")
     assert lr["values"] == [0.1, 0.05] and lr["seeds"] == [0, 1]
@@ -57,12 +62,32 @@ def test_utkface_study_sheet_and_select(tmp_path, env):
     assert sheet["delta_max_all"] == pytest.approx(max(flat) - min(flat))
 
     csv = tmp_path / "ood.csv"
-    run(["sheet", "--experiment", "utkface", "--metric", "acc/ood/fairface", "--format", "csv", "--out", str(csv)],
-        env, tmp_path)
+    run(
+        ["sheet", "--experiment", "utkface", "--metric", "acc/ood/fairface", "--format", "csv", "--out", str(csv)],
+        env,
+        tmp_path,
+    )
     assert len(pd.read_csv(csv)) > 0
 
-    sel = json.loads(run(["select", "--experiment", "utkface", "--by", "acc/ood/fairface", "--top", "50",
-                          "--unseen", "acc", "--format", "json"], env, tmp_path).stdout)
+    sel = json.loads(
+        run(
+            [
+                "select",
+                "--experiment",
+                "utkface",
+                "--by",
+                "acc/ood/fairface",
+                "--top",
+                "50",
+                "--unseen",
+                "acc",
+                "--format",
+                "json",
+            ],
+            env,
+            tmp_path,
+        ).stdout
+    )
     assert sel["before"]["acc"]["n"] == 4
     assert sel["selections"][0]["rule"] == "top" and 2 <= sel["selections"][0]["n_selected"] <= 4
 

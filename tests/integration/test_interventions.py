@@ -7,21 +7,20 @@ import json
 
 import pytest
 import torch
+from conftest import TINY
 from mlflow.utils.validation import _validate_metric_name
 from torch import nn
 
 from mmtrack import interventions as iv_mod
-from mmtrack.interventions import evaluator as iv_eval
 from mmtrack import tracking
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import DEFAULT_SPECS, EvalSettings, Evaluator, Intervention, check_available, parse
+from mmtrack.interventions import evaluator as iv_eval
 from mmtrack.models import Classifier, Normalize
 from mmtrack.run import run_config
 from mmtrack.train import predict_logits, train_model
-
-from conftest import TINY
 
 CPU = torch.device("cpu")
 
@@ -186,7 +185,8 @@ def test_mia_on_a_constant_predictor_has_no_advantage(digits):
     """Members and non-members get the same output: the rule-based attack's advantage is the difference of the
     class shares (near 0), and its accuracy near 0.5."""
     metrics, _ = Evaluator(constant_predictor(3), digits, EvalSettings(mia_examples=500)).run(
-        Intervention("mia", "rule_based"))
+        Intervention("mia", "rule_based")
+    )
     assert abs(metrics["mia/rule_based/advantage"]) < 0.06
     assert metrics["mia/rule_based/accuracy"] == pytest.approx(0.5 + metrics["mia/rule_based/advantage"] / 2)
 
@@ -224,8 +224,9 @@ def test_metric_names_work_in_mlflow_search(client):
     run = client.create_run(exp_id)
     client.log_metric(run.info.run_id, "acc/pgd_linf/0.0001", 0.75)
     client.log_metric(run.info.run_id, "acc/group/skew/gs-minority", 0.25)
-    found = client.search_runs([exp_id], "metrics.`acc/pgd_linf/0.0001` > 0.5 and "
-                                         "metrics.`acc/group/skew/gs-minority` < 0.5")
+    found = client.search_runs(
+        [exp_id], "metrics.`acc/pgd_linf/0.0001` > 0.5 and metrics.`acc/group/skew/gs-minority` < 0.5"
+    )
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
 
@@ -234,11 +235,22 @@ def test_metric_names_work_in_mlflow_search(client):
 
 def test_parse_expands_lists_and_formats_numbers():
     ivs = parse(["acc", "pgd_linf:0.005, 0.01", "output_noise:5", "acc", "mia:black_box", "group:skew/gs-minority"])
-    assert ivs == [Intervention("acc"), Intervention("pgd_linf", 0.005), Intervention("pgd_linf", 0.01),
-                   Intervention("output_noise", 5.0), Intervention("mia", "black_box"),
-                   Intervention("group", "skew/gs-minority")]
-    assert [str(iv) for iv in ivs] == ["acc", "pgd_linf:0.005", "pgd_linf:0.01", "output_noise:5", "mia:black_box",
-                                       "group:skew/gs-minority"]
+    assert ivs == [
+        Intervention("acc"),
+        Intervention("pgd_linf", 0.005),
+        Intervention("pgd_linf", 0.01),
+        Intervention("output_noise", 5.0),
+        Intervention("mia", "black_box"),
+        Intervention("group", "skew/gs-minority"),
+    ]
+    assert [str(iv) for iv in ivs] == [
+        "acc",
+        "pgd_linf:0.005",
+        "pgd_linf:0.01",
+        "output_noise:5",
+        "mia:black_box",
+        "group:skew/gs-minority",
+    ]
     assert str(parse(["pgd_linf:1e-4"])[0]) == "pgd_linf:0.0001"  # never 1e-04 in a metric name
     assert len(parse(DEFAULT_SPECS)) == 1 + 1 + 1 + 5 + 2 + 5 + 1
 
@@ -246,8 +258,11 @@ def test_parse_expands_lists_and_formats_numbers():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("robustness", r"unknown intervention 'robustness'; choose one of: acc, group, ood, output_noise, "
-                       r"input_noise, pgd_linf, mia"),
+        (
+            "robustness",
+            r"unknown intervention 'robustness'; choose one of: acc, group, ood, output_noise, "
+            r"input_noise, pgd_linf, mia",
+        ),
         ("pgd_linf:-0.01", r"pgd_linf value must be a non-negative number, got -0.01"),
         ("output_noise:-1", r"output_noise value must be a non-negative number, got -1"),
         ("input_noise:-0.5", r"input_noise value must be a non-negative number"),
@@ -295,8 +310,11 @@ def test_a_failing_intervention_keeps_the_other_metrics(client, digits, monkeypa
     assert "acc/ood/digits-warped" not in run.data.metrics
     assert json.loads(run.data.tags["mmtrack.failed_interventions"]) == {"ood": "RuntimeError: attack exploded"}
     assert result.failed_interventions == {"ood": "RuntimeError: attack exploded"}
-    assert set(json.loads(run.data.tags[tracking.EVAL_N_TAG])) == {"acc", "acc/group/color/color",
-                                                                    "acc/group/color/gray"}
+    assert set(json.loads(run.data.tags[tracking.EVAL_N_TAG])) == {
+        "acc",
+        "acc/group/color/color",
+        "acc/group/color/gray",
+    }
 
 
 def test_unavailable_intervention_fails_before_the_run(client, digits):

@@ -53,8 +53,9 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
-                     for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+            ]
         else:
             continue
         out |= {n for n in names if n == "mmtrack" or n.startswith("mmtrack.")}
@@ -63,7 +64,7 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
 
 def layer(module: str) -> int:
     """The layer of a module: the longest matching prefix wins (interventions.specs is domain)."""
-    sub = module[len("mmtrack."):] if module.startswith("mmtrack.") else ""
+    sub = module[len("mmtrack.") :] if module.startswith("mmtrack.") else ""
     best, best_len = None, -1
     for i, (_, prefixes) in enumerate(LAYERS):
         for p in prefixes:
@@ -85,8 +86,12 @@ def test_every_module_has_a_layer():
 
 
 def test_imports_point_down_the_layers():
-    bad = [f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
-           for m, targets in graph().items() for t in targets if layer(t) > layer(m)]
+    bad = [
+        f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+        for m, targets in graph().items()
+        for t in targets
+        if layer(t) > layer(m)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -125,8 +130,11 @@ def test_no_import_cycles():
 
 
 def test_nothing_imports_the_cli():
-    users = sorted(m for m, targets in graph().items() if not m.startswith("mmtrack.cli")
-                   and any(t == "mmtrack.cli" or t.startswith("mmtrack.cli.") for t in targets))
+    users = sorted(
+        m
+        for m, targets in graph().items()
+        if not m.startswith("mmtrack.cli") and any(t == "mmtrack.cli" or t.startswith("mmtrack.cli.") for t in targets)
+    )
     assert not users
 
 
@@ -136,35 +144,50 @@ def test_only_the_tracking_layer_imports_mlflow():
         if m.startswith("mmtrack.tracking"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else []
+            )
             if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
                 users.append(m)
     assert not users, f"mlflow imported outside mmtrack.tracking: {sorted(set(users))}"
 
 
 def loaded_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-                         capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PACKAGE.parent,
+    )
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("code", [
-    "import mmtrack.analysis, mmtrack.report",
-    "import mmtrack.execution",
-    "import mmtrack.cli",  # `mmtrack --help` stays quick
-    "import mmtrack",  # the public API resolves its names lazily
-    "from mmtrack.study import load_study; load_study('studies/digits-skewed.yaml').configs()",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mmtrack.analysis, mmtrack.report",
+        "import mmtrack.execution",
+        "import mmtrack.cli",  # `mmtrack --help` stays quick
+        "import mmtrack",  # the public API resolves its names lazily
+        "from mmtrack.study import load_study; load_study('studies/digits-skewed.yaml').configs()",
+    ],
+)
 def test_light_layers_load_neither_torch_nor_mlflow(code):
     mods = loaded_after(code)
     assert "torch" not in mods and "mlflow" not in mods
 
 
 def test_sweep_dry_run_loads_no_torch(tmp_path):
-    code = ("import sys\nfrom mmtrack.cli import app\n"
-            "try:\n    app(['sweep', 'studies/digits-skewed.yaml', '--dry-run'])\nexcept SystemExit as e:\n"
-            "    assert e.code in (0, None), e.code\n")
+    code = (
+        "import sys\nfrom mmtrack.cli import app\n"
+        "try:\n    app(['sweep', 'studies/digits-skewed.yaml', '--dry-run'])\nexcept SystemExit as e:\n"
+        "    assert e.code in (0, None), e.code\n"
+    )
     env_code = f"import os\nos.environ['MMTRACK_TRACKING_DIR'] = {str(tmp_path)!r}\n{code}"
     assert "torch" not in loaded_after(env_code)
 
@@ -172,14 +195,15 @@ def test_sweep_dry_run_loads_no_torch(tmp_path):
 def test_the_unit_suite_runs_without_torch_or_mlflow():
     """tests/unit is the analysis and report layers' suite: it must pass where torch and MLflow are not installed
     (here: made unimportable in the subprocess)."""
-    code = ("import sys\n"
-            "class Absent:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('torch', 'torchvision', 'mlflow', 'art'):\n"
-            "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
-            "sys.meta_path.insert(0, Absent())\n"
-            "import pytest\nsys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit']))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
-                         timeout=600)
+    code = (
+        "import sys\n"
+        "class Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision', 'mlflow', 'art'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "import pytest\nsys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', 'tests/unit']))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert " passed" in out.stdout and "skipped" not in out.stdout

@@ -23,9 +23,15 @@ from mmtrack.errors import MMTrackError
 from mmtrack.study import Study, load_study, register_study_dataset
 
 CLASSES = ("cat", "dog")
-TINY_STUDY = {"design": "ofat", "epochs": 1, "seeds": [0], "fixed": {"width": 0.0625, "augment": "none",
-                                                                      "batch_size": 32},
-              "default": {"lr": 0.1}, "axes": {"lr": [0.1]}, "interventions": ["acc", "group", "ood"]}
+TINY_STUDY = {
+    "design": "ofat",
+    "epochs": 1,
+    "seeds": [0],
+    "fixed": {"width": 0.0625, "augment": "none", "batch_size": 32},
+    "default": {"lr": 0.1},
+    "axes": {"lr": [0.1]},
+    "interventions": ["acc", "group", "ood"],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +70,12 @@ def make_manifest(root: Path, n: int = 24, split: bool = True, extra=None) -> Pa
     for i in range(n):
         label = i % 2
         jpeg(root / "img" / f"{i:03d}.jpg", colour(label, i))
-        row = {"path": f"img/{i:03d}.jpg", "label": CLASSES[label], "sex": ("f", "m")[(i // 2) % 2],
-               "age": str(5 + 4 * i)}
+        row = {
+            "path": f"img/{i:03d}.jpg",
+            "label": CLASSES[label],
+            "sex": ("f", "m")[(i // 2) % 2],
+            "age": str(5 + 4 * i),
+        }
         if split:
             row["split"] = "test" if i % 3 == 0 else "train"
         rows.append(row)
@@ -103,24 +113,39 @@ def write_study(tmp_path: Path, dataset, name: str = "own", **changes) -> Path:
 def test_manifest_with_split_column_groups_bins_intersections_and_ood(tmp_path):
     make_manifest(tmp_path / "data")
     make_folder(tmp_path / "data" / "ood", n=3)
-    study = load_study(write_study(tmp_path, {
-        "name": "pets", "manifest": "data/labels.csv", "image_size": 8,
-        "groups": {"sex": {}, "age": {"bins": [0, 30, 60, 97]}}, "intersections": [["sex", "age"]],
-        "fairness_group": "sex/f", "ood": {"shelter": "data/ood"}}))
+    study = load_study(
+        write_study(
+            tmp_path,
+            {
+                "name": "pets",
+                "manifest": "data/labels.csv",
+                "image_size": 8,
+                "groups": {"sex": {}, "age": {"bins": [0, 30, 60, 97]}},
+                "intersections": [["sex", "age"]],
+                "fairness_group": "sex/f",
+                "ood": {"shelter": "data/ood"},
+            },
+        )
+    )
     assert study.dataset == "pets" and study.dataset_spec["manifest"] == str(tmp_path / "data" / "labels.csv")
     ds = load_dataset("pets")
     assert ds.classes == CLASSES and (len(ds.train), len(ds.test)) == (16, 8)
     assert ds.train.images.shape == (16, 3, 8, 8) and ds.fairness_group == ("sex", "f")
     # no male test image is 30-60 (ages 41, 53 are i = 9, 12: female): that intersection is left out
-    assert ds.test.group_values == {"sex": ("f", "m"), "age": ("0-30", "30-60", "60-97"),
-                                    "sex_age": ("f_0-30", "f_30-60", "f_60-97", "m_0-30", "m_60-97")}
+    assert ds.test.group_values == {
+        "sex": ("f", "m"),
+        "age": ("0-30", "30-60", "60-97"),
+        "sex_age": ("f_0-30", "f_30-60", "f_60-97", "m_0-30", "m_60-97"),
+    }
     # test rows are i = 0, 3, ..., 21 (sorted by path): ages 5 + 4i, the last bin closed at 97
     i = np.arange(0, 24, 3)
     assert ds.test.labels.tolist() == (i % 2).tolist()
     assert ds.test.groups["age"].tolist() == np.digitize(5 + 4 * i, [30, 60]).tolist()
     assert ds.test.groups["sex"].tolist() == ((i // 2) % 2).tolist()
-    names = [f"{ds.test.group_values['sex'][a]}_{ds.test.group_values['age'][b]}"
-             for a, b in zip(ds.test.groups["sex"], ds.test.groups["age"])]
+    names = [
+        f"{ds.test.group_values['sex'][a]}_{ds.test.group_values['age'][b]}"
+        for a, b in zip(ds.test.groups["sex"], ds.test.groups["age"])
+    ]
     assert [ds.test.group_values["sex_age"][c] for c in ds.test.groups["sex_age"]] == names
     red = ds.test.images[:, 0].float().mean(dim=(1, 2))
     assert torch.allclose(red, 40 + 160 * ds.test.labels.float(), atol=6)
@@ -156,10 +181,21 @@ def test_folder_with_train_test_folders_and_a_groups_table(tmp_path):
     make_folder(root / "train", n=4)
     make_folder(root / "test", n=2)
     (root / "train" / "cat" / "notes.txt").write_text("not an image")
-    write_csv(root / "groups.csv", [{"path": f"{s}/{c}/{i}.jpg", "site": ("a", "b")[i % 2]}
-                                    for s, n in (("train", 4), ("test", 2)) for c in CLASSES for i in range(n)])
-    spec = folder.normalize({"images": "tree", "groups_table": "tree/groups.csv", "groups": ["site"],
-                             "image_size": 8}, tmp_path, "s", "tree")
+    write_csv(
+        root / "groups.csv",
+        [
+            {"path": f"{s}/{c}/{i}.jpg", "site": ("a", "b")[i % 2]}
+            for s, n in (("train", 4), ("test", 2))
+            for c in CLASSES
+            for i in range(n)
+        ],
+    )
+    spec = folder.normalize(
+        {"images": "tree", "groups_table": "tree/groups.csv", "groups": ["site"], "image_size": 8},
+        tmp_path,
+        "s",
+        "tree",
+    )
     p = folder.check(spec)
     assert p.split_how == "folders train/ and test/" and p.classes == CLASSES
     assert p.profile()["groups"] == {"site": {"a": 2, "b": 2}} and (p.profile()["train"], p.profile()["test"]) == (8, 4)
@@ -201,43 +237,69 @@ def _bad(tmp_path: Path, case: str):
         make_manifest(d)
         (d / "img" / "004.jpg").unlink()
         (d / "img" / "007.jpg").unlink()
-        return {"manifest": "data/labels.csv"}, r"2 of 24 image file\(s\) listed in .*labels.csv are missing, e.g. .*004.jpg"
+        return {
+            "manifest": "data/labels.csv"
+        }, r"2 of 24 image file\(s\) listed in .*labels.csv are missing, e.g. .*004.jpg"
     if case == "unreadable files":
         make_manifest(d)
         (d / "img" / "005.jpg").write_bytes(b"not a jpeg")
         (d / "img" / "006.jpg").write_bytes(b"")
-        return {"manifest": "data/labels.csv"}, r"2 of 24 image file\(s\) of manifest .* cannot be read as images, " \
-                                                r"e.g. .*005.jpg \(UnidentifiedImageError"
+        return (
+            {"manifest": "data/labels.csv"},
+            r"2 of 24 image file\(s\) of manifest .* cannot be read as images, "
+            r"e.g. .*005.jpg \(UnidentifiedImageError",
+        )
     if case == "ood labels":
         make_manifest(d)
         make_folder(d / "ood", n=2, classes=("cat", "dog", "fox"))
-        return {"manifest": "data/labels.csv", "ood": {"zoo": "data/ood"}}, \
-            r"OOD set 'zoo' .*: labels the training set lacks: 'fox' \(2\)"
+        return {
+            "manifest": "data/labels.csv",
+            "ood": {"zoo": "data/ood"},
+        }, r"OOD set 'zoo' .*: labels the training set lacks: 'fox' \(2\)"
     if case == "group column missing":
         make_manifest(d)
-        return {"manifest": "data/labels.csv", "groups": ["skin_type"]}, \
-            r"group column 'skin_type' is missing from .*labels.csv \(columns: age, label, path, sex, split\)"
+        return {
+            "manifest": "data/labels.csv",
+            "groups": ["skin_type"],
+        }, r"group column 'skin_type' is missing from .*labels.csv \(columns: age, label, path, sex, split\)"
     if case == "empty group":
         make_manifest(d)
-        return {"manifest": "data/labels.csv", "groups": {"age": {"bins": [0, 50, 100, 200]}}}, \
-            r"group\(s\) with no test image: age/100-200 \(0 train\)"
+        return {
+            "manifest": "data/labels.csv",
+            "groups": {"age": {"bins": [0, 50, 100, 200]}},
+        }, r"group\(s\) with no test image: age/100-200 \(0 train\)"
     if case == "class without test images":
         jpeg(d / "img" / "fox.jpg", (1, 2, 3))
         make_manifest(d, extra=[{"path": "img/fox.jpg", "label": "fox", "split": "train"}])
         return {"manifest": "data/labels.csv"}, r"class 'fox' has no test image \(1 train, 0 test\)"
     if case == "leakage":
-        make_manifest(d, extra=[{"path": "./img/001.jpg", "label": "dog", "split": "test"},
-                                {"path": "img/002.jpg", "label": "cat", "split": "test"}])
-        return {"manifest": "data/labels.csv"}, \
-            r"2 image\(s\) are in both train and test \(leakage\), e.g. .*001.jpg, .*002.jpg; keep each image in one split"
+        make_manifest(
+            d,
+            extra=[
+                {"path": "./img/001.jpg", "label": "dog", "split": "test"},
+                {"path": "img/002.jpg", "label": "cat", "split": "test"},
+            ],
+        )
+        return (
+            {"manifest": "data/labels.csv"},
+            r"2 image\(s\) are in both train and test \(leakage\), e.g. .*001.jpg, .*002.jpg; keep each image in one split",
+        )
     if case == "no class folder":
         d.mkdir()
         return {"images": "data"}, r"image folder .*data has no class folder"
     raise AssertionError(case)
 
 
-BAD = ["missing files", "unreadable files", "ood labels", "group column missing", "empty group",
-       "class without test images", "leakage", "no class folder"]
+BAD = [
+    "missing files",
+    "unreadable files",
+    "ood labels",
+    "group column missing",
+    "empty group",
+    "class without test images",
+    "leakage",
+    "no class folder",
+]
 
 
 @pytest.mark.parametrize("case", BAD)
@@ -261,14 +323,17 @@ def test_bad_data_is_one_error_line_and_nothing_trained(tmp_path, capsys, monkey
     assert not (tmp_path / "tracking" / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("dataset, message", [
-    ({"manifest": "x.csv", "images": "y"}, "needs exactly one of images:"),
-    ({"images": "y", "groups": {"age": {"bins": [3, 1]}}}, r"bins must increase"),
-    ({"images": "y", "intersections": [["a", "b"]]}, r"must name distinct columns under groups:"),
-    ({"images": "y", "colour": 3}, r"unknown key\(s\) colour"),
-    ({"images": "y", "name": "digits-skewed"}, r"'digits-skewed' is a built-in dataset"),
-    ("nowhere.yaml", r"dataset file .*nowhere.yaml not found"),
-])
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        ({"manifest": "x.csv", "images": "y"}, "needs exactly one of images:"),
+        ({"images": "y", "groups": {"age": {"bins": [3, 1]}}}, r"bins must increase"),
+        ({"images": "y", "intersections": [["a", "b"]]}, r"must name distinct columns under groups:"),
+        ({"images": "y", "colour": 3}, r"unknown key\(s\) colour"),
+        ({"images": "y", "name": "digits-skewed"}, r"'digits-skewed' is a built-in dataset"),
+        ("nowhere.yaml", r"dataset file .*nowhere.yaml not found"),
+    ],
+)
 def test_bad_declarations(tmp_path, dataset, message):
     make_folder(tmp_path / "y", n=2)
     with pytest.raises(MMTrackError, match=message):
@@ -303,9 +368,17 @@ def test_study_json_and_pickle_carry_the_declaration(tmp_path):
 
 def test_datasets_list_and_show(tmp_path, capsys, monkeypatch):
     make_manifest(tmp_path / "data")
-    path = write_study(tmp_path, {"name": "pets", "manifest": "data/labels.csv", "image_size": 8,
-                                  "groups": {"sex": {}, "age": {"bins": [0, 30, 60, 97]}}},
-                       axes={"lr": [0.1, 0.05, 0.01]}, seeds=[0, 1, 2])
+    path = write_study(
+        tmp_path,
+        {
+            "name": "pets",
+            "manifest": "data/labels.csv",
+            "image_size": 8,
+            "groups": {"sex": {}, "age": {"bins": [0, 30, 60, 97]}},
+        },
+        axes={"lr": [0.1, 0.05, 0.01]},
+        seeds=[0, 1, 2],
+    )
     res = run_cli(capsys, monkeypatch, "datasets", "list", path)
     assert res.code == 0, res.err
     for text in ("digits-skewed", "pets", "sex: (values from the data)", "age: 0-30, 30-60, 60-97", "declared in"):
@@ -313,8 +386,16 @@ def test_datasets_list_and_show(tmp_path, capsys, monkeypatch):
     res = run_cli(capsys, monkeypatch, "datasets", "show", path)
     assert res.code == 0, res.err
     out = " ".join(res.out.split())
-    for text in ("pets: study", "9 runs", "2 classes; train 16, test 8", "split: column 'split'",
-                 "k = 9 models (the study's runs)", "p = 0.9", "acc/group/sex/f │ 4 │", "acc/group/age/30-60 │ 2 │"):
+    for text in (
+        "pets: study",
+        "9 runs",
+        "2 classes; train 16, test 8",
+        "split: column 'split'",
+        "k = 9 models (the study's runs)",
+        "p = 0.9",
+        "acc/group/sex/f │ 4 │",
+        "acc/group/age/30-60 │ 2 │",
+    ):
         assert text in out, text
     from mmtrack.analysis.sheet import noise_floor
 
@@ -332,10 +413,18 @@ def test_own_data_study_end_to_end(tmp_path, capsys, monkeypatch, tracking_dir):
     monkeypatch.setenv("MMTRACK_THREADS", "2")
     make_manifest(tmp_path / "data", n=32)
     make_folder(tmp_path / "data" / "ood", n=2)
-    path = write_study(tmp_path, {"name": "pets", "manifest": "data/labels.csv", "image_size": 8,
-                                  "groups": {"sex": {}, "age": {"bins": [0, 60, 200]}},
-                                  "ood": {"shelter": "data/ood"}},
-                       name="pets-study", axes={"lr": [0.1, 0.05]})
+    path = write_study(
+        tmp_path,
+        {
+            "name": "pets",
+            "manifest": "data/labels.csv",
+            "image_size": 8,
+            "groups": {"sex": {}, "age": {"bins": [0, 60, 200]}},
+            "ood": {"shelter": "data/ood"},
+        },
+        name="pets-study",
+        axes={"lr": [0.1, 0.05]},
+    )
     res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run")
     assert res.code == 0 and "2 to do" in res.out, res.err
     res = run_cli(capsys, monkeypatch, "sweep", path, "--workers", "2")
@@ -352,8 +441,7 @@ def test_own_data_study_end_to_end(tmp_path, capsys, monkeypatch, tracking_dir):
     assert json.loads(exp.tags[tracking.STUDY_TAG])["dataset_spec"]["name"] == "pets"
     res = run_cli(capsys, monkeypatch, "sheet", "--experiment", "pets-study", "--summary")
     assert res.code == 0 and "acc/group/sex/f" in res.out, res.err
-    res = run_cli(capsys, monkeypatch, "select", "--experiment", "pets-study", "--by", "acc/group/sex/m",
-                  "--top", "50")
+    res = run_cli(capsys, monkeypatch, "select", "--experiment", "pets-study", "--by", "acc/group/sex/m", "--top", "50")
     assert res.code == 0, res.err
     forget()
     monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "another-machine"))  # nothing remembered: the tag must do

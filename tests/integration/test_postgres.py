@@ -33,9 +33,17 @@ REPO = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # 3 learning rates x 2 seeds = 6 configurations, each a few seconds on one CPU thread.
-TINY = {"name": "pg-tiny", "dataset": "digits-skewed", "design": "ofat", "epochs": 1, "seeds": [0, 1],
-        "fixed": {"width": 0.0625}, "default": {"lr": 0.1, "augment": "none"},
-        "axes": {"lr": [0.1, 0.05, 0.01], "augment": ["none"]}, "interventions": ["acc", "group"]}
+TINY = {
+    "name": "pg-tiny",
+    "dataset": "digits-skewed",
+    "design": "ofat",
+    "epochs": 1,
+    "seeds": [0, 1],
+    "fixed": {"width": 0.0625},
+    "default": {"lr": 0.1, "augment": "none"},
+    "axes": {"lr": [0.1, 0.05, 0.01], "augment": ["none"]},
+    "interventions": ["acc", "group"],
+}
 HEARTBEAT, GRACE = 1, 6  # seconds: a killed worker's claim expires ~6 s after its last heartbeat
 
 
@@ -74,10 +82,22 @@ def stack():
         return
     root = Path(tempfile.mkdtemp(prefix="mmtrack-pg-"))
     root.chmod(0o755)  # as root, PostgreSQL runs as `postgres`, which must reach its data directory
-    argv = ["bash", str(REPO / "tracking" / "start-stack.sh"), "--dir", str(root), "--pg-port", str(free_port()),
-            "--port", str(free_port()), "--workers", "2"]
+    argv = [
+        "bash",
+        str(REPO / "tracking" / "start-stack.sh"),
+        "--dir",
+        str(root),
+        "--pg-port",
+        str(free_port()),
+        "--port",
+        str(free_port()),
+        "--workers",
+        "2",
+    ]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable})
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable}
+        )
         if proc.returncode != 0:
             why = f"tracking/start-stack.sh exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
             if proc.returncode == 3 and not CI:
@@ -87,14 +107,18 @@ def stack():
         env = {}
         for line in (root / "stack.env").read_text().splitlines():
             if line.startswith("export "):
-                key, _, value = line[len("export "):].partition("=")
+                key, _, value = line[len("export ") :].partition("=")
                 env[key] = value
         login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
         saved = {k: os.environ.get(k) for k in login}
         os.environ.update(login)  # this process's MLflow clients log in as the worker, like every worker
         try:
-            _STACK["env"] = {"root": root, "tracking_uri": env["MLFLOW_TRACKING_URI"], "storage": env["MMTRACK_STORAGE"],
-                             "login": login}
+            _STACK["env"] = {
+                "root": root,
+                "tracking_uri": env["MLFLOW_TRACKING_URI"],
+                "storage": env["MMTRACK_STORAGE"],
+                "login": login,
+            }
             yield _STACK["env"]
         finally:
             _STACK.pop("env", None)
@@ -104,8 +128,9 @@ def stack():
                 else:
                     os.environ[k] = v
     finally:
-        subprocess.run(["bash", str(REPO / "tracking" / "stop-stack.sh"), "--dir", str(root)], capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["bash", str(REPO / "tracking" / "stop-stack.sh"), "--dir", str(root)], capture_output=True, timeout=120
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -114,8 +139,9 @@ def _status(url: str, user: str | None = None, password: str | None = None, body
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     if user:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
     try:
@@ -135,8 +161,13 @@ def test_the_stack_asks_who_you_are(stack):
     worker = (login["MLFLOW_TRACKING_USERNAME"], login["MLFLOW_TRACKING_PASSWORD"])
     assert _status(search, *worker) == 200
     assert _status(f"{uri}/api/2.0/mlflow/experiments/create", *worker, body={"name": "auth-check"}) == 200
-    proc = subprocess.run(["bash", str(REPO / "tracking" / "add-user.sh"), "--dir", str(root), "alice"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHON": sys.executable})
+    proc = subprocess.run(
+        ["bash", str(REPO / "tracking" / "add-user.sh"), "--dir", str(root), "alice"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     assert proc.returncode == 0, proc.stderr
     name, password = proc.stdout.split()
     assert name == "alice" and len(password) >= 12
@@ -148,8 +179,13 @@ def test_the_stack_asks_who_you_are(stack):
     assert (root / "stack.env").stat().st_mode & 0o077 == 0 and (root / "auth.ini").stat().st_mode & 0o077 == 0
     # mmtrack commands without a login stop with one line naming the variables
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    out = subprocess.run([sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", "auth-check",
-                          "--tracking-uri", uri], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", "auth-check", "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "requires a login (no login given); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in out.stderr
 
@@ -161,13 +197,20 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     study_file = write_study(root / "pg-tiny.yaml")
     study = parse_study(TINY)
     configs = {c.hash: c for c in study.configs()}
-    env = {**os.environ, **stack["login"], "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "MMTRACK_TRACKING_DIR": str(root / "local"), "COLUMNS": "200"}
-    argv = worker_argv(str(study_file), "--storage", storage, "--threads", "1", "--heartbeat", str(HEARTBEAT),
-                       "--grace", str(GRACE))
+    env = {
+        **os.environ,
+        **stack["login"],
+        "MLFLOW_TRACKING_URI": uri,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "MMTRACK_TRACKING_DIR": str(root / "local"),
+        "COLUMNS": "200",
+    }
+    argv = worker_argv(
+        str(study_file), "--storage", storage, "--threads", "1", "--heartbeat", str(HEARTBEAT), "--grace", str(GRACE)
+    )
     logs = [root / f"worker{i}.log" for i in range(3)]
-    procs = [subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=REPO)
-             for log in logs]
+    procs = [subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, cwd=REPO) for log in logs]
     client = MlflowClient(uri)
     try:
         # SIGKILL the first worker seen training a configuration that is a RUNNING MLflow run.
@@ -178,8 +221,10 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
                 started = [ln.split()[-1] for ln in log.read_text().splitlines() if ln.strip().startswith("training")]
                 if exp is None or not started or p.poll() is not None:
                     continue
-                running = client.search_runs([exp.experiment_id], f"attributes.status = 'RUNNING' and "
-                                             f"tags.`mmtrack.config_name` = '{started[-1]}'")
+                running = client.search_runs(
+                    [exp.experiment_id],
+                    f"attributes.status = 'RUNNING' and tags.`mmtrack.config_name` = '{started[-1]}'",
+                )
                 if running:
                     p.send_signal(signal.SIGKILL)
                     victim, killed = p, running[0]
@@ -206,8 +251,10 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     killed_hash = killed.data.tags["mmtrack.config_hash"]
     dead = client.get_run(killed.info.run_id)
     assert dead.info.status == "FAILED" and "worker died" in dead.data.tags["mmtrack.error"]
-    assert sorted(r.info.status for r in runs if r.data.tags["mmtrack.config_hash"] == killed_hash) == \
-        ["FAILED", "FINISHED"]
+    assert sorted(r.info.status for r in runs if r.data.tags["mmtrack.config_hash"] == killed_hash) == [
+        "FAILED",
+        "FINISHED",
+    ]
     assert len(runs) == len(configs) + 1  # nothing else was trained twice
 
     # In the queue: the killed claim expired (FAIL) and a retry of the same configuration COMPLETEd.
@@ -222,8 +269,25 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     assert sum(t.state.name == "COMPLETE" for t in q.trials) == len(configs)
 
     # The sheet reads the runs back from the server.
-    out = subprocess.run([sys.executable, "-m", "mmtrack.cli", "sheet", "--experiment", study.name, "--metric",
-                          "acc", "--format", "json"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmtrack.cli",
+            "sheet",
+            "--experiment",
+            study.name,
+            "--metric",
+            "acc",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     sheet = json.loads(out.stdout)
     lr = next(t for t in sheet["tables"] if t["axis"] == "lr")
@@ -246,6 +310,7 @@ def fake_execute(calls: list[str]):
         calls.append(cfg.hash)
         emit(Event("start", cfg.run_name, cfg.hash))
         emit(Event("finished", cfg.run_name, cfg.hash, f"run-{cfg.hash}", seconds=0.01))
+
     return execute
 
 
@@ -268,8 +333,7 @@ def test_queue_hands_each_configuration_out_once_and_retries_an_expired_claim(tm
     assert calls == hashes[1:5] + hashes[:1]  # in queue order, the expired claim retried last, 5 never
     assert sorted(ev.hash for ev in summary.finished) == sorted(hashes[:5])
     states = [(t.params["config"], t.state.name) for t in q.study.trials]
-    assert states == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "COMPLETE"), (4, "COMPLETE"),
-                      (0, "COMPLETE")]
+    assert states == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "COMPLETE"), (4, "COMPLETE"), (0, "COMPLETE")]
     assert [ev.kind for ev in q.outcomes(1)] == ["finished"] * 5
 
     # Round over: the next worker starts round 2 with what MLflow does not have FINISHED (here: nothing
@@ -288,8 +352,9 @@ def test_unreachable_storage_and_tracking_server_name_the_url(tmp_path):
     with pytest.raises(MMTrackError) as info:
         run_worker(study, url, f"sqlite:///{tmp_path}/mlflow.db")
     message = info.value.message
-    assert message.startswith(f"Optuna storage postgresql://mmtrack:***@127.0.0.1:{port}/mmtrack_optuna is "
-                              "unreachable (")
+    assert message.startswith(
+        f"Optuna storage postgresql://mmtrack:***@127.0.0.1:{port}/mmtrack_optuna is unreachable ("
+    )
     assert "s3cret" not in message and "\n" not in message
 
     with pytest.raises(MMTrackError) as info:
@@ -301,9 +366,14 @@ def test_unreachable_storage_and_tracking_server_name_the_url(tmp_path):
 
     # The command prints that one line (no traceback) and exits 2.
     study_file = write_study(tmp_path / "s.yaml", name="queue-small")
-    out = subprocess.run(worker_argv(str(study_file), "--storage", url, "--tracking-uri",
-                                     f"sqlite:///{tmp_path}/mlflow.db"),
-                         capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "COLUMNS": "300"})
+    out = subprocess.run(
+        worker_argv(str(study_file), "--storage", url, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: Optuna storage postgresql://mmtrack:***@127.0.0.1:{port}")

@@ -27,9 +27,17 @@ BACKENDS = ["file", "optuna-sqlite", "optuna-postgresql"]
 
 def make_study(seeds: int = 2) -> Study:
     """3 learning rates x `seeds` seeds; a fresh name, so that tests sharing a PostgreSQL database never meet."""
-    return parse_study({"name": f"contract-{uuid.uuid4().hex[:8]}", "dataset": "digits-skewed", "epochs": 1,
-                        "seeds": list(range(seeds)), "fixed": {"width": 0.0625}, "default": {"lr": 0.1},
-                        "axes": {"lr": [0.1, 0.05, 0.01]}})
+    return parse_study(
+        {
+            "name": f"contract-{uuid.uuid4().hex[:8]}",
+            "dataset": "digits-skewed",
+            "epochs": 1,
+            "seeds": list(range(seeds)),
+            "fixed": {"width": 0.0625},
+            "default": {"lr": 0.1},
+            "axes": {"lr": [0.1, 0.05, 0.01]},
+        }
+    )
 
 
 class Backend:
@@ -117,8 +125,9 @@ def test_concurrent_workers_never_hold_one_configuration_twice(backend):
     assert Counter(claimed) == Counter(c.hash for c in study.configs())  # each handed out once in the round
     with backend.join(study, round_) as q:
         assert not q.active() and q.claim("late") is None
-        assert sorted(ev.hash for ev in q.outcomes(round_) if ev.kind == "finished") == \
-            sorted(c.hash for c in study.configs())
+        assert sorted(ev.hash for ev in q.outcomes(round_) if ev.kind == "finished") == sorted(
+            c.hash for c in study.configs()
+        )
 
 
 def _doomed_worker(backend: Backend, study: Study, round_: int, conn) -> None:
@@ -160,8 +169,9 @@ def test_a_dead_workers_claim_comes_back(backend):
             waited = time.monotonic() - killed
             assert again == [dead]
             assert not q.active()
-            assert sorted(ev.hash for ev in q.outcomes(round_) if ev.kind == "finished") == \
-                sorted(c.hash for c in study.configs())
+            assert sorted(ev.hash for ev in q.outcomes(round_) if ev.kind == "finished") == sorted(
+                c.hash for c in study.configs()
+            )
         if backend.kind == "optuna":
             assert waited >= GRACE - HEARTBEAT - 0.5  # expired by time, not at once
             trials = [t for t in q.study.trials if t.params.get("config") == dead]
@@ -244,7 +254,9 @@ def test_active_and_prepare(backend):
 
 @pytest.mark.parametrize("kind", ["optuna-sqlite", "optuna-postgresql"])
 def test_optuna_retries_an_expired_claim_at_most_max_retry_times(kind, request, tmp_path):
-    storage = f"sqlite:///{tmp_path}/optuna.db" if kind == "optuna-sqlite" else request.getfixturevalue("stack")["storage"]
+    storage = (
+        f"sqlite:///{tmp_path}/optuna.db" if kind == "optuna-sqlite" else request.getfixturevalue("stack")["storage"]
+    )
     study = make_study(seeds=1)
     q = Backend("optuna", tmp_path, storage).open(study, max_retry=1)
     round_ = q.prepare(set())

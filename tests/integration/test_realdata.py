@@ -12,8 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmtrack.data import cifar, utkface
-from mmtrack.data import DataOptions, load_dataset
+from mmtrack.data import DataOptions, cifar, load_dataset, utkface
 from mmtrack.errors import MMTrackError
 
 # (age, gender, race) of the valid UTKFace fixture files; every other one uses the .jpg.chip.jpg variant.
@@ -73,8 +72,15 @@ def both(ds, attribute):
 
 def test_parse_names_and_age_bins():
     table, skipped = utkface.parse_utkface_names(
-        ["1_0_0_20161219140623097.jpg.chip.jpg", "59_1_2_20170104.jpg", "61_1_20170109142408075.jpg.chip.jpg",
-         "30_2_0_2017.jpg", "30_0_5_2017.jpg", "x.jpg"])
+        [
+            "1_0_0_20161219140623097.jpg.chip.jpg",
+            "59_1_2_20170104.jpg",
+            "61_1_20170109142408075.jpg.chip.jpg",
+            "30_2_0_2017.jpg",
+            "30_0_5_2017.jpg",
+            "x.jpg",
+        ]
+    )
     assert table[["age", "gender", "race"]].values.tolist() == [[1, 0, 0], [59, 1, 2]]
     assert skipped == ["61_1_20170109142408075.jpg.chip.jpg", "30_2_0_2017.jpg", "30_0_5_2017.jpg", "x.jpg"]
     ages = np.array([0, 11, 12, 18, 19, 58, 59, 116, 117])
@@ -96,8 +102,10 @@ def test_utkface_labels_groups_and_images(tmp_path, caplog):
     race, age, race_age = both(ds, "race"), both(ds, "age"), both(ds, "race_age")
     assert torch.equal(race_age, torch.where(age >= 0, race * 3 + age, -1))
     assert (age == -1).sum() == 3  # ages 5, 8, 10 stay in the data without an age group
-    n = {v: int(ds.train.group_mask("race_age", v).sum() + ds.test.group_mask("race_age", v).sum())
-         for v in ("asian_12-19", "asian_19-59", "asian_59-116")}
+    n = {
+        v: int(ds.train.group_mask("race_age", v).sum() + ds.test.group_mask("race_age", v).sum())
+        for v in ("asian_12-19", "asian_19-59", "asian_59-116")
+    }
     assert n == {"asian_12-19": 1, "asian_19-59": 2, "asian_59-116": 1}  # asian = i%5==2: ages 12, 30, 70, 44
     # every image's colour encodes its labels: G = 40*race + 20, B = 100*gender + 60
     for split in (ds.train, ds.test):
@@ -224,13 +232,21 @@ def make_fairface(root):
     (folder / "fairface_label_val.csv").write_text("\n".join(rows) + "\n")
 
 
-CELEBA_ATTRS = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
-                "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair "
-                "Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face "
-                "Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair "
-                "Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young").split()
-CELEBA = [("000001.jpg", 0, 1), ("000002.jpg", 0, -1), ("000003.jpg", 1, 1), ("000004.jpg", 2, 1),
-          ("000005.jpg", 2, -1), ("000006.jpg", 2, 1)]  # (file, partition, Male)
+CELEBA_ATTRS = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
+    "Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair "
+    "Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face "
+    "Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair "
+    "Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
+).split()
+CELEBA = [
+    ("000001.jpg", 0, 1),
+    ("000002.jpg", 0, -1),
+    ("000003.jpg", 1, 1),
+    ("000004.jpg", 2, 1),
+    ("000005.jpg", 2, -1),
+    ("000006.jpg", 2, 1),
+]  # (file, partition, Male)
 
 
 def make_celeba(root, monkeypatch):
@@ -254,17 +270,24 @@ def make_celeba(root, monkeypatch):
     texts = {
         "list_attr_celeba.txt": [str(n), " ".join(CELEBA_ATTRS) + " ", *attr_rows],
         "identity_CelebA.txt": [f"{file} {i + 100}" for i, (file, _, _) in enumerate(CELEBA)],
-        "list_bbox_celeba.txt": [str(n), "image_id x_1 y_1 width height",
-                                 *[f"{file} 95 71 226 313" for file, _, _ in CELEBA]],
+        "list_bbox_celeba.txt": [
+            str(n),
+            "image_id x_1 y_1 width height",
+            *[f"{file} 95 71 226 313" for file, _, _ in CELEBA],
+        ],
         "list_landmarks_align_celeba.txt": [
-            str(n), "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-            "rightmouth_y", *[f"{file} 69 109 106 113 77 142 73 152 108 154" for file, _, _ in CELEBA]],
+            str(n),
+            "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y",
+            *[f"{file} 69 109 106 113 77 142 73 152 108 154" for file, _, _ in CELEBA],
+        ],
         "list_eval_partition.txt": [f"{file} {part}" for file, part, _ in CELEBA],
     }
     for name, lines in texts.items():
         (folder / name).write_text("\n".join(lines) + "\n")
-    table = [(fid, md5(folder / name) if (folder / name).is_file() else digest, name)
-             for fid, digest, name in CelebA.file_list]
+    table = [
+        (fid, md5(folder / name) if (folder / name).is_file() else digest, name)
+        for fid, digest, name in CelebA.file_list
+    ]
     monkeypatch.setattr(CelebA, "file_list", table)
 
 
@@ -324,18 +347,27 @@ def make_cifar(root, monkeypatch, per_class_train=40, per_class_test=20):
         labels = rng.permutation(np.repeat(np.arange(10), n_per_class))
         data = rng.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
         with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "labels": labels.tolist(), "data": data,
-                         "filenames": [f"{i}.png" for i in range(len(labels))]}, f)
+            pickle.dump(
+                {
+                    "batch_label": name,
+                    "labels": labels.tolist(),
+                    "data": data,
+                    "filenames": [f"{i}.png" for i in range(len(labels))],
+                },
+                f,
+            )
         arrays[name] = (data.reshape(-1, 3, 32, 32), labels)
 
     for i in range(1, 6):
         batch(f"data_batch_{i}", per_class_train // 5)
     batch("test_batch", per_class_test)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10 * per_class_train // 5,
-                     "num_vis": 3072}, f)
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")]
-                                                for i in range(1, 6)])
+        pickle.dump(
+            {"label_names": CIFAR_CLASSES, "num_cases_per_batch": 10 * per_class_train // 5, "num_vis": 3072}, f
+        )
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", md5(folder / f"data_batch_{i}")] for i in range(1, 6)]
+    )
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5(folder / "test_batch")]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(folder / "batches.meta")})
     return arrays

@@ -28,15 +28,33 @@ def test_figure_is_a_folder_for_sheet_and_select(capsys, monkeypatch, tracking_d
     calls = []
     real = tracking.load_predictions
     monkeypatch.setattr(tracking, "load_predictions", lambda client, ids: calls.append(list(ids)) or real(client, ids))
-    res = run_cli(capsys, monkeypatch, "sheet", "--experiment", "figs", "--format", "json", "--figure",
-                  str(tmp_path / "sheets"))
+    res = run_cli(
+        capsys, monkeypatch, "sheet", "--experiment", "figs", "--format", "json", "--figure", str(tmp_path / "sheets")
+    )
     assert res.code == 0, res.err
     assert [s["metric"] for s in json.loads(res.out)] == ["acc", "acc/ood/x"]
     assert len(calls) == 1 and len(calls[0]) == 4  # one download for both metrics, every cell run once
     assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == [
-        "sheet-acc.png", "sheet-acc.svg", "sheet-acc_ood_x.png", "sheet-acc_ood_x.svg"]
-    res = run_cli(capsys, monkeypatch, "select", "--experiment", "figs", "--by", "acc", "--top", "50", "--format",
-                  "json", "--figure", str(tmp_path / "sel"))
+        "sheet-acc.png",
+        "sheet-acc.svg",
+        "sheet-acc_ood_x.png",
+        "sheet-acc_ood_x.svg",
+    ]
+    res = run_cli(
+        capsys,
+        monkeypatch,
+        "select",
+        "--experiment",
+        "figs",
+        "--by",
+        "acc",
+        "--top",
+        "50",
+        "--format",
+        "json",
+        "--figure",
+        str(tmp_path / "sel"),
+    )
     assert res.code == 0, res.err
     assert json.loads(res.out)["unseen"] == ["acc/ood/x"]
     assert sorted(p.name for p in (tmp_path / "sel").iterdir()) == ["selection.png", "selection.svg"]

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import module_store, run_cli
+
 from mmtrack import tracking
 
 STUDY = {
-    "name": "page", "dataset": "digits-skewed", "design": "ofat", "epochs": 1, "seeds": [0, 1, 2],
+    "name": "page",
+    "dataset": "digits-skewed",
+    "design": "ofat",
+    "epochs": 1,
+    "seeds": [0, 1, 2],
     "fixed": {"width": 0.0625, "batch_size": 256, "augment": "none", "optimizer": "sgd", "arch": "resnet18"},
     "default": {"lr": 0.1},
     "axes": {"lr": [0.1, 0.02]},
@@ -46,8 +50,9 @@ class Page(HTMLParser):
         if tag == "tr":
             self._row = {k: v for k, v in a.items() if k.startswith("data-")}
         if tag == "td" and "data-value" in a:
-            self.cells.append({"table": self._table, **self._row, **{k: v for k, v in a.items()
-                                                                       if k.startswith("data-")}})
+            self.cells.append(
+                {"table": self._table, **self._row, **{k: v for k, v in a.items() if k.startswith("data-")}}
+            )
 
 
 def value(text: str) -> float | None:
@@ -85,8 +90,9 @@ def test_report_page_numbers_equal_sheet_and_select_json(study_store, capsys, mo
     assert set(page.sheets) == {s["metric"] for s in sheets}
     for s in sheets:
         assert value(page.sheets[s["metric"]]) == pytest.approx(s["delta_max_all"])
-    summary = json.loads(run_cli(capsys, monkeypatch, "sheet", "--experiment", "page", "--summary", "--format",
-                                 "json").out)
+    summary = json.loads(
+        run_cli(capsys, monkeypatch, "sheet", "--experiment", "page", "--summary", "--format", "json").out
+    )
     shown = {c["data-metric"]: c for c in page.cells if c["table"] == "summary"}
     assert len([c for c in page.cells if c["table"] == "summary"]) == 6 * len(summary)  # 6 numbers per row
     for row in summary:
@@ -94,10 +100,28 @@ def test_report_page_numbers_equal_sheet_and_select_json(study_store, capsys, mo
         assert value(cell["data-value"]) == pytest.approx(row["delta_max_all"])
         assert row["metric"] in shown
 
-    sel = json.loads(run_cli(capsys, monkeypatch, "select", "--experiment", "page", "--by", "acc/ood/digits-warped",
-                             "--top", "50", "--unseen", "acc/group/skew/gs-minority", "--format", "json").out)
-    cells = {(c["data-metric"], c["data-selection"]): value(c["data-value"])
-             for c in page.cells if c["table"] == "selection" and "data-selection" in c}
+    sel = json.loads(
+        run_cli(
+            capsys,
+            monkeypatch,
+            "select",
+            "--experiment",
+            "page",
+            "--by",
+            "acc/ood/digits-warped",
+            "--top",
+            "50",
+            "--unseen",
+            "acc/group/skew/gs-minority",
+            "--format",
+            "json",
+        ).out
+    )
+    cells = {
+        (c["data-metric"], c["data-selection"]): value(c["data-value"])
+        for c in page.cells
+        if c["table"] == "selection" and "data-selection" in c
+    }
     metric = "acc/group/skew/gs-minority"
     assert cells[(metric, "before")] == pytest.approx(sel["before"][metric]["delta_max"])
     assert cells[(metric, "top50")] == pytest.approx(sel["selections"][0]["unseen"][metric]["delta_max"])
@@ -119,8 +143,9 @@ def test_report_page_numbers_equal_sheet_and_select_json(study_store, capsys, mo
 
 def test_report_logs_to_the_reports_experiment(study_store, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(study_store))
-    res = run_cli(capsys, monkeypatch, "report", "--experiment", "page", "--out", str(tmp_path), "--log",
-                  "--no-predictions")
+    res = run_cli(
+        capsys, monkeypatch, "report", "--experiment", "page", "--out", str(tmp_path), "--log", "--no-predictions"
+    )
     assert res.code == 0, res.err
     client = tracking.connect()
     exp_id = tracking.find_experiment(client, "page-reports")
@@ -144,8 +169,9 @@ def test_report_without_predictions_says_so_in_one_line(capsys, monkeypatch, tra
         for key, val in {"acc": 0.90 + 0.004 * i, "acc/ood/x": 0.8 - 0.01 * i}.items():
             client.log_metric(rid, key, val)
         client.set_terminated(rid, "FINISHED")
-    res = run_cli(capsys, monkeypatch, "report", "--experiment", "scores", "--out", str(tmp_path), "--by", "acc",
-                  "--top", "50")
+    res = run_cli(
+        capsys, monkeypatch, "report", "--experiment", "scores", "--out", str(tmp_path), "--by", "acc", "--top", "50"
+    )
     assert res.code == 0, res.err
     html = (tmp_path / "report.html").read_text()
     page = Page()

@@ -8,13 +8,12 @@ import pickle
 
 import pytest
 import torch
+from conftest import TINY, run_cli
 
 from mmtrack import tracking
 from mmtrack.config import RunConfig
 from mmtrack.interventions import parse
 from mmtrack.run import run_config
-
-from conftest import TINY, run_cli
 
 
 class Payload:
@@ -37,7 +36,8 @@ def plant_pickle(client, run_id: str, marker, tmp_path) -> None:
     (folder / "MLmodel").write_text(
         "artifact_path: model\nflavors:\n  pytorch:\n    model_data: data\n    pytorch_version: "
         f"{torch.__version__}\n    serialization_format: pickle\n  python_function:\n    data: data\n"
-        "    loader_module: mlflow.pytorch\n")
+        "    loader_module: mlflow.pytorch\n"
+    )
     client.log_artifacts(run_id, str(folder), "model")
 
 
@@ -67,8 +67,9 @@ def test_evaluate_never_executes_a_planted_pickle(capsys, monkeypatch, tracking_
     assert not marker.exists()
     assert tracking.TRUSTED_PICKLE_TAG not in client.get_run(rid).data.tags
     # the analysis commands never load models: they work on such runs as before
-    res = run_cli(capsys, monkeypatch, "select", "--experiment", "shared", "--by", "acc", "--top", "50",
-                  "--format", "json")
+    res = run_cli(
+        capsys, monkeypatch, "select", "--experiment", "shared", "--by", "acc", "--top", "50", "--format", "json"
+    )
     assert res.code == 0, res.err
     assert json.loads(res.out)["before"]["acc/group/skew/gs-minority"]["n"] == 1
     assert not marker.exists()
@@ -78,8 +79,7 @@ def test_evaluate_never_executes_a_planted_pickle(capsys, monkeypatch, tracking_
     assert client.get_run(rid).data.tags[tracking.TRUSTED_PICKLE_TAG] == "true"
 
 
-def test_runs_with_safe_weights_load_them_and_ignore_the_pickle(capsys, monkeypatch, tracking_dir, tmp_path,
-                                                                digits):
+def test_runs_with_safe_weights_load_them_and_ignore_the_pickle(capsys, monkeypatch, tracking_dir, tmp_path, digits):
     client = tracking.connect()
     exp_id = tracking.experiment_id(client, "shared", create=True)
     rid = run_config(RunConfig(**TINY), client, exp_id, parse(["acc"]), data=digits).run_id
@@ -109,8 +109,7 @@ def test_runs_with_safe_weights_load_them_and_ignore_the_pickle(capsys, monkeypa
         ({"width": 0.5}, "weights model.safetensors do not fit the described resnet18"),
     ],
 )
-def test_tampered_weights_are_refused_with_one_line(capsys, monkeypatch, tracking_dir, tmp_path, digits, spec,
-                                                    message):
+def test_tampered_weights_are_refused_with_one_line(capsys, monkeypatch, tracking_dir, tmp_path, digits, spec, message):
     from mmtrack.models import SPEC_FILE, WEIGHTS_FILE
 
     client = tracking.connect()

@@ -82,24 +82,35 @@ def base(**changes) -> dict:
         (base(seeds=[-1]), r"study: seeds must be a non-empty list of distinct non-negative integers"),
         (base(design="random"), r"study: design must be ofat or grid, got 'random'"),
         ({k: v for k, v in TINY_STUDY.items() if k != "seeds"}, r"study: missing key\(s\) seeds"),
-        (base(default={**TINY_STUDY["default"], "lr": 0.2}),
-         r"study: default lr=0.2 is not among axes.lr \[0.1, 0.05\]"),
-        (base(axes={**TINY_STUDY["axes"], "momentum": [0.9]}),
-         r"study: unknown axis 'momentum'; axes are: lr, batch_size, augment, optimizer, arch, width"),
+        (
+            base(default={**TINY_STUDY["default"], "lr": 0.2}),
+            r"study: default lr=0.2 is not among axes.lr \[0.1, 0.05\]",
+        ),
+        (
+            base(axes={**TINY_STUDY["axes"], "momentum": [0.9]}),
+            r"study: unknown axis 'momentum'; axes are: lr, batch_size, augment, optimizer, arch, width",
+        ),
         (base(axes={**TINY_STUDY["axes"], "lr": []}), r"study: axes.lr must be a non-empty list of values"),
         (base(axes={**TINY_STUDY["axes"], "lr": [0.1, 0.1]}), r"study: axes.lr lists a value twice"),
         (base(axes={**TINY_STUDY["axes"], "lr": [0.1, "fast"]}), r"study: axes.lr"),
         (base(axes={**TINY_STUDY["axes"], "lr": [0.1, -1.0]}), r"study: axes.lr: lr must be a positive number"),
-        (base(axes={**TINY_STUDY["axes"], "arch": ["resnet18", "vgg"]}),
-         r"study: axes.arch: unknown arch 'vgg'; choose one of: resnet18, resnet50, wide_resnet50_2"),
-        (base(default={k: v for k, v in TINY_STUDY["default"].items() if k != "lr"}),
-         r"study: default has no value for axis 'lr'"),
+        (
+            base(axes={**TINY_STUDY["axes"], "arch": ["resnet18", "vgg"]}),
+            r"study: axes.arch: unknown arch 'vgg'; choose one of: resnet18, resnet50, wide_resnet50_2",
+        ),
+        (
+            base(default={k: v for k, v in TINY_STUDY["default"].items() if k != "lr"}),
+            r"study: default has no value for axis 'lr'",
+        ),
         (base(default={**TINY_STUDY["default"], "width": 0.5}), r"study: default sets width which are not axes"),
         (base(fixed={"lr": 0.1}), r"study: fixed may set arch, width, lr, .* \(not an axis\), got lr"),
         (base(fixed={"momentum": 0.8}), r"study: fixed may set .*, got momentum"),
         (base(eval={"pgd_steps": 0}), r"study: eval setting pgd_steps must be a positive integer, got 0"),
-        (base(eval={"input_noise_dist": "uniform"}), r"study: eval setting input_noise_dist must be one of laplace, "
-                                                      r"gaussian, got 'uniform'"),
+        (
+            base(eval={"input_noise_dist": "uniform"}),
+            r"study: eval setting input_noise_dist must be one of laplace, "
+            r"gaussian, got 'uniform'",
+        ),
         (base(eval={"pgd_random_start": "yes"}), r"study: eval setting pgd_random_start must be true or false"),
         (base(dataset="mnist"), r"unknown dataset 'mnist'"),
         (base(interventions=["acc", "pgd_linf:-1"]), r"study: interventions: pgd_linf value must be a non-negative"),
@@ -135,8 +146,9 @@ def test_sweep_cli_reports_a_bad_study_file(capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "tracking").exists()
 
 
-@pytest.mark.parametrize("name, n_configs, n_points", [("digits-skewed", 45, 9), ("utkface", 45, 9),
-                                                       ("cifar10-skewed", 35, 7)])
+@pytest.mark.parametrize(
+    "name, n_configs, n_points", [("digits-skewed", 45, 9), ("utkface", 45, 9), ("cifar10-skewed", 35, 7)]
+)
 def test_preset_studies(name, n_configs, n_points):
     study = load_study(STUDIES / f"{name}.yaml")
     configs = study.configs()
@@ -147,8 +159,16 @@ def test_preset_studies(name, n_configs, n_points):
 
 
 def test_ofat_and_grid_expansion():
-    raw = base(seeds=[0, 1], axes={"lr": [0.1, 0.05], "batch_size": [256, 128], "augment": ["none", "randaugment"],
-                                   "optimizer": ["sgd"], "arch": ["resnet18"]})
+    raw = base(
+        seeds=[0, 1],
+        axes={
+            "lr": [0.1, 0.05],
+            "batch_size": [256, 128],
+            "augment": ["none", "randaugment"],
+            "optimizer": ["sgd"],
+            "arch": ["resnet18"],
+        },
+    )
     ofat = parse_study(raw).configs()
     assert len(ofat) == (1 + 3) * 2 == 8
     default = {"lr": 0.1, "batch_size": 256, "augment": "none"}
@@ -166,9 +186,17 @@ def test_ofat_and_grid_expansion():
 
 def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(tmp_path / "tracking"))
-    path = write_study(tmp_path, name="dry", axes={"lr": [0.1, 0.05], "batch_size": [256, 128],
-                                                   "augment": ["none", "randaugment"], "optimizer": ["sgd"],
-                                                   "arch": ["resnet18"]})
+    path = write_study(
+        tmp_path,
+        name="dry",
+        axes={
+            "lr": [0.1, 0.05],
+            "batch_size": [256, 128],
+            "augment": ["none", "randaugment"],
+            "optimizer": ["sgd"],
+            "arch": ["resnet18"],
+        },
+    )
     res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run")
     assert res.code == 0, res.err
     assert "dry: 8 configurations (ofat, 2 seeds)" in res.out
@@ -181,11 +209,13 @@ def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_
 # ------------------------------------------------------------------------------------------------ sweeping
 
 
-def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(capsys, monkeypatch, tmp_path,
-                                                                            client, digits):
+def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(
+    capsys, monkeypatch, tmp_path, client, digits
+):
     # default (lr 0.1), then lr 1e6 (diverges), then adam: the failure is in the middle
-    path = write_study(tmp_path, name="fails", seeds=[0],
-                       axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]})
+    path = write_study(
+        tmp_path, name="fails", seeds=[0], axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]}
+    )
     study = load_study(path)
     good, bad, adam = study.configs()
     assert bad.lr == 1e6 and adam.optimizer == "adam"
@@ -202,7 +232,10 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(cap
     assert failed.data.tags["mmtrack.study_name"] == "fails"
     # run names say how each configuration differs from the study's default, then the seed
     assert {h: [r.info.run_name for r in rs] for h, rs in runs.items()} == {
-        good.hash: ["default · s0"], bad.hash: ["lr=1e+06 · s0"], adam.hash: ["optimizer=adam · s0"]}
+        good.hash: ["default · s0"],
+        bad.hash: ["lr=1e+06 · s0"],
+        adam.hash: ["optimizer=adam · s0"],
+    }
     exp = client.get_experiment_by_name("fails")
     assert tracking.experiment_study(client, exp.experiment_id) == study.to_dict()
     finished_ids = {runs[good.hash][0].info.run_id, runs[adam.hash][0].info.run_id}
@@ -210,8 +243,12 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(cap
     # --dry-run shows what the store holds for each configuration
     res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run")
     assert res.code == 0, res.err
-    status = {cfg.hash: re.search(r"\b(finished|failed|running|to do)\b", line).group(1)
-              for cfg in (good, bad, adam) for line in res.out.splitlines() if cfg.hash in line}
+    status = {
+        cfg.hash: re.search(r"\b(finished|failed|running|to do)\b", line).group(1)
+        for cfg in (good, bad, adam)
+        for line in res.out.splitlines()
+        if cfg.hash in line
+    }
     assert status == {good.hash: "finished", bad.hash: "failed", adam.hash: "finished"}
     assert "2 finished, 1 failed" in res.out
 
@@ -263,8 +300,7 @@ def _wait_for_finished(client, name: str, proc, timeout: float = 240) -> int:
     pytest.fail("no run finished in time")
 
 
-def test_kill_9_mid_sweep_then_rerun_finishes_the_rest(capsys, monkeypatch, tmp_path, tracking_dir, client,
-                                                      digits):
+def test_kill_9_mid_sweep_then_rerun_finishes_the_rest(capsys, monkeypatch, tmp_path, tracking_dir, client, digits):
     path = write_study(tmp_path, name="killed")
     configs = load_study(path).configs()
     proc = start_mmtrack(["sweep", path], cwd=tmp_path, tracking=tracking_dir, one_cpu=True)
@@ -306,8 +342,9 @@ def test_two_concurrent_sweeps_train_each_configuration_once(tmp_path, digits):
     store = tmp_path / "fresh-tracking"
     path = write_study(tmp_path, name="concurrent")
     configs = load_study(path).configs()
-    procs = [start_mmtrack(["sweep", path, "--workers", "1"], cwd=tmp_path, tracking=store, one_cpu=True)
-             for _ in range(2)]
+    procs = [
+        start_mmtrack(["sweep", path, "--workers", "1"], cwd=tmp_path, tracking=store, one_cpu=True) for _ in range(2)
+    ]
     outputs = []
     try:
         for p in procs:
@@ -332,8 +369,9 @@ def test_two_concurrent_sweeps_train_each_configuration_once(tmp_path, digits):
 
 
 def test_fixed_holds_any_training_parameter_that_is_not_an_axis():
-    raw = base(axes={"lr": [0.1, 0.05]}, default={"lr": 0.1}, fixed={"width": 0.0625, "optimizer": "adam",
-                                                                     "augment": "none"})
+    raw = base(
+        axes={"lr": [0.1, 0.05]}, default={"lr": 0.1}, fixed={"width": 0.0625, "optimizer": "adam", "augment": "none"}
+    )
     study = parse_study(raw)
     assert {(c.optimizer, c.augment, c.width) for c in study.configs()} == {("adam", "none", 0.0625)}
     assert [c.short_name(study.reference()) for c in study.configs()][:2] == ["default · s0", "default · s1"]
@@ -342,8 +380,12 @@ def test_fixed_holds_any_training_parameter_that_is_not_an_axis():
 def test_two_worker_processes_share_one_round(capsys, monkeypatch, tmp_path, tracking_dir, client, digits):
     """`--workers 2`: spawned workers join the sweep's round of the file-lock queue; each configuration is tried
     once (the diverging one fails once, not once per worker) and its outcome is written in its lock file."""
-    path = write_study(tmp_path, name="two-workers", seeds=[0], axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6],
-                                                                      "optimizer": ["sgd", "adam"]})
+    path = write_study(
+        tmp_path,
+        name="two-workers",
+        seeds=[0],
+        axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]},
+    )
     configs = load_study(path).configs()
     res = run_cli(capsys, monkeypatch, "sweep", path, "--workers", "2")
     assert res.code == 1
@@ -352,5 +394,8 @@ def test_two_worker_processes_share_one_round(capsys, monkeypatch, tmp_path, tra
     assert sorted(len(rs) for rs in runs.values()) == [1, 1, 1]
     exp_id = client.get_experiment_by_name("two-workers").experiment_id
     records = [json.loads((tracking_dir / "locks" / exp_id / f"{c.hash}.lock").read_text()) for c in configs]
-    assert len({r["round"] for r in records}) == 1 and sorted(r["kind"] for r in records) == ["failed", "finished",
-                                                                                             "finished"]
+    assert len({r["round"] for r in records}) == 1 and sorted(r["kind"] for r in records) == [
+        "failed",
+        "finished",
+        "finished",
+    ]

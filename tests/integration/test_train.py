@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from conftest import TINY, module_store
 from torch import nn
 
 from mmtrack import run as run_mod
@@ -21,8 +22,6 @@ from mmtrack.interventions import EvalSettings, parse
 from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_stats
 from mmtrack.run import run_config
 from mmtrack.train import predict_logits, train_model
-
-from conftest import TINY, module_store
 
 CPU = torch.device("cpu")
 
@@ -170,8 +169,11 @@ def test_zero_init_residual_option_zeroes_each_residual_branch():
         blocks = [m for m in model.modules() if hasattr(m, last_bn) and hasattr(m, "conv2")]
         assert blocks and all(not getattr(b, last_bn).weight.detach().any() for b in blocks)
         plain = build_model(arch, 10, 8, 0.0625)
-        assert all(getattr(b, last_bn).weight.detach().all()
-                   for b in plain.modules() if hasattr(b, last_bn) and hasattr(b, "conv2"))
+        assert all(
+            getattr(b, last_bn).weight.detach().all()
+            for b in plain.modules()
+            if hasattr(b, last_bn) and hasattr(b, "conv2")
+        )
 
 
 def test_memory_layout_is_channels_last_by_default_and_switchable(monkeypatch):
@@ -233,8 +235,14 @@ def logged(digits, tmp_path_factory, _empty_store):
         cfg = RunConfig(**{**TINY, "augment": "randaugment"})
         ivs = parse(["acc", "group", "ood"])
         result = run_config(cfg, client, exp_id, ivs, EvalSettings(), data=digits)
-        yield types.SimpleNamespace(uri=tracking.resolve_uri(), client=client, exp_id=exp_id, cfg=cfg,
-                                    result=result, run=client.get_run(result.run_id))
+        yield types.SimpleNamespace(
+            uri=tracking.resolve_uri(),
+            client=client,
+            exp_id=exp_id,
+            cfg=cfg,
+            result=result,
+            run=client.get_run(result.run_id),
+        )
 
 
 def _predictions(logged) -> pd.DataFrame:
@@ -249,7 +257,12 @@ def test_run_is_finished_with_params(logged):
     assert run.data.tags[tracking.CONFIG_NAME_TAG] == logged.cfg.run_name
     assert run.info.experiment_id == logged.exp_id
     p = run.data.params
-    assert (p["dataset"], p["arch"], p["augment"], p["optimizer"]) == ("digits-skewed", "resnet18", "randaugment", "sgd")
+    assert (p["dataset"], p["arch"], p["augment"], p["optimizer"]) == (
+        "digits-skewed",
+        "resnet18",
+        "randaugment",
+        "sgd",
+    )
     assert float(p["lr"]) == 0.1 and int(p["batch_size"]) == 256 and int(p["epochs"]) == 1
     assert int(p["seed"]) == 0 and float(p["width"]) == 0.0625
     assert float(p["momentum"]) == 0.9 and float(p["weight_decay"]) == 2e-3 and p["lr_schedule"] == "cosine"
@@ -260,11 +273,26 @@ def test_run_is_finished_with_params(logged):
 
 def test_run_metrics_and_tags(logged, digits):
     m, tags = logged.run.data.metrics, logged.run.data.tags
-    expected = {"acc", "train_loss", "train_acc", "epoch_seconds", "acc/ood/digits-warped", "acc/group/color/color",
-                "acc/group/color/gray", "acc/group/skew/majority", "acc/group/skew/gs-minority",
-                "acc/group/skew/color-minority"}
-    timings = {"seconds/data", "seconds/train", "seconds/log_model", "seconds/eval/acc", "seconds/eval/group",
-               "seconds/eval/ood"}
+    expected = {
+        "acc",
+        "train_loss",
+        "train_acc",
+        "epoch_seconds",
+        "acc/ood/digits-warped",
+        "acc/group/color/color",
+        "acc/group/color/gray",
+        "acc/group/skew/majority",
+        "acc/group/skew/gs-minority",
+        "acc/group/skew/color-minority",
+    }
+    timings = {
+        "seconds/data",
+        "seconds/train",
+        "seconds/log_model",
+        "seconds/eval/acc",
+        "seconds/eval/group",
+        "seconds/eval/ood",
+    }
     assert set(m) == expected | timings
     assert all(m[k] >= 0 for k in timings) and m["seconds/train"] > 0
     assert m["acc"] == logged.result.metrics["acc"]
@@ -309,7 +337,8 @@ def test_predictions_artifact(logged, digits):
     assert (df["group/skew"] == "gs-minority").to_numpy().tolist() == gs.tolist()  # groups travel with predictions
     assert set(df["group/color"]) == {"color", "gray"}
     assert float((df["pred"] == df["label"])[gs].mean()) == pytest.approx(
-        logged.run.data.metrics["acc/group/skew/gs-minority"], abs=1e-7)
+        logged.run.data.metrics["acc/group/skew/gs-minority"], abs=1e-7
+    )
 
 
 def test_predictions_are_downloaded_once(logged, tmp_path, monkeypatch):
@@ -333,8 +362,9 @@ def test_logged_model_reloads_to_the_same_predictions(logged, digits):
     model = tracking.load_model(logged.client, logged.run.info.run_id)
     logits = predict_logits(model, digits.test.images)
     np.testing.assert_array_equal(logits.argmax(1).numpy(), df["pred"].to_numpy())
-    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), df[[f"prob_{c}" for c in range(10)]].to_numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        torch.softmax(logits, 1).numpy(), df[[f"prob_{c}" for c in range(10)]].to_numpy(), atol=1e-5
+    )
 
 
 def test_retraining_reproduces_the_logged_run(logged, digits):

@@ -66,8 +66,11 @@ def test_the_p_value_is_reproducible_and_shift_invariant():
 
 
 def test_top_axis_is_the_largest_significant_effect_else_seed():
-    strong, weak, noise = AxisEffect(0.9, 0.001, 9999, False), AxisEffect(0.95, 0.2, 9999, False), \
-        AxisEffect(0.5, 0.04, 9999, False)
+    strong, weak, noise = (
+        AxisEffect(0.9, 0.001, 9999, False),
+        AxisEffect(0.95, 0.2, 9999, False),
+        AxisEffect(0.5, 0.04, 9999, False),
+    )
     assert top_axis({"lr": strong, "arch": weak, "augment": noise}) == "lr"  # arch has larger η² but p 0.2
     assert top_axis({"arch": weak}) == "seed"
     assert top_axis({}) == "seed"
@@ -77,10 +80,12 @@ def test_top_axis_is_the_largest_significant_effect_else_seed():
 
 
 def test_ambiguity_discrepancy_and_contested_rate_by_hand():
-    preds = {"h0": np.array([0, 1, 1, 0, 2, 2, 1, 0, 1, 1]),
-             "a": np.array([0, 1, 1, 0, 2, 2, 1, 0, 0, 0]),  # differs on 8, 9
-             "b": np.array([1, 1, 1, 0, 2, 2, 1, 0, 1, 1]),  # differs on 0
-             "c": np.array([0, 1, 1, 0, 2, 2, 1, 0, 1, 1])}  # agrees
+    preds = {
+        "h0": np.array([0, 1, 1, 0, 2, 2, 1, 0, 1, 1]),
+        "a": np.array([0, 1, 1, 0, 2, 2, 1, 0, 0, 0]),  # differs on 8, 9
+        "b": np.array([1, 1, 1, 0, 2, 2, 1, 0, 1, 1]),  # differs on 0
+        "c": np.array([0, 1, 1, 0, 2, 2, 1, 0, 1, 1]),
+    }  # agrees
     m = multiplicity(preds, reference="h0")
     assert (m.n_models, m.n_examples) == (4, 10)
     assert m.ambiguity == pytest.approx(0.3)  # examples 0, 8, 9

@@ -49,8 +49,10 @@ def full_sheet():
 
 def gappy_sheet():
     """A missing cell, a RUNNING run, a duplicated cell and predictions: every note and detail a sheet can show."""
-    extra = [row("running", "0.1", "256", "1", 0.5, status="RUNNING", end=50),
-             row("redo-new", "0.05", "128", "2", 0.9170, end=500)]
+    extra = [
+        row("running", "0.1", "256", "1", 0.5, status="RUNNING", end=50),
+        row("redo-new", "0.05", "128", "2", 0.9170, end=500),
+    ]
     runs = make_runs(extra, drop={"r-0.1-256-1"})
     preds = {rid: np.array([0, 1, 2, 3, 4]) for rid in runs["run_id"]}
     preds["r-0.05-128-0"] = np.array([0, 1, 2, 3, 0])
@@ -100,8 +102,14 @@ def pool_report():
 
 def excluded_report():
     """A run lacking a selection metric, a non-accuracy unseen metric and floor rounding."""
-    runs = selection_runs({"acc/a": [0.9, 0.8, 0.7, 0.6], "acc/b": [0.5, float("nan"), 0.7, 0.8],
-                           "epoch_seconds": [167.7, 1853.0, 400.0, 90.5], "acc/u": [0.1, 0.2, 0.3, 0.4]})
+    runs = selection_runs(
+        {
+            "acc/a": [0.9, 0.8, 0.7, 0.6],
+            "acc/b": [0.5, float("nan"), 0.7, 0.8],
+            "epoch_seconds": [167.7, 1853.0, 400.0, 90.5],
+            "acc/u": [0.1, 0.2, 0.3, 0.4],
+        }
+    )
     return analyse(runs, ["acc/a", "acc/b"], unseen=["acc/u", "epoch_seconds"], tops=[75], rounding="floor")
 
 

@@ -31,7 +31,6 @@ def test_analysis_loads_no_plotting_or_terminal_library():
     assert loaded_after("import mmtrack.analysis", ("torch", "mlflow", "matplotlib", "rich", "optuna")) == []
 
 
-
 def test_unknown_format_and_object_are_one_line_errors():
     from test_sheet import sheet_of
 

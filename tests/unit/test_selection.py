@@ -217,8 +217,16 @@ def test_analyse_unknown_unseen_metric_lists_existing():
 
 def test_json_layout(report):
     data = json.loads(render(report, "json"), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
-    assert set(data) == {"experiment", "by", "unseen", "before", "selections", "excluded", "warnings",
-                         "prediction_multiplicity"}
+    assert set(data) == {
+        "experiment",
+        "by",
+        "unseen",
+        "before",
+        "selections",
+        "excluded",
+        "warnings",
+        "prediction_multiplicity",
+    }
     assert data["prediction_multiplicity"] is None  # no predictions given
     assert (data["experiment"], data["by"], data["unseen"]) == ("toy", ["acc/a", "acc/b"], ["acc/u", "acc/v"])
     assert set(data["before"]["acc/u"]) == {"min", "max", "delta_max", "n"}
@@ -294,15 +302,25 @@ def test_selection_log_names_files_and_metrics(report):
     assert json.loads(files["selection.json"])["by"] == ["acc/a", "acc/b"]
     assert metrics["delta_max/before/acc/u"] == 30.0 and metrics["delta_max/before/acc/v"] == 15.0
     assert {k: v for k, v in metrics.items() if k.startswith("n_selected/")} == {
-        "n_selected/top75": 3, "n_selected/top50": 1, "n_selected/within5pp": 1, "n_selected/pareto": 3}
+        "n_selected/top75": 3,
+        "n_selected/top50": 1,
+        "n_selected/within5pp": 1,
+        "n_selected/pareto": 3,
+    }
     assert metrics["delta_max/top75/acc/u"] == 15.0 and metrics["delta_max/top50/acc/v"] is None
 
 
 def test_non_accuracies_are_never_unseen_by_default_and_keep_their_unit():
     """`epoch_seconds` is not an accuracy: left out of the default unseen set, and on request reported in
     seconds (not x100 as if it were a percentage)."""
-    runs = make_runs({"acc": [0.90, 0.80, 0.85], "acc/g": [0.5, 0.6, 0.7], "epoch_seconds": [167.7, 1853.0, 400.0],
-                      "mia/rule_based/accuracy": [0.5, 0.52, 0.51]})
+    runs = make_runs(
+        {
+            "acc": [0.90, 0.80, 0.85],
+            "acc/g": [0.5, 0.6, 0.7],
+            "epoch_seconds": [167.7, 1853.0, 400.0],
+            "mia/rule_based/accuracy": [0.5, 0.52, 0.51],
+        }
+    )
     report = analyse(runs, ["acc"], tops=[50])
     assert report.unseen == ["acc/g"]
     report = analyse(runs, ["acc"], unseen=["acc/g", "epoch_seconds"], tops=[50])

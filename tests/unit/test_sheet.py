@@ -28,15 +28,28 @@ T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 # OFAT design, 2 axes x 3 seeds. (lr, batch_size, seed) -> acc. Params are written in varied string forms.
 ACC = {
-    ("0.1", "128", "0"): 0.9300, ("0.10", "128", "1"): 0.9250, ("0.1", "128.0", "2"): 0.9310,  # default
-    ("0.05", "128", "0"): 0.9200, ("0.05", "128", "1"): 0.9280, ("0.05", "128", "2"): 0.9150,
-    ("0.01", "128", "0"): 0.9100, ("1e-2", "128", "1"): 0.9220, ("0.01", "128", "2"): 0.9260,
-    ("0.1", "256", "0"): 0.9350, ("0.1", "256", "1"): 0.9180, ("0.1", "256", "2"): 0.9240,
+    ("0.1", "128", "0"): 0.9300,
+    ("0.10", "128", "1"): 0.9250,
+    ("0.1", "128.0", "2"): 0.9310,  # default
+    ("0.05", "128", "0"): 0.9200,
+    ("0.05", "128", "1"): 0.9280,
+    ("0.05", "128", "2"): 0.9150,
+    ("0.01", "128", "0"): 0.9100,
+    ("1e-2", "128", "1"): 0.9220,
+    ("0.01", "128", "2"): 0.9260,
+    ("0.1", "256", "0"): 0.9350,
+    ("0.1", "256", "1"): 0.9180,
+    ("0.1", "256", "2"): 0.9240,
 }
 RUN_ID = {k: f"r-{float(k[0]):g}-{float(k[1]):g}-{k[2]}" for k in ACC}  # e.g. r-0.05-128-1
-STUDY = {"name": "toy", "design": "ofat", "seed_param": "seed",
-         "default": {"lr": 0.1, "batch_size": 128},
-         "axes": {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256]}, "seeds": [0, 1, 2]}
+STUDY = {
+    "name": "toy",
+    "design": "ofat",
+    "seed_param": "seed",
+    "default": {"lr": 0.1, "batch_size": 128},
+    "axes": {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256]},
+    "seeds": [0, 1, 2],
+}
 
 # Hand-computed (percentage points).
 LR_SCORES = [[93.00, 92.00, 91.00], [92.50, 92.80, 92.20], [93.10, 91.50, 92.60]]
@@ -49,11 +62,22 @@ DELTA_ALL = 93.50 - 91.00
 
 
 def row(run_id, lr, bs, seed, acc, status="FINISHED", end=0, eval_n='{"acc": 5000, "acc/group/g": 500}', **extra):
-    r = {"run_id": run_id, "run_name": run_id, "status": status,
-         "start_time": T0, "end_time": T0 + pd.Timedelta(minutes=end),
-         "params.lr": lr, "params.batch_size": bs, "params.seed": seed, "params.epochs": "10",
-         "params.momentum": "0.9", "metrics.acc": acc, "metrics.acc/group/g": 2 * acc - 1,
-         "metrics.train_loss": 0.1, "tags.mmtrack.eval_n": eval_n}
+    r = {
+        "run_id": run_id,
+        "run_name": run_id,
+        "status": status,
+        "start_time": T0,
+        "end_time": T0 + pd.Timedelta(minutes=end),
+        "params.lr": lr,
+        "params.batch_size": bs,
+        "params.seed": seed,
+        "params.epochs": "10",
+        "params.momentum": "0.9",
+        "metrics.acc": acc,
+        "metrics.acc/group/g": 2 * acc - 1,
+        "metrics.train_loss": 0.1,
+        "tags.mmtrack.eval_n": eval_n,
+    }
     r.update(extra)
     return r
 
@@ -113,8 +137,12 @@ def test_infer_design_axes_defaults_and_ordering():
 
 
 def test_infer_design_ties_numeric_sort_and_ignore():
-    rows = [row(f"x{i}", "0.1", bs, seed, 0.9) for i, (bs, seed) in enumerate(
-        [("1024", "10"), ("1024", "2"), ("64", "10"), ("64", "2"), ("128", "2"), ("128", "10")])]
+    rows = [
+        row(f"x{i}", "0.1", bs, seed, 0.9)
+        for i, (bs, seed) in enumerate(
+            [("1024", "10"), ("1024", "2"), ("64", "10"), ("64", "2"), ("128", "2"), ("128", "10")]
+        )
+    ]
     rows.append(row("y", "0.1", "64", "2", 0.9, **{"params.epochs": "20"}))
     d = infer_design(pd.DataFrame(rows))
     assert list(d.axes) == ["batch_size"]  # epochs varies but is ignored by default
@@ -127,8 +155,10 @@ def test_infer_design_ties_numeric_sort_and_ignore():
 
 
 def test_missing_cells_are_nan_and_reported_not_zero():
-    extra = [row("running", "0.1", "256", "1", 0.5, status="RUNNING", end=50),
-             row("nometric", "0.01", "128", "2", np.nan, end=60)]
+    extra = [
+        row("running", "0.1", "256", "1", 0.5, status="RUNNING", end=50),
+        row("nometric", "0.01", "128", "2", np.nan, end=60),
+    ]
     runs = make_runs(extra, drop={"r-0.1-256-1", "r-0.01-128-2"})
     s = sheet_of(runs)
     lr, bs = s.tables
@@ -141,8 +171,9 @@ def test_missing_cells_are_nan_and_reported_not_zero():
     assert s.delta_max_all == pytest.approx(93.50 - 91.00)
     assert s.n_models == 10
     assert len(s.missing) == 2
-    assert any("no FINISHED run" in m and "batch_size=256" in m and "seed=1" in m and "RUNNING running" in m
-               for m in s.missing)
+    assert any(
+        "no FINISHED run" in m and "batch_size=256" in m and "seed=1" in m and "RUNNING running" in m for m in s.missing
+    )
     assert any("nometric" in m and "no metric 'acc'" in m for m in s.missing)
     d = s.to_dict()
     assert d["tables"][1]["scores"][1] == [92.5, None]
@@ -183,8 +214,9 @@ def test_noise_floor_matches_scipy_and_marks_within_noise():
     p = (93.50 + 91.80 + 92.40) / 300  # column batch_size=256
     assert bs.noise_floor_per_value[1] == pytest.approx(q3 * math.sqrt(p * (1 - p) / 5000) * 100)
     p_all = np.mean(list(ACC.values()))
-    assert s.noise_floor_all == pytest.approx(studentized_range.ppf(0.95, 12, np.inf)
-                                              * math.sqrt(p_all * (1 - p_all) / 5000) * 100)
+    assert s.noise_floor_all == pytest.approx(
+        studentized_range.ppf(0.95, 12, np.inf) * math.sqrt(p_all * (1 - p_all) / 5000) * 100
+    )
     assert s.within_noise_all is False and s.eval_n == 5000
     # The group metric is measured on 500 examples: wider floor. Without the tag the floor is unknown.
     g = build_sheet(make_runs(), "acc/group/g", Design.from_study(STUDY))
@@ -240,8 +272,17 @@ def test_json_layout_is_strict_and_exact():
 
 def test_csv_reads_back_with_pandas():
     df = pd.read_csv(io.StringIO(render(sheet_of(), "csv")))
-    assert list(df.columns) == ["kind", "axis", "seed", "value", "score", "run_id", "noise_floor", "within_noise",
-                                "disagreement"]
+    assert list(df.columns) == [
+        "kind",
+        "axis",
+        "seed",
+        "value",
+        "score",
+        "run_id",
+        "noise_floor",
+        "within_noise",
+        "disagreement",
+    ]
     cells = df[df.kind == "score"]
     assert len(cells) == 9 + 6
     lr = cells[cells.axis == "lr"].pivot(index="seed", columns="value", values="score")
@@ -338,8 +379,16 @@ def test_summary_and_sheet_metrics():
     cells = assign_cells(runs, Design.from_study(STUDY))
     sheets = [sheet_stats(cells, m) for m in ["acc", "acc/group/g", "acc/ood/x"]]
     df = summary(sheets)
-    assert list(df.columns) == ["metric", "delta_max_all", "ratio_to_acc", "top_axis", "top_axis_eta_squared",
-                                "top_axis_p_value", "top_axis_delta_max", "noise_floor_all"]
+    assert list(df.columns) == [
+        "metric",
+        "delta_max_all",
+        "ratio_to_acc",
+        "top_axis",
+        "top_axis_eta_squared",
+        "top_axis_p_value",
+        "top_axis_delta_max",
+        "noise_floor_all",
+    ]
     acc, grp, ood = df.to_dict(orient="records")
     assert acc["delta_max_all"] == pytest.approx(2.50) and acc["ratio_to_acc"] == pytest.approx(1.0)
     # lr holds the largest Δmax (2.00) but explains only η² 0.38 of its table at p 0.24: seed noise, not the axis
