@@ -23,11 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from mmtrack.config import RunConfig
+from mmtrack.config import AXES, RunConfig
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
 
-AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
 # dataset, epochs and seeds (keys of their own), when it is not an axis
 KEYS = {

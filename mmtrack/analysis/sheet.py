@@ -60,12 +60,13 @@ from mmtrack.analysis._runs import (
 )
 from mmtrack.analysis.effects import AxisEffect, axis_effect
 from mmtrack.analysis.effects import top_axis as effects_top_axis
+from mmtrack.config import AXES
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy, scale
 
 UNIT = "%"
 NOISE_LEVEL = 0.95  # quantile of the range of k iid normals used as the noise floor
-AXIS_ORDER = ("lr", "batch_size", "augment", "optimizer", "arch", "width")  # the paper's table order
+AXIS_ORDER = AXES  # the paper's table order
 MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)
 
 __all__ = [

@@ -99,5 +99,5 @@ def load_cifar10_skewed(options: DataOptions) -> Dataset:
         ood=ood,
         fingerprint=fp,
         fairness_group=("skew", "gs-minority"),
-        description="CIFAR-10, CIFAR10-Skewed colour skew in train and test (see mmtrack.realdata)",
+        description="CIFAR-10, CIFAR10-Skewed colour skew in train and test (see mmtrack.data.cifar)",
     )

@@ -23,9 +23,10 @@ published on-disk formats. Nothing is downloaded; files are read from the data r
     `list_*.txt` / `identity_CelebA.txt` files. torchvision md5-checks those text files even with
     download=False. Gender comes from the `Male` attribute (1 -> male, else female).
 
-Decoding and caching: `mmtrack.data._decode`. `Dataset.fingerprint` hashes the content of what a run sees: the decoded tensors, file names and labels (hashed
-once when the cache is written), plus the split seed and the preprocessing. It does not depend on file mtimes,
-so the same data copied to another machine keeps its fingerprint.
+Decoding and caching: `mmtrack.data._decode`. `Dataset.fingerprint` hashes the content of what a run sees: the
+decoded tensors, file names and labels (hashed once when the cache is written), plus the split seed and the
+preprocessing. It does not depend on file mtimes, so the same data copied to another machine keeps its
+fingerprint.
 """
 
 from __future__ import annotations
@@ -303,5 +304,5 @@ def load_utkface(options: DataOptions) -> Dataset:
         fingerprint=hashlib.sha256(meta.encode()).hexdigest()[:16],
         fairness_group=("race", "asian"),
         description=f"UTKFace aligned & cropped, perceived gender, {size}x{size}, fixed 80/20 split "
-        f"(OOD: {', '.join(ood) or 'none'}; see mmtrack.realdata)",
+        f"(OOD: {', '.join(ood) or 'none'}; see mmtrack.data.utkface)",
     )

@@ -147,8 +147,11 @@ def test_ood_digits_warped_is_the_test_digits_under_unseen_warps(digits):
     assert float(gray[ood.labels < 5].float().mean()) < 0.1 < 0.9 < float(gray[ood.labels >= 5].float().mean())
 
 
-def test_fingerprint_is_stable_and_sensitive(digits):
-    again = digits_data.load_digits_skewed(DataOptions())  # rebuilt from scratch, not the cached object
+def test_fingerprint_is_stable_and_sensitive(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path))  # an empty dataset cache: built from scratch
+    again = digits_data.load_digits_skewed(DataOptions())
+    assert (tmp_path / "datasets" / f"{digits_data.cache_key()}.pt").is_file()  # built once per machine
+    assert digits_data.load_digits_skewed(DataOptions()).fingerprint == again.fingerprint  # read back from it
     assert again is not digits
     assert again.fingerprint == digits.fingerprint
     assert torch.equal(again.train.images, digits.train.images)

@@ -91,6 +91,15 @@ def test_channel_stats_in_unit_range():
     assert std[1] == pytest.approx(float(torch.tensor([1.0] * 4 + [0.0] * 4).std()))
 
 
+def test_the_three_architecture_tables_agree():
+    """config.ARCHS (what a RunConfig accepts), models.ARCHS (what can be built) and execution.ARCH_COST (what a
+    sweep orders work by) name the same architectures."""
+    from mmtrack import config, models
+    from mmtrack.execution.queue import ARCH_COST
+
+    assert set(config.ARCHS) == set(models.ARCHS) == set(ARCH_COST)
+
+
 def test_unknown_arch_in_build_model():
     with pytest.raises(MMTrackError, match="unknown arch 'vgg'; choose one of: resnet18, resnet50, wide_resnet50_2"):
         build_model("vgg", 10, 8)
