@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_study.py
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_sheet.py
+	$(BIN)/python benchmarks/bench_report.py
 
 server: $(STAMP)
 	$(BIN)/mmtrack server
