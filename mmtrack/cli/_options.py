@@ -41,6 +41,14 @@ ExperimentOpt = Annotated[str, typer.Option(metavar="NAME", help="MLflow experim
 RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Drop the local runs cache first.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write the output to this file.")]
 
+ReferenceOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="RUN_ID",
+        help="Reference model of prediction multiplicity (default: the default configuration's first seed).",
+    ),
+]
+
 
 def parse_interventions(specs: list[str] | None):
     from mmtrack.interventions import DEFAULT_SPECS, parse

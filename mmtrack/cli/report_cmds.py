@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape as esc
 
 from mmtrack.cli._app import app, console, emit_text, err, quiet
-from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, RefreshOpt, TrackingUri
+from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, ReferenceOpt, RefreshOpt, TrackingUri
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
@@ -166,13 +166,7 @@ def select_cmd(
     predictions: Annotated[
         bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")
     ] = True,
-    reference: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="RUN_ID",
-            help="Reference model of prediction multiplicity (default: the default configuration's first seed).",
-        ),
-    ] = None,
+    reference: ReferenceOpt = None,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -262,13 +256,7 @@ def report_cmd(
     top: Annotated[
         Optional[str], typer.Option(metavar="PERCENTS", help="Top-k% rules (default: the study's, else 75,50).")
     ] = None,
-    reference: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="RUN_ID",
-            help="Reference model of prediction multiplicity (default: the default configuration's first seed).",
-        ),
-    ] = None,
+    reference: ReferenceOpt = None,
     predictions: Annotated[
         bool, typer.Option(help="Prediction multiplicity and contested examples from stored predictions.")
     ] = True,

@@ -171,3 +171,19 @@ def module_store(tmp_path_factory, empty_store: Path, name: str):
         mp.delenv("MLFLOW_RUN_ID", raising=False)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield d, tracking.connect()
+
+
+def scores_experiment(name: str, seeds: int = 2, step: tuple[float, float] = (0.01, -0.02)) -> None:
+    """Runs of a toy experiment logged like another tool would: params lr x seed (lr 0.1, 0.05), metrics `acc` and
+    `acc/ood/x` moving by `step` from run to run, no predictions, no study."""
+    from mmtrack import tracking
+
+    client = tracking.connect()
+    exp_id = tracking.experiment_id(client, name, create=True)
+    for i, (lr, seed) in enumerate((lr, s) for lr in ("0.1", "0.05") for s in range(seeds)):
+        rid = client.create_run(exp_id, run_name=f"r{i}").info.run_id
+        for key, value in (("lr", lr), ("seed", str(seed))):
+            client.log_param(rid, key, value)
+        for key, value in {"acc": 0.90 + step[0] * i, "acc/ood/x": 0.8 + step[1] * i}.items():
+            client.log_metric(rid, key, value)
+        client.set_terminated(rid, "FINISHED")

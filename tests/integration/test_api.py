@@ -5,22 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, scores_experiment
 
 import mmtrack
-from mmtrack import tracking
 
 
 def _experiment() -> None:
-    client = tracking.connect()
-    exp_id = tracking.experiment_id(client, "api", create=True)
-    for i, (lr, seed) in enumerate((lr, s) for lr in ("0.1", "0.05") for s in range(3)):
-        rid = client.create_run(exp_id, run_name=f"r{i}").info.run_id
-        for key, value in (("lr", lr), ("seed", str(seed))):
-            client.log_param(rid, key, value)
-        for key, value in {"acc": 0.90 + 0.004 * i, "acc/ood/x": 0.8 - 0.01 * i}.items():
-            client.log_metric(rid, key, value)
-        client.set_terminated(rid, "FINISHED")
+    scores_experiment("api", seeds=3, step=(0.004, -0.01))
 
 
 def test_the_notebook_api_matches_the_commands(capsys, monkeypatch, tracking_dir):

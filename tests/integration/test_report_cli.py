@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import run_cli, scores_experiment
 
 from mmtrack import tracking
 
 
 def _experiment() -> None:
     """4 runs (lr x seed) of a toy experiment, every metric logged."""
-    client = tracking.connect()
-    exp_id = tracking.experiment_id(client, "figs", create=True)
-    for i, (lr, seed) in enumerate((lr, s) for lr in ("0.1", "0.05") for s in range(2)):
-        rid = client.create_run(exp_id, run_name=f"r{i}").info.run_id
-        for key, value in (("lr", lr), ("seed", str(seed))):
-            client.log_param(rid, key, value)
-        for key, value in {"acc": 0.90 + 0.01 * i, "acc/ood/x": 0.8 - 0.02 * i}.items():
-            client.log_metric(rid, key, value)
-        client.set_terminated(rid, "FINISHED")
+    scores_experiment("figs")
 
 
 def test_figure_is_a_folder_for_sheet_and_select(capsys, monkeypatch, tracking_dir, tmp_path):

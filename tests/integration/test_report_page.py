@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import module_store, run_cli
+from conftest import module_store, run_cli, scores_experiment
 
 from mmtrack import tracking
 
@@ -160,15 +160,7 @@ def test_report_logs_to_the_reports_experiment(study_store, capsys, monkeypatch,
 def test_report_without_predictions_says_so_in_one_line(capsys, monkeypatch, tracking_dir, tmp_path):
     """Runs logged by another tool (scores only): every score section is there, the prediction sections say why
     they are empty."""
-    client = tracking.connect()
-    exp_id = tracking.experiment_id(client, "scores", create=True)
-    for i, (lr, seed) in enumerate((lr, s) for lr in ("0.1", "0.05") for s in range(3)):
-        rid = client.create_run(exp_id, run_name=f"r{i}").info.run_id
-        for key, val in (("lr", lr), ("seed", str(seed))):
-            client.log_param(rid, key, val)
-        for key, val in {"acc": 0.90 + 0.004 * i, "acc/ood/x": 0.8 - 0.01 * i}.items():
-            client.log_metric(rid, key, val)
-        client.set_terminated(rid, "FINISHED")
+    scores_experiment("scores", seeds=3, step=(0.004, -0.01))
     res = run_cli(
         capsys, monkeypatch, "report", "--experiment", "scores", "--out", str(tmp_path), "--by", "acc", "--top", "50"
     )
