@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = "realdata-v1"  # bump when decoding or resizing changes: every cache key changes
 RESIZE = "center-square-crop+pil-bilinear"
+CHUNK = 256  # images decoded per thread-pool task
 
 
 def cache_dir() -> Path:
@@ -109,10 +110,14 @@ def decode_images(paths: list[Path], size: int) -> torch.Tensor:
         log.info(
             "decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths), paths[0].parent, size, size
         )
+
+    def chunk(start: int) -> None:  # chunks, not one task per file: small images decode in ~100 µs
+        for i in range(start, min(start + CHUNK, len(paths))):
+            out[i] = decode_image(paths[i], size)
+
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
-        for i, arr in enumerate(pool.map(lambda p: decode_image(p, size), paths)):
-            out[i] = arr
+        list(pool.map(chunk, range(0, len(paths), CHUNK)))
     finally:
         pool.shutdown(cancel_futures=True)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
