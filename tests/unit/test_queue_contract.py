@@ -1,6 +1,7 @@
-"""The work-queue contract (`mmtrack.execution.queue`), one suite run against every back end: the file-lock queue,
-the Optuna queue on SQLite, and the Optuna queue on PostgreSQL (the stack of tests/integration/test_postgres.py: skipped
-outside CI when PostgreSQL cannot start here, required under CI=true).
+"""The work-queue contract (`mmtrack.execution.queue`), one suite run against every back end: here the file-lock
+queue and the Optuna queue on SQLite (no torch, MLflow or server needed); tests/integration/
+test_queue_contract_postgres.py runs this same suite against the Optuna queue on PostgreSQL (the stack of
+test_postgres.py: skipped outside CI when PostgreSQL cannot start here, required under CI=true).
 
 Each test plays several workers, each with a queue of its own (threads, or a forked process where a worker has
 to die), and nothing is trained: the contract is about claims. Timings: heartbeat 1 s, grace 3 s."""
@@ -16,13 +17,13 @@ import uuid
 from collections import Counter
 
 import pytest
-from test_postgres import stack  # noqa: F401 - the PostgreSQL stack, started once per session
 
 from mmtrack.execution import Event, FileLockQueue, OptunaQueue, WorkQueue
 from mmtrack.study import Study, parse_study
 
 HEARTBEAT, GRACE = 1, 3
-BACKENDS = ["file", "optuna-sqlite", "optuna-postgresql"]
+BACKENDS = ["file", "optuna-sqlite"]  # the integration suite adds "optuna-postgresql"
+OPTUNA_BACKENDS = ["optuna-sqlite"]
 
 
 def make_study(seeds: int = 2) -> Study:
@@ -58,13 +59,23 @@ class Backend:
         return q
 
 
+def storage_of(kind: str, request, tmp_path) -> str:
+    """The Optuna storage URL of a back end (PostgreSQL: the integration suite's `stack` fixture)."""
+    if kind == "optuna-sqlite":
+        return f"sqlite:///{tmp_path}/optuna.db"
+    return request.getfixturevalue("stack")["storage"]
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request, tmp_path) -> Backend:
     if request.param == "file":
         return Backend("file", tmp_path)
-    if request.param == "optuna-sqlite":
-        return Backend("optuna", tmp_path, f"sqlite:///{tmp_path}/optuna.db")
-    return Backend("optuna", tmp_path, request.getfixturevalue("stack")["storage"])
+    return Backend("optuna", tmp_path, storage_of(request.param, request, tmp_path))
+
+
+@pytest.fixture(params=OPTUNA_BACKENDS)
+def optuna_storage(request, tmp_path) -> str:
+    return storage_of(request.param, request, tmp_path)
 
 
 def done(claim, kind: str = "finished") -> Event:
@@ -252,11 +263,8 @@ def test_active_and_prepare(backend):
 # ------------------------------------------------------------------------------------------------ Optuna only
 
 
-@pytest.mark.parametrize("kind", ["optuna-sqlite", "optuna-postgresql"])
-def test_optuna_retries_an_expired_claim_at_most_max_retry_times(kind, request, tmp_path):
-    storage = (
-        f"sqlite:///{tmp_path}/optuna.db" if kind == "optuna-sqlite" else request.getfixturevalue("stack")["storage"]
-    )
+def test_optuna_retries_an_expired_claim_at_most_max_retry_times(optuna_storage, tmp_path):
+    storage = optuna_storage
     study = make_study(seeds=1)
     q = Backend("optuna", tmp_path, storage).open(study, max_retry=1)
     round_ = q.prepare(set())
