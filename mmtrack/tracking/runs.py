@@ -13,18 +13,31 @@ import pandas as pd
 
 from mmtrack import settings
 from mmtrack.errors import MMTrackError
-from mmtrack.tags import (ERROR_TAG, HASH_TAG, LAUNCHED_TAG, NOTE_TAG, REPORT_TAG, REPORTS_FOR_TAG, REVISION_TAG,
-                          RUN_NAME_TAG, STUDY_TAG, TRUSTED_PICKLE_TAG)
+from mmtrack.tags import (
+    ERROR_TAG,
+    HASH_TAG,
+    LAUNCHED_TAG,
+    NOTE_TAG,
+    REPORT_TAG,
+    REPORTS_FOR_TAG,
+    REVISION_TAG,
+    RUN_NAME_TAG,
+    STUDY_TAG,
+    TRUSTED_PICKLE_TAG,
+)
 from mmtrack.tracking.stores import artifact_root
 
 REPORTS_SUFFIX = "-reports"  # reports of experiment X live in experiment X-reports
+DATASET_RETRIES = 4  # attempts to log a run's dataset input (see RunLogger.log_dataset)
+
 
 def experiment_id(client, name: str, create: bool = False, tags: dict | None = None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
-            raise MMTrackError(f"experiment {name!r} is deleted; restore it (`mlflow experiments restore`) or "
-                               "choose another name")
+            raise MMTrackError(
+                f"experiment {name!r} is deleted; restore it (`mlflow experiments restore`) or choose another name"
+            )
         for key, value in (tags or {}).items():
             client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
@@ -65,8 +78,9 @@ class RunLogger:
         self.client, self.run_id = client, run_id
 
     @classmethod
-    def start(cls, client, exp_id: str | None, run_name: str, tags: dict[str, str],
-              run_id: str | None = None) -> RunLogger:
+    def start(
+        cls, client, exp_id: str | None, run_name: str, tags: dict[str, str], run_id: str | None = None
+    ) -> RunLogger:
         """Start a new run in `exp_id`, or resume `run_id` (the run `mlflow run` created). It is MLflow's active
         (fluent) run until the `with` block ends, because `mlflow.pytorch.log_model` logs into the active run."""
         import mlflow
@@ -90,7 +104,7 @@ class RunLogger:
         logger.dataset = (datasets[0].dataset.name, datasets[0].dataset.digest) if datasets else None
         return logger
 
-    def __enter__(self) -> "RunLogger":
+    def __enter__(self) -> RunLogger:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -125,10 +139,21 @@ class RunLogger:
         now = int(time.time() * 1000)
         model_id = self.model_id if to_model else None
         name, digest = self.dataset if to_model and self.dataset else (None, None)  # scored on this dataset
-        batch = [Metric(k, float(v), now, step or 0, run_id=self.run_id, model_id=model_id, dataset_name=name,
-                        dataset_digest=digest) for k, v in metrics.items()]
+        batch = [
+            Metric(
+                k,
+                float(v),
+                now,
+                step or 0,
+                run_id=self.run_id,
+                model_id=model_id,
+                dataset_name=name,
+                dataset_digest=digest,
+            )
+            for k, v in metrics.items()
+        ]
         for i in range(0, len(batch), 500):
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 500])
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
@@ -154,8 +179,14 @@ class RunLogger:
         try:
             # step=-1: MLflow links the run's metrics at the given step to the model; none are at -1, so the
             # epoch-0 training metrics are not shown as the model's (final scores are linked as they are logged)
-            info = mlflow.pytorch.log_model(model, name="model", input_example=input_example, pip_requirements=reqs,
-                                            serialization_format="pickle", step=-1)
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=input_example,
+                pip_requirements=reqs,
+                serialization_format="pickle",
+                step=-1,
+            )
             self.model_id = info.model_id
         finally:
             pt_log.setLevel(level)
@@ -165,11 +196,25 @@ class RunLogger:
         panel): digest = mmtrack's data fingerprint, profile = split sizes, groups and OOD sets."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        dataset = Dataset(name=name, digest=digest, source_type="code",
-                          source=json.dumps({"tags": {"mmtrack.dataset": name, "description": description}}),
-                          profile=json.dumps(profile, sort_keys=True))
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context",
-                                                                                      "training")])])
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type="code",
+            source=json.dumps({"tags": {"mmtrack.dataset": name, "description": description}}),
+            profile=json.dumps(profile, sort_keys=True),
+        )
+        inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
+        for attempt in range(DATASET_RETRIES):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                break
+            except Exception as exc:  # noqa: BLE001 - MLflow wraps the database's error in several types
+                # Two workers logging the same dataset into an experiment at the same moment both try to create
+                # its row; the loser hits the unique constraint. The row exists now: log again, once it is there.
+                text = str(exc).lower()
+                if attempt == DATASET_RETRIES - 1 or not ("unique" in text or "duplicate" in text):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
         self.dataset = (name, digest)
 
     def log_weights(self, model, spec: dict) -> None:
@@ -224,17 +269,20 @@ def load_model(client, run_id: str, trust_pickle: bool = False):
             except MMTrackError as exc:
                 raise MMTrackError(f"run {run_id}: {exc.message}") from None
     if not trust_pickle:
-        raise MMTrackError(f"run {run_id} has no safe weights ({WEIGHTS}/{WEIGHTS_FILE}): its only model is a "
-                           "pickle, which can run code when loaded; retrain the configuration, or pass "
-                           "--trust-pickle if you control this tracking store")
+        raise MMTrackError(
+            f"run {run_id} has no safe weights ({WEIGHTS}/{WEIGHTS_FILE}): its only model is a "
+            "pickle, which can run code when loaded; retrain the configuration, or pass "
+            "--trust-pickle if you control this tracking store"
+        )
     import mlflow.pytorch
 
     client.set_tag(run_id, TRUSTED_PICKLE_TAG, "true")  # the decision is recorded before anything is unpickled
     try:
         return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
     except Exception as exc:  # noqa: BLE001
-        raise MMTrackError(f"could not load the model of run {run_id} ({type(exc).__name__}: {exc}); "
-                           "was it logged by mmtrack?") from None
+        raise MMTrackError(
+            f"could not load the model of run {run_id} ({type(exc).__name__}: {exc}); was it logged by mmtrack?"
+        ) from None
 
 
 def can_adopt(client, run_id: str, experiment: str) -> bool:
@@ -259,8 +307,9 @@ def point_launcher(launcher_uri: str, launcher_run: str, uri: str, experiment: s
         client.set_tag(launcher_run, NOTE_TAG, f"Launcher only: mmtrack logged the training as {where}.")
 
 
-def log_report(client, experiment: str, kind: str, files: dict[str, str], figures: list[Path],
-               metrics: dict[str, float]) -> tuple[str, str]:
+def log_report(
+    client, experiment: str, kind: str, files: dict[str, str], figures: list[Path], metrics: dict[str, float]
+) -> tuple[str, str]:
     """One report (every sheet, or a selection) of one `--log` invocation as one run in the companion experiment
     `<experiment>-reports`, out of the training runs table and its charts: its files and figures as artifacts,
     its headline numbers (Δmax^all per metric, ...) as metrics so reports can be sorted and compared.
@@ -283,7 +332,7 @@ def log_report(client, experiment: str, kind: str, files: dict[str, str], figure
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None and math.isfinite(v)]
     for i in range(0, len(batch), 500):
-        client.log_batch(rid, metrics=batch[i:i + 500])
+        client.log_batch(rid, metrics=batch[i : i + 500])
     client.set_terminated(rid, "FINISHED")
     return exp_id, rid
 
@@ -335,8 +384,14 @@ def _runs_frame(runs) -> pd.DataFrame:
     """Runs as a DataFrame in `mlflow.search_runs` format (run_id, status, times, params.*, metrics.*, tags.*)."""
     rows = []
     for r in runs:
-        row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "experiment_id": r.info.experiment_id,
-               "status": r.info.status, "start_time": r.info.start_time, "end_time": r.info.end_time}
+        row = {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "experiment_id": r.info.experiment_id,
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "end_time": r.info.end_time,
+        }
         row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
         row.update({f"params.{k}": v for k, v in r.data.params.items()})
         row.update({f"tags.{k}": v for k, v in r.data.tags.items()})

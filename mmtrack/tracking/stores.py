@@ -11,11 +11,11 @@ import contextlib
 import fcntl
 import logging
 import os
-import warnings
 import urllib.error
 import urllib.request
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mmtrack import settings
 from mmtrack.errors import MMTrackError
@@ -56,7 +56,7 @@ def is_local_sqlite(uri: str) -> bool:
 def artifact_root(uri: str) -> str | None:
     """Artifact folder next to a local SQLite store; None (the server's choice) for other stores."""
     if is_local_sqlite(uri):
-        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
     return None
 
 
@@ -82,7 +82,7 @@ def connect(uri: str | None = None):
 
     uri = resolve_uri(uri)
     if is_local_sqlite(uri):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         if not db.exists():
             # Create the tables once (under a lock: concurrent first use would race on migrations), with the
             # artifact root next to the database, so experiment 0 ('Default', used by `mlflow run`) stores
@@ -123,11 +123,14 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
             who = f"user {user!r} was refused" if user else "no login given"
-            raise MMTrackError(f"tracking server {uri} requires a login ({who}); set MLFLOW_TRACKING_USERNAME and "
-                               "MLFLOW_TRACKING_PASSWORD (tracking/stack.env holds the worker's)") from None
+            raise MMTrackError(
+                f"tracking server {uri} requires a login ({who}); set MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD (tracking/stack.env holds the worker's)"
+            ) from None
         if exc.code == 403:
-            raise MMTrackError(f"tracking server {uri}: user {user!r} may not read experiments; ask its admin "
-                               "(tracking/add-user.sh)") from None
+            raise MMTrackError(
+                f"tracking server {uri}: user {user!r} may not read experiments; ask its admin (tracking/add-user.sh)"
+            ) from None
     except (urllib.error.URLError, OSError):
         pass  # answered /health: let MLflow's client report anything else
 
@@ -136,8 +139,9 @@ def check_database(uri: str, timeout: int = 5) -> None:
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": timeout}
-                                          if uri.startswith("postgresql") else {})
+        engine = sqlalchemy.create_engine(
+            uri, connect_args={"connect_timeout": timeout} if uri.startswith("postgresql") else {}
+        )
         with engine.connect():
             pass
         engine.dispose()

@@ -414,3 +414,32 @@ def test_divergence_leaves_run_failed(client, digits):
     assert run.info.status == "FAILED"
     assert run.data.tags["mmtrack.error"].startswith("FloatingPointError: training diverged")
     assert "acc" not in run.data.metrics
+
+
+def test_dataset_input_survives_a_concurrent_first_log(client):
+    """Two sweep workers logging the same dataset into a new experiment at the same moment: the loser of the race
+    for the dataset row gets the database's unique-constraint error; it logs again instead of failing the run."""
+    exp_id = tracking.experiment_id(client, "race", create=True)
+    calls = []
+    real = client.log_inputs
+
+    def racing(run_id, datasets=None, **kw):
+        calls.append(run_id)
+        if len(calls) == 1:  # what SQLite says when the other worker inserted the row first
+            raise RuntimeError("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id")
+        return real(run_id, datasets=datasets, **kw)
+
+    client.log_inputs = racing
+    with tracking.RunLogger.start(client, exp_id, "r", {}) as logger:
+        logger.log_dataset("toy", "abc123", "a toy", {"train": 1})
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and len(calls) == 2
+    assert [(i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs] == [("toy", "abc123")]
+
+    def broken(run_id, datasets=None, **kw):
+        raise RuntimeError("permission denied")
+
+    client.log_inputs = broken  # any other error is not retried
+    with pytest.raises(RuntimeError, match="permission denied"):
+        with tracking.RunLogger.start(client, exp_id, "r2", {}) as logger:
+            logger.log_dataset("toy", "abc123", "a toy", {"train": 1})
