@@ -7,7 +7,9 @@ Builds a synthetic folder in UTKFace's on-disk format (200x200 JPEGs, real file-
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -40,6 +42,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="mmtrack-bench-data-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # gigabytes otherwise, run after run
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     make_folder(tmp / "data", args.images)
     from mmtrack.config import RunConfig

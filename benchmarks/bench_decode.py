@@ -15,7 +15,9 @@ then measures, in this process:
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -54,6 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="mmtrack-bench-decode-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # gigabytes otherwise, run after run
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     from PIL import Image
 

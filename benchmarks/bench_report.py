@@ -7,6 +7,7 @@ of the experiment as JSON (what `mmtrack sheet --format json` does). Target: the
 """
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
@@ -56,6 +57,7 @@ def main() -> None:
     for label in ("cold", "warm"):
         one_pass(label, args.experiment)
     out = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    atexit.register(shutil.rmtree, out, ignore_errors=True)  # gigabytes otherwise, run after run
     start = time.perf_counter()
     subprocess.run(
         [str(Path(sys.executable).parent / "mmtrack"), "report", "--experiment", args.experiment, "--out", str(out)],

@@ -11,6 +11,7 @@ into a fresh store, so every timing trains the same work from scratch.
 """
 
 import argparse
+import atexit
 import os
 import shutil
 import subprocess
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--full", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mmtrack-bench-sweep-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # gigabytes otherwise, run after run
     study = study_subset(args.configs, tmp)
     mm = str(BIN / "mmtrack")
     w1 = timed([mm, "sweep", str(study), "--workers", "1"], fresh_env(tmp, "w1"), ROOT)

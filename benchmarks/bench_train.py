@@ -5,7 +5,9 @@ bare PyTorch loop over the same model and data, in one process. Target: ratio <=
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -57,7 +59,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="alternate bare/mmtrack this many times; keep the best")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    os.environ["MMTRACK_TRACKING_DIR"] = tempfile.mkdtemp(prefix="mmtrack-bench-")
+    tmp = tempfile.mkdtemp(prefix="mmtrack-bench-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    os.environ["MMTRACK_TRACKING_DIR"] = tmp
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     import logging
     import warnings

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -49,6 +52,16 @@ def _check_format(fmt: str) -> None:
     check_format(fmt, FORMATS)
 
 
+@contextlib.contextmanager
+def _figure_dir(figure: Path | None) -> Iterator[Path]:
+    """The user's --figure folder, or a temporary one removed once the figures are logged."""
+    if figure is not None:
+        yield figure
+        return
+    with tempfile.TemporaryDirectory(prefix="mmtrack-figures-") as tmp:
+        yield Path(tmp)
+
+
 @app.command()
 def sheet(
     experiment: ExperimentOpt,
@@ -77,7 +90,6 @@ def sheet(
     tracking_uri: TrackingUri = None,
 ):
     """Multiplicity sheets: per metric, one table per axis (rows = seeds), Δmax per row/column and Δmax^all."""
-    import tempfile
 
     from mmtrack import analysis, report, tracking
 
@@ -116,20 +128,21 @@ def sheet(
         emit_text(
             report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id), out
         )
-    written: list[Path] = []
-    if figure is not None or log:
-        fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-sheet-"))
+    if figure is None and not log:
+        return
+    with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone
+        written: list[Path] = []
         for s in sheets:
             written += report.save_figure(report.sheet_figure(s), fig_dir / f"sheet-{report.slug(s.metric)}")
         if figure is not None:
             err.print(f"wrote {len(written)} figure files to {esc(str(fig_dir))}")
-    if log:  # one report run holding every sheet of this invocation
-        files, numbers = report.sheet_log(sheets, ui_url=ui, experiment_id=exp_id)
-        rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, numbers)
-        err.print(
-            f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
-            f"{tracking.ui_url(ui, rep_exp, rid)}"
-        )
+        if log:  # one report run holding every sheet of this invocation
+            files, numbers = report.sheet_log(sheets, ui_url=ui, experiment_id=exp_id)
+            rep_exp, rid = tracking.log_report(client, experiment, "sheet", files, written, numbers)
+            err.print(
+                f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
+                f"{tracking.ui_url(ui, rep_exp, rid)}"
+            )
 
 
 @app.command("select")
@@ -171,7 +184,6 @@ def select_cmd(
     tracking_uri: TrackingUri = None,
 ):
     """Model selection: keep the runs good on several metrics at once; how much do unseen metrics still vary?"""
-    import tempfile
 
     from mmtrack import analysis, report, tracking
 
@@ -215,19 +227,19 @@ def select_cmd(
             err.print(f"[yellow]warning:[/] {esc(line)}")
     else:
         emit_text(report.render(rep, "markdown" if fmt == "rich" else fmt), out)
-    figs: list[Path] = []
-    if figure is not None or log:
-        fig_dir = figure or Path(tempfile.mkdtemp(prefix="mmtrack-select-"))
+    if figure is None and not log:
+        return
+    with _figure_dir(figure) as fig_dir:
         figs = report.save_figure(report.selection_figure(rep), fig_dir / "selection")
         if figure is not None:
             err.print(f"wrote {len(figs)} figure files to {esc(str(fig_dir))}")
-    if log:
-        files, metrics = report.selection_log(rep)
-        rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
-        err.print(
-            f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
-            f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}"
-        )
+        if log:
+            files, metrics = report.selection_log(rep)
+            rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
+            err.print(
+                f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
+                f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}"
+            )
 
 
 @app.command("report")
