@@ -10,14 +10,18 @@ removing a source file, or changing the image size, gives a new key. Old cache f
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import mmap
+import multiprocessing as mp
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -32,7 +36,10 @@ log = logging.getLogger(__name__)
 
 PREPROCESS_VERSION = "realdata-v1"  # bump when decoding or resizing changes: every cache key changes
 RESIZE = "center-square-crop+pil-bilinear"
-CHUNK = 256  # images decoded per thread-pool task
+CHUNK = 256  # images a decoding worker takes at a time
+PROCESSES_FROM = 2048  # images: fewer decode in this process (starting workers would cost more than it saves)
+MAX_WORKERS = 8
+_JOB: dict = {}  # the decoding job (paths, size, output) that forked workers inherit: nothing of it is pickled
 
 
 def cache_dir() -> Path:
@@ -56,22 +63,38 @@ def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str
 
 
 def cached(key: str, build: Callable[[], dict]) -> dict:
-    """The payload cached under `key` (a dict of tensors, lists and strings), building and saving it on a miss."""
+    """The payload cached under `key` (a dict of tensors, lists and strings), building and saving it on a miss.
+    Processes missing the same key at once (a sweep's workers on a cold cache) build it once: one builds under a
+    file lock, the others wait for it and load its file."""
+    path = cache_dir() / f"{key}.pt"
+    payload = _load(path)
+    if payload is not None:
+        return payload
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        payload = _load(path)
+        if payload is None:
+            import torch
+
+            payload = build()
+            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+            log.info("cached decoded dataset in %s", path)
+    return payload
+
+
+def _load(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
     import torch
 
-    path = cache_dir() / f"{key}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: rebuild it
-            log.warning("ignoring unreadable dataset cache %s (%s); rebuilding it", path, exc)
-    payload = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    log.info("cached decoded dataset in %s", path)
-    return payload
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: rebuild it
+        log.warning("ignoring unreadable dataset cache %s (%s); rebuilding it", path, exc)
+        return None
 
 
 def decode_image(path: Path, size: int) -> np.ndarray:
@@ -100,27 +123,81 @@ def read_image(path: Path, size: int) -> tuple[np.ndarray, str]:
     return np.asarray(im, dtype=np.uint8), mode
 
 
+def _decode_range(bounds: tuple[int, int]) -> tuple[list[tuple[str | None, str | None]], bytes]:
+    """Decode `_JOB`'s files[start:stop] into its output (N, 3, S, S): per file (PIL mode, None), or (None, the
+    error message) for a file PIL cannot read; and the sha256 of the decoded range. Runs in the decoding process
+    or in a forked worker."""
+    paths, size, out = _JOB["paths"], _JOB["size"], _JOB["out"]
+    done: list[tuple[str | None, str | None]] = []
+    for i in range(*bounds):
+        try:
+            arr, mode = read_image(paths[i], size)
+        except MMTrackError as exc:
+            out[i] = 0  # deterministic bytes (and digest) wherever the output memory came from
+            done.append((None, exc.message))
+            continue
+        out[i] = arr.transpose(2, 0, 1)
+        done.append((mode, None))
+    return done, hashlib.sha256(memoryview(out[bounds[0] : bounds[1]])).digest()
+
+
+def _workers(n: int) -> int:
+    """Processes to decode `n` files with: 1 (this process) for few files, or off Linux (fork is unsafe on
+    macOS and missing on Windows; spawned workers would re-import torch, costing more than they save)."""
+    if n < PROCESSES_FROM or sys.platform != "linux":
+        return 1
+    return max(1, min(MAX_WORKERS, settings.cpu_budget(), -(-n // CHUNK)))
+
+
+class Decoded(NamedTuple):
+    images: np.ndarray  # uint8 (N, 3, size, size)
+    modes: list[str | None]  # each file's own PIL mode; None where it cannot be read
+    errors: list[str | None]  # the one-line error of each unreadable file; None where it was decoded
+    digests: list[bytes]  # sha256 of images[i * CHUNK : (i + 1) * CHUNK], for content fingerprints
+
+
+def decode_files(paths: Sequence[str | Path], size: int) -> Decoded:
+    """Decode image files into uint8 (N, 3, size, size): RGB, centre square crop, resized (`read_image`).
+
+    Few files decode in this process. Many decode in forked worker processes that write into one anonymous
+    shared mapping, so no image is pickled or copied back (threads don't help: a small JPEG decodes in ~100 µs,
+    mostly Python-level work under the GIL). Each worker takes CHUNK files at a time."""
+    n = len(paths)
+    workers = _workers(n)
+    shape = (n, 3, size, size)
+    if workers > 1:  # MAP_SHARED | MAP_ANONYMOUS: inherited by forked workers, freed with the last reference
+        out = np.frombuffer(mmap.mmap(-1, max(1, int(np.prod(shape)))), np.uint8)[: int(np.prod(shape))]
+        out = out.reshape(shape)
+    else:
+        out = np.empty(shape, np.uint8)
+    if n:
+        log.info(
+            "decoding %d images at %dx%d with %d process(es) (one-time; cached afterwards)", n, size, size, workers
+        )
+    chunks = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
+    _JOB.update(paths=paths, size=size, out=out)  # set before the fork: the workers inherit it
+    try:
+        if workers > 1:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                results = list(pool.map(_decode_range, chunks))
+        else:
+            results = [_decode_range(c) for c in chunks]
+    finally:
+        _JOB.clear()
+    done = [r for rs, _ in results for r in rs]
+    return Decoded(out, [mode for mode, _ in done], [why for _, why in done], [digest for _, digest in results])
+
+
 def decode_images(paths: list[Path], size: int) -> torch.Tensor:
-    """Decode image files into one uint8 tensor (N, 3, size, size), with a small thread pool (PIL releases
-    the GIL while decoding). One-time work: callers cache the result."""
+    """`decode_files` as one uint8 tensor (N, 3, size, size); an unreadable file raises its one-line error.
+    One-time work: callers cache the result."""
     import torch
 
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    if paths:
-        log.info(
-            "decoding %d images from %s at %dx%d (one-time; cached afterwards)", len(paths), paths[0].parent, size, size
-        )
-
-    def chunk(start: int) -> None:  # chunks, not one task per file: small images decode in ~100 µs
-        for i in range(start, min(start + CHUNK, len(paths))):
-            out[i] = decode_image(paths[i], size)
-
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        list(pool.map(chunk, range(0, len(paths), CHUNK)))
-    finally:
-        pool.shutdown(cancel_futures=True)
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    decoded = decode_files(paths, size)
+    first = next((e for e in decoded.errors if e), None)
+    if first:
+        raise MMTrackError(first)
+    return torch.from_numpy(decoded.images)
 
 
 def decoded(

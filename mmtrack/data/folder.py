@@ -61,7 +61,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 from mmtrack.data import base
-from mmtrack.data._decode import PREPROCESS_VERSION, RESIZE, cache_dir, cached, read_image
+from mmtrack.data._decode import CHUNK, PREPROCESS_VERSION, RESIZE, cache_dir, cached, decode_files
 from mmtrack.data.base import DataOptions, Dataset, DatasetInfo, Split, fingerprint, to_grayscale
 from mmtrack.errors import MMTrackError
 
@@ -92,7 +92,6 @@ COLUMNS = {"path": "path", "label": "label", "split": "split"}
 SPLITS = ("train", "test")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 EXAMPLES = 3  # file names quoted in an error
-CHUNK = 256  # images decoded per thread-pool task
 
 
 def _examples(items, n: int = EXAMPLES) -> str:
@@ -743,9 +742,10 @@ def _size(spec: dict, image_size: int | None) -> int:
 def _key(part: Part, spec: dict, size: int) -> tuple[str, str]:
     """(cache key, base folder) of a part: `_decode.source_key`'s scheme (file names relative to the files'
     common folder, sizes, mtimes; the preprocessing), on plain strings: pathlib costs seconds per 100k files."""
-    base_dir = os.path.commonpath(part.files) if len(part.files) > 1 else os.path.dirname(part.files[0])
-    if os.path.isfile(base_dir):
-        base_dir = os.path.dirname(base_dir)
+    if len(part.files) > 1:  # the files' common folder is their folders' (~10x faster than on 100k files)
+        base_dir = os.path.commonpath(list({os.path.dirname(f) for f in part.files}))
+    else:
+        base_dir = os.path.dirname(part.files[0])
     kind = f"declared-c{spec['channels']}"
     h = hashlib.sha256(
         json.dumps(
@@ -788,6 +788,11 @@ def _mode_note(part: Part, modes: dict[str, int], channels: int) -> str | None:
     )
 
 
+def _reason(path: str, message: str) -> str:
+    """The reason in `read_image`'s "cannot decode image file PATH (WHY); remove or replace this file"."""
+    return message.split(f"{path} (", 1)[-1].rsplit("); remove", 1)[0][:80]
+
+
 def _pool():
     return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
 
@@ -825,47 +830,30 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
     key, base_dir = _key(part, spec, size)
 
     def build() -> dict:
-        log.info(
-            "decoding %d images of %s at %dx%d (one-time; cached afterwards)", len(part.files), part.what, size, size
-        )
-        n = len(part.files)
-        out = np.empty((n, 3, size, size), dtype=np.uint8)
-        failures, modes = [], {}
-
-        def chunk(start: int) -> tuple[list[tuple[str | None, str | None]], bytes]:
-            """Decode files[start:start + CHUNK] into `out` and hash them (chunks, not one task per file: small
-            images decode in microseconds, and per-task overhead would dominate)."""
-            done, stop = [], min(start + CHUNK, n)
-            for i in range(start, stop):
-                try:
-                    arr, mode = read_image(part.files[i], size)  # type: ignore[arg-type] - PIL takes str
-                    out[i] = arr.transpose(2, 0, 1)
-                    done.append((mode, None))
-                except MMTrackError as exc:  # "cannot decode image file PATH (WHY); remove or replace this file"
-                    done.append((None, exc.message.split(f"{part.files[i]} (", 1)[-1].rsplit("); remove", 1)[0][:80]))
-            if spec["channels"] == 1:
-                out[start:stop] = to_grayscale(torch.from_numpy(out[start:stop])).numpy()
-            return done, hashlib.sha256(memoryview(out[start:stop])).digest()
-
-        pool = _pool()
-        try:
-            chunks = list(pool.map(chunk, range(0, n, CHUNK)))
-        finally:
-            pool.shutdown(cancel_futures=True)
-        for path, (mode, why) in zip(part.files, (r for rs, _ in chunks for r in rs)):
-            if why:
-                failures.append((path, why))
-            else:
-                modes[mode] = modes.get(mode, 0) + 1
+        log.info("decoding %s (one-time; cached afterwards)", part.what)
+        out, modes_of, errors, digests = decode_files(part.files, size)
+        failures = [(f, _reason(f, e)) for f, e in zip(part.files, errors) if e]
         if failures:
             raise _unreadable(part, failures)
+        modes: dict[str, int] = {}
+        for mode in modes_of:
+            modes[mode] = modes.get(mode, 0) + 1
         cut = len(os.path.join(base_dir, ""))
         names = [f[cut:].replace(os.sep, "/") for f in part.files]
         h = hashlib.sha256(f"{DECLARED_VERSION}\n{size}\n".encode() + "\n".join(names).encode())
-        for _, digest in chunks:
+        if spec["channels"] == 1:  # a chunk at a time (a float copy of the whole set would be 4x its size)
+            for i, start in enumerate(range(0, len(out), CHUNK)):
+                out[start : start + CHUNK] = to_grayscale(torch.from_numpy(out[start : start + CHUNK])).numpy()
+                digests[i] = hashlib.sha256(memoryview(out[start : start + CHUNK])).digest()
+        for digest in digests:  # one per CHUNK images
             h.update(digest)
-        images, content = torch.from_numpy(out), h.hexdigest()[:16]
-        return {"images": images, "names": names, "content": content, "modes": json.dumps(modes, sort_keys=True)}
+        content = h.hexdigest()[:16]
+        return {
+            "images": torch.from_numpy(out),
+            "names": names,
+            "content": content,
+            "modes": json.dumps(modes, sort_keys=True),
+        }
 
     payload = cached(key, build)
     note = _mode_note(part, json.loads(payload.get("modes", "{}")), spec["channels"])

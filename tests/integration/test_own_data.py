@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import multiprocessing
 import pickle
+import time
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +176,59 @@ def test_fingerprint_is_content_and_later_loads_decode_nothing(tmp_path, monkeyp
     d = folder.load_declared(folder.normalize({**spec, "channels": 1}, tmp_path / "a", "a", "x"), base.DataOptions())
     assert d.fingerprint != a.fingerprint
     assert torch.equal(d.train.images[:, 0], d.train.images[:, 1])  # grayscale as 3 equal channels
+
+
+def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, monkeypatch):
+    """From PROCESSES_FROM files on, forked workers decode into shared memory: the same images, modes, errors and
+    per-chunk digests as decoding in this process, so the same fingerprints; an unreadable file is still named."""
+    root = make_folder(tmp_path / "tree", n=150)  # 300 files: two chunks of 256
+    (root / "cat" / "broken.jpg").write_bytes(b"not an image")
+    jpeg(root / "dog" / "gray.png", (90, 90, 90), mode="L", fmt="PNG")
+    files = sorted(str(p) for p in root.rglob("*.*"))
+    monkeypatch.setenv("MMTRACK_THREADS", "2")
+    monkeypatch.setattr(_decode, "PROCESSES_FROM", 10**9)
+    assert _decode._workers(len(files)) == 1
+    here = _decode.decode_files(files, 8)
+    monkeypatch.setattr(_decode, "PROCESSES_FROM", 100)
+    assert _decode._workers(len(files)) == 2
+    forked = _decode.decode_files(files, 8)
+    np.testing.assert_array_equal(forked.images, here.images)
+    assert (forked.modes, forked.errors, forked.digests) == (here.modes, here.errors, here.digests)
+    assert len(forked.digests) == 2 and forked.modes.count("L") == 1
+    assert [f for f, e in zip(files, forked.errors) if e] == [str(root / "cat" / "broken.jpg")]
+    with pytest.raises(MMTrackError, match="cannot decode image file .*broken.jpg"):
+        _decode.decode_images(files, 8)
+    (root / "cat" / "broken.jpg").unlink()
+    spec = folder.normalize({"images": str(root), "image_size": 8, "channels": 1}, tmp_path, "t", "t")
+    forked_ds = folder.load_declared(spec, base.DataOptions())
+    monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setattr(_decode, "PROCESSES_FROM", 10**9)
+    here_ds = folder.load_declared(spec, base.DataOptions())
+    assert forked_ds.fingerprint == here_ds.fingerprint and torch.equal(forked_ds.train.images, here_ds.train.images)
+
+
+def _build_slowly(marker: str) -> None:
+    def build() -> dict:
+        with open(marker, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)
+        return {"values": torch.arange(5)}
+
+    assert torch.equal(_decode.cached("concurrent-test", build)["values"], torch.arange(5))
+
+
+def test_processes_missing_the_same_cache_build_it_once(tmp_path):
+    """Two sweep workers starting on a cold cache: one decodes, the other waits for its file."""
+    marker = tmp_path / "builds.txt"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_build_slowly, args=(str(marker),)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert marker.read_text() == "built\n"
+    assert (tmp_path / "cache" / "datasets" / "concurrent-test.pt").is_file()
 
 
 def test_folder_with_train_test_folders_and_a_groups_table(tmp_path):
