@@ -142,9 +142,9 @@ def _decode_range(bounds: tuple[int, int]) -> tuple[list[tuple[str | None, str |
 
 
 def _workers(n: int) -> int:
-    """Processes to decode `n` files with: 1 (this process) for few files, or off Linux (fork is unsafe on
-    macOS and missing on Windows; spawned workers would re-import torch, costing more than they save)."""
-    if n < PROCESSES_FROM or sys.platform != "linux":
+    """Processes to decode `n` files with: 1 (this process) for few files, in a daemonic process (a sweep
+    worker: it may not start processes), or off Linux (fork is unsafe on macOS and missing on Windows)."""
+    if n < PROCESSES_FROM or sys.platform != "linux" or mp.current_process().daemon:
         return 1
     return max(1, min(MAX_WORKERS, settings.cpu_budget(), -(-n // CHUNK)))
 

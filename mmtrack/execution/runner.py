@@ -326,6 +326,17 @@ def _sweep_job(
         queue.close()
 
 
+def decode_once(study: Study, data_dir: str | None) -> None:
+    """Load the study's dataset in this process before local workers start. A cold decode cache is then filled
+    once, with every core (a worker process may not start processes of its own), and bad data fails here, in
+    one line, before anything trains. Nothing stays in memory: the workers load the decoded cache."""
+    from mmtrack.data import load_dataset
+
+    for size in {cfg.image_size for cfg in study.configs()}:
+        load_dataset(study.dataset, data_dir, size)
+    load_dataset.cache_clear()
+
+
 def sweep(
     study: Study,
     workers: int = 1,
@@ -348,6 +359,7 @@ def sweep(
     if workers == 1 or len(todo) <= 1:
         job(emit)
         return summary
+    decode_once(study, data_dir)
     crashed = _run_local(min(workers, len(todo)), job, emit)
     if crashed:
         raise MMTrackError(
@@ -433,6 +445,7 @@ def sweep_with_storage(
             new_round=False,
             data_dir=data_dir,
         )
+        decode_once(study, data_dir)
         crashed = _run_local(workers, job, emit)
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
             if ev.hash not in summary.outcomes:

@@ -198,6 +198,13 @@ def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, m
     assert [f for f, e in zip(files, forked.errors) if e] == [str(root / "cat" / "broken.jpg")]
     with pytest.raises(MMTrackError, match="cannot decode image file .*broken.jpg"):
         _decode.decode_images(files, 8)
+    # a daemonic process (a sweep worker) may not start processes: it decodes in itself
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    daemon = ctx.Process(target=_decode_in, args=(files, results), daemon=True)
+    daemon.start()
+    assert results.get(timeout=60) == here.digests
+    daemon.join(60)
     (root / "cat" / "broken.jpg").unlink()
     spec = folder.normalize({"images": str(root), "image_size": 8, "channels": 1}, tmp_path, "t", "t")
     forked_ds = folder.load_declared(spec, base.DataOptions())
@@ -205,6 +212,13 @@ def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, m
     monkeypatch.setattr(_decode, "PROCESSES_FROM", 10**9)
     here_ds = folder.load_declared(spec, base.DataOptions())
     assert forked_ds.fingerprint == here_ds.fingerprint and torch.equal(forked_ds.train.images, here_ds.train.images)
+
+
+def _decode_in(files: list[str], results) -> None:
+    try:
+        results.put(_decode.decode_files(files, 8).digests)
+    except Exception as exc:  # noqa: BLE001 - the test shows what went wrong
+        results.put(repr(exc))
 
 
 def _build_slowly(marker: str) -> None:
