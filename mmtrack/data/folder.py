@@ -51,6 +51,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -835,9 +836,7 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
         failures = [(f, _reason(f, e)) for f, e in zip(part.files, errors) if e]
         if failures:
             raise _unreadable(part, failures)
-        modes: dict[str, int] = {}
-        for mode in modes_of:
-            modes[mode] = modes.get(mode, 0) + 1
+        modes = Counter(modes_of)
         cut = len(os.path.join(base_dir, ""))
         names = [f[cut:].replace(os.sep, "/") for f in part.files]
         h = hashlib.sha256(f"{DECLARED_VERSION}\n{size}\n".encode() + "\n".join(names).encode())
@@ -852,7 +851,7 @@ def _decode(part: Part, spec: dict, size: int) -> dict:
             "images": torch.from_numpy(out),
             "names": names,
             "content": content,
-            "modes": json.dumps(modes, sort_keys=True),
+            "modes": json.dumps(dict(modes), sort_keys=True),
         }
 
     payload = cached(key, build)
