@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -177,11 +178,16 @@ def decode_files(paths: Sequence[str | Path], size: int) -> Decoded:
     chunks = [(s, min(s + CHUNK, n)) for s in range(0, n, CHUNK)]
     _JOB.update(paths=paths, size=size, out=out)  # set before the fork: the workers inherit it
     try:
-        if workers > 1:
+        if workers == 1:
+            results = [_decode_range(c) for c in chunks]
+        else:
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
                 results = list(pool.map(_decode_range, chunks))
-        else:
-            results = [_decode_range(c) for c in chunks]
+    except BrokenProcessPool as exc:  # a worker was killed (out of memory, a signal): nothing is cached
+        raise MMTrackError(
+            f"a process decoding {n} images died ({exc}); free some memory, or decode in one process with "
+            "MMTRACK_THREADS=1, and run again"
+        ) from exc
     finally:
         _JOB.clear()
     done = [r for rs, _ in results for r in rs]

@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 import time
 from pathlib import Path
@@ -198,6 +199,11 @@ def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, m
     assert [f for f, e in zip(files, forked.errors) if e] == [str(root / "cat" / "broken.jpg")]
     with pytest.raises(MMTrackError, match="cannot decode image file .*broken.jpg"):
         _decode.decode_images(files, 8)
+    decode_range = _decode._decode_range
+    monkeypatch.setattr(_decode, "_decode_range", _die)  # a worker killed (out of memory): one line
+    with pytest.raises(MMTrackError, match="a process decoding 302 images died .*MMTRACK_THREADS=1"):
+        _decode.decode_files(files, 8)
+    monkeypatch.setattr(_decode, "_decode_range", decode_range)
     # a daemonic process (a sweep worker) may not start processes: it decodes in itself
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
@@ -212,6 +218,10 @@ def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, m
     monkeypatch.setattr(_decode, "PROCESSES_FROM", 10**9)
     here_ds = folder.load_declared(spec, base.DataOptions())
     assert forked_ds.fingerprint == here_ds.fingerprint and torch.equal(forked_ds.train.images, here_ds.train.images)
+
+
+def _die(bounds):
+    os._exit(9)
 
 
 def _decode_in(files: list[str], results) -> None:
