@@ -10,7 +10,7 @@ sets a variable before calling sees it.
 | `MMTRACK_TRACKING_DIR` | local tracking store (SQLite + artifacts), locks and caches | `./tracking` |
 | `MMTRACK_CACHE` | caches (decoded datasets, runs tables, predictions) | `<tracking dir>/cache` |
 | `MMTRACK_DATA` | root folder of real datasets (`--data-dir` wins) | `./data` |
-| `MMTRACK_THREADS` | torch threads a sweep shares between its workers | the CPUs this process may use |
+| `MMTRACK_THREADS` | torch threads a sweep shares between its workers; also the most processes a first decode of 2,048+ images uses | the CPUs this process may use |
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
 | `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
@@ -51,7 +51,8 @@ def studies_dir() -> Path:
 
 
 def cpu_budget() -> int:
-    """Torch threads a sweep shares between its workers: $MMTRACK_THREADS, else the CPUs this process may use."""
+    """Torch threads a sweep shares between its workers, and the most processes a first decode uses:
+    $MMTRACK_THREADS, else the CPUs this process may use."""
     value = os.environ.get("MMTRACK_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
