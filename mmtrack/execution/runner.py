@@ -353,14 +353,16 @@ def sweep(
     summary, emit = _recorder(on_event)
     finished = tracking.finished_hashes(client, exp_id)
     todo = _report_finished(study.configs(), finished, emit)
+    processes = min(workers, len(todo))
+    if processes > 1:
+        decode_once(study, data_dir)
     round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
     job = functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir)
-    if workers == 1 or len(todo) <= 1:
+    if processes <= 1:
         job(emit)
         return summary
-    decode_once(study, data_dir)
-    crashed = _run_local(min(workers, len(todo)), job, emit)
+    crashed = _run_local(processes, job, emit)
     if crashed:
         raise MMTrackError(
             f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
@@ -428,6 +430,7 @@ def sweep_with_storage(
     check_storage(storage_url)
     client = tracking.connect(uri)
     summary, emit = _recorder(on_event)
+    decode_once(study, data_dir)
     with OptunaQueue(study, storage_url, heartbeat, grace, max_retry) as queue:
         exp_id = _experiment(client, study)
         finished = tracking.finished_hashes(client, exp_id)
@@ -445,7 +448,6 @@ def sweep_with_storage(
             new_round=False,
             data_dir=data_dir,
         )
-        decode_once(study, data_dir)
         crashed = _run_local(workers, job, emit)
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
             if ev.hash not in summary.outcomes:
