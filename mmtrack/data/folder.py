@@ -601,22 +601,25 @@ def _groups(spec: dict, main: Part, table, notes: list[str]) -> None:
         main.group_values[name] = tuple("_".join(main.group_values[c][j] for c, j in zip(cols, k)) for k in kept)
 
 
+def _read_manifest(path: str, what: str, cols: dict, needs: str):
+    """(table, image paths, labels) of a manifest whose path and label columns exist and which lists images."""
+    table = _read_csv(path, what)
+    for k in ("path", "label"):
+        if cols[k] not in table.columns:
+            raise MMTrackError(
+                f"{what} {path} has no {cols[k]!r} column (columns: {', '.join(table.columns)}); it needs {needs}"
+            )
+    if table.empty:
+        raise MMTrackError(f"{what} {path} lists no image")
+    return table, _manifest_paths(table, cols["path"], path), table[cols["label"]].tolist()
+
+
 def _ood_part(name: str, src: dict, spec: dict, classes: tuple[str, ...], notes: list[str]) -> Part:
     what = f"OOD set {name!r}"
     if src["manifest"]:
-        t = _read_csv(src["manifest"], f"{what} manifest")
         cols = spec["columns"]
-        for k in ("path", "label"):
-            if cols[k] not in t.columns:
-                raise MMTrackError(
-                    f"{what} manifest {src['manifest']} has no {cols[k]!r} column (columns: "
-                    f"{', '.join(t.columns)}); it needs path,label"
-                )
-        if t.empty:
-            raise MMTrackError(f"{what} manifest {src['manifest']} lists no image")
-        files = _manifest_paths(t, cols["path"], src["manifest"])
+        _, files, labels = _read_manifest(src["manifest"], f"{what} manifest", cols, f"{cols['path']},{cols['label']}")
         _check_exist(files, src["manifest"])
-        labels = t[cols["label"]].tolist()
         what = f"{what} ({src['manifest']})"
     else:
         files, labels = _scan(src["images"], notes, what)
@@ -632,18 +635,9 @@ def plan(spec: dict) -> Plan:
     split_how = f"stratified {spec['test_fraction']:g} test, seed {spec['split_seed']}"
     if spec["manifest"]:
         manifest = spec["manifest"]
-        table = _read_csv(manifest, "manifest")
         cols = spec["columns"]
-        for k in ("path", "label"):
-            if cols[k] not in table.columns:
-                raise MMTrackError(
-                    f"manifest {manifest} has no {cols[k]!r} column (columns: {', '.join(table.columns)})"
-                    f"; it needs {cols['path']},{cols['label']}[,{cols['split']}][,<group columns>...]"
-                )
-        if table.empty:
-            raise MMTrackError(f"manifest {manifest} lists no image")
-        files = _manifest_paths(table, cols["path"], manifest)
-        labels = table[cols["label"]].tolist()
+        needs = f"{cols['path']},{cols['label']}[,{cols['split']}][,<group columns>...]"
+        table, files, labels = _read_manifest(manifest, "manifest", cols, needs)
         empty = [i + 2 for i, x in enumerate(labels) if not x]
         if empty:
             raise MMTrackError(
