@@ -13,6 +13,7 @@ sets a variable before calling sees it.
 | `MMTRACK_THREADS` | torch threads a sweep shares between its workers; also the most processes a first decode of 2,048+ images uses | the CPUs this process may use |
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
+| `MMTRACK_PRECISION` | `fp32`, or `bf16` (bfloat16 autocast while training on CUDA; CPU always trains in fp32) | `fp32` |
 | `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
 """
 
@@ -70,6 +71,16 @@ def memory_format() -> str:
     name = os.environ.get("MMTRACK_MEMORY_FORMAT", "channels_last")
     if name not in MEMORY_FORMATS:
         raise MMTrackError(f"MMTRACK_MEMORY_FORMAT must be one of {', '.join(MEMORY_FORMATS)}, got {name!r}")
+    return name
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision() -> str:
+    name = os.environ.get("MMTRACK_PRECISION", "fp32")
+    if name not in PRECISIONS:
+        raise MMTrackError(f"MMTRACK_PRECISION must be one of {', '.join(PRECISIONS)}, got {name!r}")
     return name
 
 

@@ -3,6 +3,7 @@ model's device; each step indexes a shuffled batch, augments it and converts it 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -13,10 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtrack import settings
+from mmtrack import settings, stacking
 from mmtrack.config import RECIPE, RunConfig
 from mmtrack.data import Dataset
 from mmtrack.models import build_model, channel_stats
+
+log = logging.getLogger("mmtrack")
 
 
 def pick_device() -> torch.device:
@@ -92,54 +95,145 @@ def train_model(
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> nn.Module:
     """Train `cfg` on `data` from scratch and return the model (in eval mode)."""
+    (model,) = train_models([cfg], data, device, None if on_epoch is None else lambda _k, stats: on_epoch(stats))
+    if isinstance(model, Exception):
+        raise model
+    return model
+
+
+def same_but_seed(cfgs: list[RunConfig]) -> bool:
+    """True when the configurations differ in their seeds only (the ones `train_models` can stack)."""
+    return len({cfg.replace(seed=0) for cfg in cfgs}) == 1 and len({cfg.seed for cfg in cfgs}) == len(cfgs)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc))
+    )
+
+
+def train_models(
+    cfgs: list[RunConfig],
+    data: Dataset,
+    device: torch.device | None = None,
+    on_epoch: Callable[[int, EpochStats], None] | None = None,
+) -> list[nn.Module | Exception]:
+    """Train configurations that differ only in their seed, together as one stacked network (`mmtrack.stacking`),
+    and return model k of `cfgs[k]` (in eval mode), or the error it stopped on (a model whose loss diverged
+    stops being reported; the others train on: their channels never mix).
+
+    Model k is the model `train_model(cfgs[k])` trains, up to floating-point summation order: its own
+    initialisation (drawn after `seed_everything(seed)`), its own data order (a generator seeded with its seed)
+    and its own augmentation draws (the global RNG stream its seed starts, saved and restored around each of its
+    augmentations). `on_epoch(k, stats)` reports model k's epochs. When the stack does not fit in memory before
+    its first epoch ends, it is trained in halves (one warning line each time)."""
+    if not same_but_seed(cfgs):
+        raise ValueError("train_models stacks configurations that differ only in their (distinct) seeds")
     device = device or pick_device()
-    seed_everything(cfg.seed)
+    reported = [False]
+
+    def report(k: int, stats: EpochStats) -> None:
+        reported[0] = True
+        if on_epoch is not None:
+            on_epoch(k, stats)
+
+    try:
+        return _train_stacked(cfgs, data, device, report)
+    except Exception as exc:  # noqa: BLE001 - only running out of memory before any epoch is retried
+        if len(cfgs) == 1 or reported[0] or not is_out_of_memory(exc):
+            raise
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    half = (len(cfgs) + 1) // 2
+    log.warning(
+        "%d models stacked do not fit in %s memory; training them in groups of %d", len(cfgs), device.type, half
+    )
+    first = train_models(cfgs[:half], data, device, on_epoch)
+    return first + train_models(
+        cfgs[half:], data, device, None if on_epoch is None else lambda k, stats: on_epoch(k + half, stats)
+    )
+
+
+def _train_stacked(
+    cfgs: list[RunConfig], data: Dataset, device: torch.device, on_epoch: Callable[[int, EpochStats], None]
+) -> list[nn.Module | Exception]:
+    cfg, k = cfgs[0], len(cfgs)
     mean, std = channel_stats(data.train.images)
-    model = build_model(
-        cfg.arch,
-        data.num_classes,
-        data.image_size,
-        cfg.width,
-        mean,
-        std,
-        zero_init_residual=RECIPE["zero_init_residual"],
-    ).to(device)
+    models, streams = [], []
+    for c in cfgs:
+        seed_everything(c.seed)
+        models.append(
+            build_model(
+                c.arch,
+                data.num_classes,
+                data.image_size,
+                c.width,
+                mean,
+                std,
+                zero_init_residual=RECIPE["zero_init_residual"],
+            )
+        )
+        streams.append(torch.get_rng_state())  # the augmentation draws of this seed continue from here
+    net = (models[0] if k == 1 else stacking.stack(models)).to(device)
     x, y = data.train.images.to(device), data.train.labels.to(device)
     augment = Augmenter(cfg.augment) if cfg.augment != "none" else None
-    optimizer = make_optimizer(cfg, model.parameters())
+    optimizer = make_optimizer(cfg, net.parameters())
     loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
     n = len(y)
     n_used = n if n % cfg.batch_size != 1 else n - 1  # a batch of one image breaks BatchNorm
     steps_per_epoch = math.ceil(n_used / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(steps_per_epoch * cfg.epochs, round(RECIPE["warmup_epochs"] * steps_per_epoch))
     )
+    autocast = precision_context(device)
+    errors: list[Exception | None] = [None] * k
     for epoch in range(cfg.epochs):
         start = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=gen)[:n_used].to(device)
-        total_loss = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for idx in perm.split(cfg.batch_size):
-            xb, yb = x[idx], y[idx]
-            if augment is not None:
-                xb = augment(xb)
-            logits = model(xb.float().div_(255))
-            loss = loss_fn(logits, yb)
+        net.train()
+        perms = [torch.randperm(n, generator=g)[:n_used].to(device) for g in gens]
+        total_loss = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device, dtype=torch.long)
+        for batch in zip(*(p.split(cfg.batch_size) for p in perms)):
+            images = []
+            for j, idx in enumerate(batch):
+                xb = x[idx]
+                if augment is not None:
+                    torch.set_rng_state(streams[j])
+                    xb = augment(xb)
+                    streams[j] = torch.get_rng_state()
+                images.append(xb)
+            yb = torch.stack([y[idx] for idx in batch], 1)  # (B, K)
+            with autocast:
+                logits = net(torch.cat(images, 1).float().div_(255))
+                logits = logits.unsqueeze(1) if k == 1 else logits  # (B, K, classes)
+                losses = torch.stack([loss_fn(logits[:, j].float(), yb[:, j]) for j in range(k)])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.sum().backward()
             optimizer.step()
             scheduler.step()
-            total_loss += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
-        stats = EpochStats(epoch, total_loss.item() / n_used, correct.item() / n_used, time.perf_counter() - start)
-        if not np.isfinite(stats.train_loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch}: train_loss is {stats.train_loss}")
-        if on_epoch is not None:
-            on_epoch(stats)
-    model.eval()
-    return model
+            total_loss += losses.detach() * len(yb)
+            correct += (logits.detach().argmax(-1) == yb).sum(0)
+        seconds = time.perf_counter() - start
+        losses_, accs = (total_loss / n_used).tolist(), (correct / n_used).tolist()
+        for j in range(k):
+            if errors[j] is not None:
+                continue
+            if not np.isfinite(losses_[j]):
+                errors[j] = FloatingPointError(f"training diverged at epoch {epoch}: train_loss is {losses_[j]}")
+                continue
+            on_epoch(j, EpochStats(epoch, losses_[j], accs[j], seconds))
+        if all(e is not None for e in errors):
+            break
+    net.eval()
+    trained = [models[0].eval()] if k == 1 else stacking.unstack(net, models)
+    return [err if err is not None else model for err, model in zip(errors, trained)]
+
+
+def precision_context(device: torch.device):
+    """bfloat16 autocast on CUDA when $MMTRACK_PRECISION is `bf16`; full float32 otherwise (and always on CPU)."""
+    enabled = device.type == "cuda" and settings.precision() == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()

@@ -3,7 +3,7 @@
 Layers, lowest first; a module may import its own layer and the layers below it, never above:
 
     base         errors, settings, tags, metrics, _version
-    domain       config, models, data, interventions.specs, study, analysis      (no torch in study/analysis)
+    domain       config, models, stacking, data, interventions.specs, study, analysis      (no torch in study/analysis)
     compute      train, interventions (evaluator), report
     tracking     tracking                       (the only importer of mlflow)
     run          run
@@ -24,7 +24,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "mmtrack"
 LAYERS = [
     ("base", ("errors", "settings", "tags", "metrics", "_version")),
-    ("domain", ("config", "models", "data", "interventions.specs", "study", "analysis")),
+    ("domain", ("config", "models", "stacking", "data", "interventions.specs", "study", "analysis")),
     ("compute", ("train", "interventions", "report")),
     ("tracking", ("tracking",)),
     ("run", ("run",)),
