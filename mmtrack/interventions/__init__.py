@@ -1,6 +1,6 @@
 """Accuracy under intervention: specs and settings (`specs`, no torch) and the evaluator (`evaluator`, torch).
 
-`Evaluator` is imported lazily, so `from mmtrack.interventions import parse` does not load torch."""
+`Evaluator` and `SharedForward` are imported lazily, so `from mmtrack.interventions import parse` does not load torch."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ __all__ = [
     "EvalSettings",
     "Evaluator",
     "Intervention",
+    "SharedForward",
     "check_available",
     "metric_number",
     "parse",
@@ -33,8 +34,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "Evaluator":
-        from mmtrack.interventions.evaluator import Evaluator
+    if name in ("Evaluator", "SharedForward"):
+        from mmtrack.interventions import evaluator
 
-        return Evaluator
+        return getattr(evaluator, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

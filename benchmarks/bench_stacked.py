@@ -1,0 +1,71 @@
+"""Seeds trained together against seeds trained one after another, per architecture, as ratios in one process.
+
+    .venv/bin/python benchmarks/bench_stacked.py                   # 5 seeds, 2 epochs, 2 threads, every arch
+    .venv/bin/python benchmarks/bench_stacked.py --threads 1 --epochs 1 --arch resnet18
+
+For each architecture of the embedded study (width 0.125, digits-skewed at 8x8, batch 128, RandAugment, SGD):
+- train: `train_model` once per seed (the baseline, `--stack 1`) vs `train_models` on all seeds (one stack);
+- eval: an `Evaluator` per model vs the evaluators of one stack sharing its forward passes, over the
+  interventions that are forward passes (clean accuracy, groups, OOD, output noise, input noise); PGD and
+  membership inference attack each model on its own in both, so they are left out here.
+Timings are the best of `--repeat` rounds. Target: stacked training >= 1.5x for ResNet-18 on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from mmtrack.config import RunConfig
+from mmtrack.data import load_dataset
+from mmtrack.interventions import EvalSettings, Evaluator, SharedForward, parse
+from mmtrack.models import ARCHS
+from mmtrack.train import train_model, train_models
+
+FORWARD_ONLY = ["acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1"]
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def evaluate(models, data, stacked: bool) -> None:
+    ivs, settings = parse(FORWARD_ONLY), EvalSettings()
+    shared = SharedForward(models, settings.batch_size) if stacked else None
+    for k, model in enumerate(models):
+        ev = Evaluator(model, data, settings, shared=shared, member=k)
+        for iv in ivs:
+            ev.run(iv)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", action="append", choices=list(ARCHS))
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset("digits-skewed")
+    device = torch.device("cpu")
+    print(f"{args.seeds} seeds, {args.epochs} epochs, {args.threads} threads, digits-skewed {data.image_size}px")
+    print(f"{'arch':<17} {'train 1-by-1':>12} {'stacked':>8} {'ratio':>6} {'eval 1-by-1':>12} {'stacked':>8} {'ratio':>6}")
+    for arch in args.arch or list(ARCHS):
+        cfgs = [RunConfig(arch=arch, width=0.125, epochs=args.epochs, seed=s) for s in range(args.seeds)]
+        seq, models = best(lambda: [train_model(c, data, device) for c in cfgs], args.repeat)  # noqa: B023
+        stk, _ = best(lambda: train_models(cfgs, data, device), args.repeat)  # noqa: B023
+        e_seq, _ = best(lambda: evaluate(models, data, False), args.repeat)  # noqa: B023
+        e_stk, _ = best(lambda: evaluate(models, data, True), args.repeat)  # noqa: B023
+        print(f"{arch:<17} {seq:>11.2f}s {stk:>7.2f}s {seq / stk:>5.2f}x {e_seq:>11.2f}s {e_stk:>7.2f}s {e_seq / e_stk:>5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
