@@ -66,6 +66,12 @@ class RunConfig:
         canon["recipe"] = RECIPE
         return hashlib.sha256(json.dumps(canon, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def stack_key(self) -> str:
+        """What the seeds of one configuration share, and configurations trained together (stacked) must: the
+        hash of every training param but the seed."""
+        return self.replace(seed=0).hash
+
     def short_name(self, reference: RunConfig | None = None) -> str:
         """The MLflow run name: what differs from `reference` (a study's default configuration; else mmtrack's
         defaults for this dataset), then the seed, e.g. `default · s0`, `lr=0.05 · s1`, `arch=resnet50 · s2`.

@@ -9,6 +9,7 @@ import logging
 import platform
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,10 +21,10 @@ from mmtrack._version import __version__
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split, load_dataset
 from mmtrack.errors import MMTrackError
-from mmtrack.interventions import EvalSettings, Evaluator, Intervention
+from mmtrack.interventions import EvalSettings, Evaluator, Intervention, SharedForward
 from mmtrack.models import memory_format, model_spec
 from mmtrack.study import register_study_dataset
-from mmtrack.train import EpochStats, pick_device, train_model
+from mmtrack.train import EpochStats, pick_device, precision, train_model, train_models
 
 log = logging.getLogger("mmtrack")
 
@@ -104,6 +105,56 @@ def log_interventions(
         logger.set_tags({tracking.FAILED_INTERVENTIONS_TAG: json.dumps(result.failed_interventions)})
 
 
+def _tags(cfg: RunConfig, data: Dataset, device: torch.device, extra_tags: dict | None) -> dict[str, str]:
+    return {
+        tracking.HASH_TAG: cfg.hash,
+        tracking.DATA_FINGERPRINT_TAG: data.fingerprint,
+        tracking.DEVICE_TAG: str(device),
+        tracking.THREADS_TAG: str(torch.get_num_threads()),
+        tracking.MEMORY_FORMAT_TAG: memory_format(),
+        tracking.PRECISION_TAG: precision(device),
+        tracking.COMMAND_TAG: " ".join(sys.argv)[:500],
+        tracking.CONFIG_NAME_TAG: cfg.run_name,
+        **versions(),
+        **(extra_tags or {}),
+    }
+
+
+def _log_inputs(
+    logger: tracking.RunLogger, cfg: RunConfig, data: Dataset, settings: EvalSettings, interventions: list[Intervention]
+) -> None:
+    logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
+    logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
+
+
+def _log_epoch(logger: tracking.RunLogger, stats: EpochStats) -> None:
+    logger.log_metrics(
+        {"train_loss": stats.train_loss, "train_acc": stats.train_acc, "epoch_seconds": stats.seconds}, step=stats.epoch
+    )
+
+
+def _log_trained(
+    logger: tracking.RunLogger,
+    cfg: RunConfig,
+    model: torch.nn.Module,
+    evaluator: Evaluator,
+    data: Dataset,
+    interventions: list[Intervention],
+    result: RunResult,
+) -> None:
+    """Predictions, weights and model, then every intervention, into the active run of `logger`."""
+    start = time.perf_counter()
+    logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test), tracking.PREDICTIONS)
+    example = data.test.images[:2].float().div(255).numpy()
+    logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
+    device = next(model.parameters()).device
+    logger.log_model(model.cpu(), example)
+    model.to(device)
+    result.seconds["seconds/log_model"] = time.perf_counter() - start
+    logger.log_metrics(result.seconds)
+    log_interventions(logger, evaluator, interventions, result, {})
+
+
 def run_config(
     cfg: RunConfig,
     client,
@@ -124,46 +175,89 @@ def run_config(
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = pick_device()
-    tags = {
-        tracking.HASH_TAG: cfg.hash,
-        tracking.DATA_FINGERPRINT_TAG: data.fingerprint,
-        tracking.DEVICE_TAG: str(device),
-        tracking.THREADS_TAG: str(torch.get_num_threads()),
-        tracking.MEMORY_FORMAT_TAG: memory_format(),
-        tracking.COMMAND_TAG: " ".join(sys.argv)[:500],
-        tracking.CONFIG_NAME_TAG: cfg.run_name,
-        **versions(),
-        **(extra_tags or {}),
-    }
+    tags = _tags(cfg, data, device, extra_tags)
     with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
-        logger.log_params(
-            {**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))}
-        )
-        logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
+        _log_inputs(logger, cfg, data, settings, interventions)
 
         def epoch_logged(stats: EpochStats) -> None:
-            logger.log_metrics(
-                {"train_loss": stats.train_loss, "train_acc": stats.train_acc, "epoch_seconds": stats.seconds},
-                step=stats.epoch,
-            )
+            _log_epoch(logger, stats)
             if on_epoch is not None:
                 on_epoch(stats)
 
         start = time.perf_counter()
         model = train_model(cfg, data, device, on_epoch=epoch_logged)
         result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
-        evaluator = Evaluator(model, data, settings)
-        start = time.perf_counter()
-        logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test), tracking.PREDICTIONS)
-        example = data.test.images[:2].float().div(255).numpy()
-        logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
-        logger.log_model(model.cpu(), example)
-        model.to(device)
-        result.seconds["seconds/log_model"] = time.perf_counter() - start
-        logger.log_metrics(result.seconds)
-        log_interventions(logger, evaluator, interventions, result, {})
+        _log_trained(logger, cfg, model, Evaluator(model, data, settings), data, interventions, result)
     return result
+
+
+def run_configs(
+    cfgs: list[RunConfig],
+    client,
+    exp_id: str,
+    interventions: list[Intervention],
+    settings: EvalSettings = EvalSettings(),
+    data_dir: str | None = None,
+    data: Dataset | None = None,
+    extra_tags: dict | None = None,
+    run_names: list[str] | None = None,
+) -> list[RunResult | Exception]:
+    """Train configurations that differ only in their seed together, as one stacked network
+    (`train.train_models`), each into its own MLflow run (params, per-epoch metrics, predictions, weights, model
+    and every intervention, exactly as `run_config` logs them; tag `mmtrack.stack` names the runs trained
+    together). Returns each configuration's result, or the error its run FAILED with (a diverged seed fails
+    alone). An error of the whole stack (before training ends) fails every run and propagates."""
+    start = time.perf_counter()
+    data = data or load_dataset(cfgs[0].dataset, data_dir, cfgs[0].image_size)
+    data_seconds = time.perf_counter() - start
+    iv_mod.check_available(interventions, data)
+    device = pick_device()
+    stack_tags = {tracking.STACK_TAG: uuid.uuid4().hex[:12], tracking.STACK_SEEDS_TAG: ",".join(str(c.seed) for c in cfgs)}
+    names = run_names or [cfg.short_name() for cfg in cfgs]
+    loggers: list[tracking.RunLogger] = []
+    ended: set[int] = set()
+    try:
+        for cfg, name in zip(cfgs, names):
+            loggers.append(
+                tracking.RunLogger.create(client, exp_id, name, {**_tags(cfg, data, device, extra_tags), **stack_tags})
+            )
+            _log_inputs(loggers[-1], cfg, data, settings, interventions)
+        start = time.perf_counter()
+        models = train_models(cfgs, data, device, on_epoch=lambda k, stats: _log_epoch(loggers[k], stats))
+        train_seconds = time.perf_counter() - start
+        live = [m for m in models if not isinstance(m, Exception)]
+        shared = SharedForward(live, settings.batch_size) if live else None
+        results: list[RunResult | Exception] = []
+        for k, (cfg, logger, model) in enumerate(zip(cfgs, loggers, models)):
+            ended.add(k)
+            if isinstance(model, Exception):
+                logger.fail(model)
+                results.append(model)
+                continue
+            result = RunResult(logger.run_id)
+            # the stack's training time, and each run's share of it (what the run cost)
+            result.seconds.update(
+                {
+                    "seconds/data": data_seconds,
+                    "seconds/train": train_seconds / len(cfgs),
+                    "seconds/train_stack": train_seconds,
+                }
+            )
+            evaluator = Evaluator(model, data, settings, shared=shared, member=live.index(model))
+            try:
+                with logger.resume():
+                    _log_trained(logger, cfg, model, evaluator, data, interventions, result)
+            except Exception as exc:  # noqa: BLE001 - its run is FAILED with the error; the others go on
+                results.append(exc)
+                continue
+            results.append(result)
+        return results
+    except BaseException as exc:
+        for k, logger in enumerate(loggers):
+            if k not in ended:
+                logger.fail(exc)
+        raise
 
 
 def evaluate_run(

@@ -103,7 +103,7 @@ def train_model(
 
 def same_but_seed(cfgs: list[RunConfig]) -> bool:
     """True when the configurations differ in their seeds only (the ones `train_models` can stack)."""
-    return len({cfg.replace(seed=0) for cfg in cfgs}) == 1 and len({cfg.seed for cfg in cfgs}) == len(cfgs)
+    return len({cfg.stack_key for cfg in cfgs}) == 1 and len({cfg.seed for cfg in cfgs}) == len(cfgs)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -230,10 +230,14 @@ def _train_stacked(
     return [err if err is not None else model for err, model in zip(errors, trained)]
 
 
+def precision(device: torch.device) -> str:
+    """What training on `device` computes in: `bf16` (autocast) on CUDA when $MMTRACK_PRECISION is `bf16`;
+    `fp32` otherwise (always on CPU)."""
+    return "bf16" if device.type == "cuda" and settings.precision() == "bf16" else "fp32"
+
+
 def precision_context(device: torch.device):
-    """bfloat16 autocast on CUDA when $MMTRACK_PRECISION is `bf16`; full float32 otherwise (and always on CPU)."""
-    enabled = device.type == "cuda" and settings.precision() == "bf16"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(device) == "bf16")
 
 
 @torch.no_grad()

@@ -23,6 +23,16 @@ StorageOpt = Annotated[
     ),
 ]
 
+StackOpt = Annotated[
+    int,
+    typer.Option(
+        "--stack",
+        metavar="K",
+        help="Seeds of a configuration trained together as one stacked network, at most K (0: all that are "
+        "still to do; 1: each seed on its own). Each seed is still its own MLflow run.",
+    ),
+]
+
 
 @app.command()
 def sweep(
@@ -37,10 +47,12 @@ def sweep(
             metavar="URL", help="Optuna RDB storage URL shared by workers on several machines (e.g. postgresql://...)."
         ),
     ] = None,
+    stack: StackOpt = 0,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Run every configuration of a study as one MLflow run each (resumable, parallel)."""
+    """Run every configuration of a study as one MLflow run each (resumable, parallel; the seeds of a
+    configuration train together)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -99,9 +111,11 @@ def sweep(
                     progress.console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
 
         if storage:
-            summary = runner.sweep_with_storage(st, storage, workers, tracking_uri, on_event, data_dir=data_dir)
+            summary = runner.sweep_with_storage(
+                st, storage, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack
+            )
         else:
-            summary = runner.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir)
+            summary = runner.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack)
     console.print(
         f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
         f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations"
@@ -164,6 +178,7 @@ def worker_command(
     max_retry: Annotated[
         int, typer.Option(metavar="INTEGER", help="Expired claims retried per configuration.")
     ] = DEFAULT_MAX_RETRY,
+    stack: StackOpt = 0,
     data_dir: DataDir = None,
 ):
     """Train the study's configurations handed out through --storage until none is left (any number of
@@ -202,6 +217,7 @@ def worker_command(
             grace=grace,
             max_retry=max_retry,
             data_dir=data_dir,
+            stack=stack,
         )
     except KeyboardInterrupt:
         err.print("[yellow]stopped[/]: the configuration in training went back to the queue")

@@ -83,10 +83,13 @@ class FileLockQueue(WorkQueue):
         self.pending = [(i, cfg) for i, cfg in by_cost(self.configs) if cfg.hash not in finished]
         return self.round
 
-    def claim(self, worker: str) -> FileClaim | None:
+    def claim(self, worker: str, like: RunConfig | None = None) -> FileClaim | None:
+        """The next free configuration of the round (with `like`: the next that differs from it only in its seed)."""
         start = time.perf_counter()
         self.locks.mkdir(parents=True, exist_ok=True)
         for i, cfg in list(self.pending):
+            if like is not None and cfg.stack_key != like.stack_key:
+                continue
             fh = open(self._path(cfg), "a+")
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -102,6 +105,13 @@ class FileLockQueue(WorkQueue):
             self.held[cfg.hash] = claim
             return claim
         return None
+
+    def claim_group(self, worker: str, limit: int | None = None) -> list[FileClaim]:
+        first = self.claim(worker)
+        group = [] if first is None else [first]
+        while group and (limit is None or len(group) < limit) and (mate := self.claim(worker, like=first.config)):
+            group.append(mate)
+        return group
 
     def _release(self, claim: FileClaim) -> None:
         self.held.pop(claim.config.hash, None)

@@ -295,6 +295,12 @@ class OptunaQueue(WorkQueue):
             return current
 
     def claim(self, worker: str) -> TrialClaim | None:
+        claims = self.claim_group(worker, 1)
+        return claims[0] if claims else None
+
+    def claim_group(self, worker: str, limit: int | None = None) -> list[TrialClaim]:
+        """The first WAITING trial and the WAITING trials right after it whose configurations differ from its
+        only in the seed (`prepare` enqueues a configuration's seeds one after another), at most `limit`."""
         from optuna.trial import TrialState
 
         start = time.perf_counter()
@@ -303,26 +309,40 @@ class OptunaQueue(WorkQueue):
             self._fail_stale()
             waiting = self._trials(TrialState.WAITING)
             if not waiting:
-                return None  # ask() would create a new, empty trial
-            # The heartbeat goes in before the pop: a worker that dies between claim and first beat still expires
-            # (Optuna never expires a RUNNING trial without one). Under the lock, ask() pops this trial.
-            self.storage.record_heartbeat(waiting[0]._trial_id)
-            trial = self.study.ask()
-            if trial._trial_id != waiting[0]._trial_id:  # not expected under the lock; keep the claim expirable
-                self.storage.record_heartbeat(trial._trial_id)
-            index = trial.suggest_int(PARAM, 0, len(self.configs) - 1)  # the enqueued index, now a param
-            cfg = self.configs[index]
-            if cfg.hash != trial.user_attrs.get("hash", cfg.hash):
-                raise MMTrackError(
-                    f"queue {self.name}: trial {trial.number} names configuration {index} with another "
-                    "hash; the study file differs between workers"
-                )
-            seconds = time.perf_counter() - start
-            trial.set_user_attr("worker", worker)
-            trial.set_user_attr("claim_seconds", round(seconds, 4))
-            return TrialClaim(
-                cfg, index, int(trial.user_attrs.get("round", 0)), seconds, trial, trial._trial_id, trial.number
+                return []  # ask() would create a new, empty trial
+            key = self._stack_key(waiting[0])
+            group = [waiting[0]]
+            for t in waiting[1:]:
+                if (limit is not None and len(group) >= limit) or key is None or self._stack_key(t) != key:
+                    break
+                group.append(t)
+            return [self._pop(worker, t, start) for t in group]
+
+    def _stack_key(self, trial) -> str | None:
+        index = self.by_hash.get(trial.user_attrs.get("hash", ""))
+        return None if index is None else self.configs[index].stack_key
+
+    def _pop(self, worker: str, first_waiting, start: float) -> TrialClaim:
+        """Under the lock: pop the first WAITING trial (`first_waiting`) with `ask()`."""
+        # The heartbeat goes in before the pop: a worker that dies between claim and first beat still expires
+        # (Optuna never expires a RUNNING trial without one). Under the lock, ask() pops this trial.
+        self.storage.record_heartbeat(first_waiting._trial_id)
+        trial = self.study.ask()
+        if trial._trial_id != first_waiting._trial_id:  # not expected under the lock; keep the claim expirable
+            self.storage.record_heartbeat(trial._trial_id)
+        index = trial.suggest_int(PARAM, 0, len(self.configs) - 1)  # the enqueued index, now a param
+        cfg = self.configs[index]
+        if cfg.hash != trial.user_attrs.get("hash", cfg.hash):
+            raise MMTrackError(
+                f"queue {self.name}: trial {trial.number} names configuration {index} with another "
+                "hash; the study file differs between workers"
             )
+        seconds = time.perf_counter() - start
+        trial.set_user_attr("worker", worker)
+        trial.set_user_attr("claim_seconds", round(seconds, 4))
+        return TrialClaim(
+            cfg, index, int(trial.user_attrs.get("round", 0)), seconds, trial, trial._trial_id, trial.number
+        )
 
     def hand_back(self, claim: TrialClaim, reason: str) -> None:
         """Under the lock, so that no `prepare` sees the round empty between the FAIL and the re-enqueue."""

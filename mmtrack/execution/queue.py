@@ -13,6 +13,10 @@ A queue holds one study's configurations for the current *round*, a pass over ev
   or any other, holds the same configuration at the same time (the contract test races several).
   *Once per round*: a configuration is handed out once per round; the one exception is a claim whose worker
   died, which expires and is handed out again.
+- **claim_group(worker, limit)** claims a configuration and, up to `limit` in all (None: no cap), other
+  configurations of the round that differ from it only in their seed and are free right now, each its own claim
+  under the same rules: the worker trains them together as one stacked network. A back end that cannot claim
+  by configuration hands out one (the default).
 - **heartbeat(claim)** is the context to train in. It keeps the claim alive where claims expire by time; for
   back ends where the operating system ends a dead worker's claim it is a null context (Optuna's Null Object
   habit: the loop never asks which kind it has).
@@ -79,6 +83,10 @@ class WorkQueue(abc.ABC):
 
     @abc.abstractmethod
     def claim(self, worker: str) -> Claim | None: ...
+
+    def claim_group(self, worker: str, limit: int | None = None) -> list[Claim]:
+        first = self.claim(worker)
+        return [] if first is None else [first]
 
     def heartbeat(self, claim: Claim) -> AbstractContextManager[object]:
         return contextlib.nullcontext()

@@ -44,6 +44,7 @@ __all__ = [
     "ARCH_COST",
     "die_with_parent",
     "execute",
+    "execute_group",
     "quiet_libraries",
     "raise_interrupt",
     "relative_cost",
@@ -98,6 +99,11 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def check_stack(stack: int) -> None:
+    if not isinstance(stack, int) or stack < 0:
+        raise MMTrackError(f"--stack must be 0 (every seed of a configuration together) or more, got {stack}")
+
+
 def _recorder(on_event: Emit) -> tuple[Summary, Emit]:
     summary = Summary()
 
@@ -126,55 +132,71 @@ def _experiment(client, study: Study) -> str:
 def execute(
     study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int = 0, data_dir: str | None = None
 ) -> None:
-    """Train one claimed configuration unless it is already FINISHED (or already FAILED in this round, which
-    started at `since_ms`; 0: no such check); report what happened through `emit`."""
-    from mmtrack.interventions import parse
-    from mmtrack.run import run_config
+    """Train one claimed configuration (see `execute_group`)."""
+    execute_group(study, [cfg], client, exp_id, emit, since_ms, data_dir)
 
+
+def _to_train(cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int) -> bool:
+    """Whether a claimed configuration is still to train: not when it is FINISHED (reported skipped) or FAILED
+    already in this round, which started at `since_ms` (0: no such check; reported failed). Runs left RUNNING by
+    a worker that died are marked FAILED: we hold the claim, so they are not running any more."""
     runs = tracking.runs_of_config(client, exp_id, cfg.hash)
     if any(r.info.status == "FINISHED" for r in runs):
         emit(Event("skipped", cfg.run_name, cfg.hash))
-        return
+        return False
     failed_now = [r for r in runs if r.info.status == "FAILED" and r.info.start_time >= since_ms > 0]
     if failed_now:  # another worker of this round tried it already: one attempt per round
-        emit(
-            Event(
-                "failed",
-                cfg.run_name,
-                cfg.hash,
-                failed_now[0].info.run_id,
-                failed_now[0].data.tags.get(tracking.ERROR_TAG, "failed"),
-            )
-        )
-        return
-    for r in runs:  # left RUNNING by a worker that died: we hold the claim, so it is not running any more
+        run = failed_now[0]
+        emit(Event("failed", cfg.run_name, cfg.hash, run.info.run_id, run.data.tags.get(tracking.ERROR_TAG, "failed")))
+        return False
+    for r in runs:
         if r.info.status == "RUNNING":
             tracking.fail_run(client, r.info.run_id, "interrupted: its worker died before it finished")
-    emit(Event("start", cfg.run_name, cfg.hash))
+    return True
+
+
+def execute_group(
+    study: Study,
+    cfgs: list[RunConfig],
+    client,
+    exp_id: str,
+    emit: Emit,
+    since_ms: int = 0,
+    data_dir: str | None = None,
+) -> None:
+    """Train claimed configurations that differ only in their seed: those still to train (`_to_train`) as one
+    stacked network, each into its own run (`run.run_configs`); one alone exactly as `mmtrack train` does
+    (`run.run_config`). Report what happened to each through `emit`."""
+    from mmtrack.interventions import parse
+    from mmtrack.run import run_config, run_configs
+
+    todo = [cfg for cfg in cfgs if _to_train(cfg, client, exp_id, emit, since_ms)]
+    if not todo:
+        return
+    for cfg in todo:
+        emit(Event("start", cfg.run_name, cfg.hash))
+    reference = study.reference()
+    common = dict(
+        interventions=parse(study.interventions),
+        settings=study.eval_settings(),
+        data_dir=data_dir,
+        extra_tags={tracking.STUDY_NAME_TAG: study.name},
+    )
     start = time.perf_counter()
     try:
-        result = run_config(
-            cfg,
-            client,
-            exp_id,
-            parse(study.interventions),
-            study.eval_settings(),
-            data_dir=data_dir,
-            extra_tags={tracking.STUDY_NAME_TAG: study.name},
-            run_name=cfg.short_name(study.reference()),
-        )
-    except Exception as exc:  # noqa: BLE001 - recorded FAILED on the run; the sweep goes on
-        emit(
-            Event(
-                "failed",
-                cfg.run_name,
-                cfg.hash,
-                error=f"{type(exc).__name__}: {exc}",
-                seconds=time.perf_counter() - start,
-            )
-        )
-        return
-    emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=time.perf_counter() - start))
+        if len(todo) == 1:
+            results = [run_config(todo[0], client, exp_id, run_name=todo[0].short_name(reference), **common)]
+        else:
+            names = [cfg.short_name(reference) for cfg in todo]
+            results = run_configs(todo, client, exp_id, run_names=names, **common)
+    except Exception as exc:  # noqa: BLE001 - recorded FAILED on the runs; the sweep goes on
+        results = [exc] * len(todo)
+    seconds = time.perf_counter() - start
+    for cfg, result in zip(todo, results):
+        if isinstance(result, Exception):
+            emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(result).__name__}: {result}", seconds=seconds))
+        else:
+            emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=seconds))
 
 
 def _tracking_problem(uri: str) -> MMTrackError | None:
@@ -194,12 +216,12 @@ def _tracking_problem(uri: str) -> MMTrackError | None:
 # ------------------------------------------------------------------------------------------------ the worker loop
 
 
-def _settle(emit: Emit, outcome: list[Event], ev: Event) -> None:
-    """Report "start" at once; keep the outcome until it is known not to come from a lost tracking server."""
+def _settle(emit: Emit, outcome: dict[str, Event], ev: Event) -> None:
+    """Report "start" at once; keep outcomes until they are known not to come from a lost tracking server."""
     if ev.kind == "start":
         emit(ev)
     else:
-        outcome.append(ev)
+        outcome[ev.hash] = ev
 
 
 def work(
@@ -212,40 +234,47 @@ def work(
     *,
     data_dir: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    stack: int = 0,
 ) -> None:
-    """One worker: claim, train (inside the queue's heartbeat), settle, until nothing is left in the round.
-    Ctrl-C, SIGTERM or a lost tracking server hand the claimed configuration back before the worker stops."""
+    """One worker: claim a configuration with the seeds of it still in the round (at most `stack` of them; 0: no
+    cap), train them together (inside the queue's heartbeats), settle each, until nothing is left in the round.
+    Ctrl-C, SIGTERM or a lost tracking server hand the claimed configurations back before the worker stops."""
     me = worker_id()
     while not should_stop():
-        claim = queue.claim(me)
-        if claim is None:
+        claims = queue.claim_group(me, stack or None)
+        if not claims:
             if not queue.active():
                 return
             time.sleep(queue.poll)  # the rest is held by other workers: wait for them
             continue
-        outcome: list[Event] = []
+        outcome: dict[str, Event] = {}
         settle = functools.partial(_settle, emit, outcome)
         start = time.perf_counter()
         try:
-            with queue.heartbeat(claim):
-                execute(study, claim.config, client, exp_id, settle, queue.since_ms, data_dir)
+            with contextlib.ExitStack() as beats:
+                for claim in claims:
+                    beats.enter_context(queue.heartbeat(claim))
+                execute_group(study, [c.config for c in claims], client, exp_id, settle, queue.since_ms, data_dir)
         except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
-            queue.hand_back(claim, type(exc).__name__)
+            for claim in claims:
+                queue.hand_back(claim, type(exc).__name__)
             if isinstance(exc, Exception) and (problem := _tracking_problem(uri)) is not None:
                 raise problem from None
             raise
-        ev = outcome[-1]
-        if ev.kind == "failed" and (problem := _tracking_problem(uri)) is not None:
-            queue.hand_back(claim, "tracking server unreachable")
+        if any(ev.kind == "failed" for ev in outcome.values()) and (problem := _tracking_problem(uri)) is not None:
+            for claim in claims:
+                queue.hand_back(claim, "tracking server unreachable")
             raise problem
-        emit(ev)
-        if not queue.finish(claim, ev, time.perf_counter() - start):
-            log.warning(
-                "the claim on %s had expired before it finished (heartbeat stalled > %ss); another worker may "
-                "have trained it too",
-                claim.config.run_name,
-                getattr(queue, "grace", "?"),
-            )
+        for claim in claims:
+            ev = outcome[claim.config.hash]
+            emit(ev)
+            if not queue.finish(claim, ev, time.perf_counter() - start):
+                log.warning(
+                    "the claim on %s had expired before it finished (heartbeat stalled > %ss); another worker may "
+                    "have trained it too",
+                    claim.config.run_name,
+                    getattr(queue, "grace", "?"),
+                )
 
 
 # ------------------------------------------------------------------------------------------------ processes
@@ -313,6 +342,7 @@ def _sweep_job(
     round_: int,
     threads: int,
     data_dir: str | None,
+    stack: int,
     emit: Emit,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -321,7 +351,17 @@ def _sweep_job(
     queue.prepare(finished, new_round=False)
     try:
         with torch_threads(threads):
-            work(queue, study, tracking.connect(uri), exp_id, uri, emit, data_dir=data_dir, should_stop=should_stop)
+            work(
+                queue,
+                study,
+                tracking.connect(uri),
+                exp_id,
+                uri,
+                emit,
+                data_dir=data_dir,
+                should_stop=should_stop,
+                stack=stack,
+            )
     finally:
         queue.close()
 
@@ -343,10 +383,13 @@ def sweep(
     uri: str | None = None,
     on_event: Emit = lambda ev: None,
     data_dir: str | None = None,
+    stack: int = 0,
 ) -> Summary:
-    """Run the whole study into the experiment named after it, on this machine; returns what happened."""
+    """Run the whole study into the experiment named after it, on this machine; returns what happened. Each
+    worker trains the seeds of a configuration still to do together (at most `stack`; 0: all of them)."""
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
+    check_stack(stack)
     uri = tracking.resolve_uri(uri)
     client = tracking.connect(uri)
     exp_id = _experiment(client, study)
@@ -358,7 +401,7 @@ def sweep(
         decode_once(study, data_dir)
     round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
-    job = functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir)
+    job = functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack)
     if processes <= 1:
         job(emit)
         return summary
@@ -388,6 +431,7 @@ def run_worker(
     poll: float | None = None,
     data_dir: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    stack: int = 0,
 ) -> Summary:
     """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
@@ -395,6 +439,7 @@ def run_worker(
     `new_round=False` only joins a round in progress (the workers of `sweep_with_storage`); `poll` is the
     wait between looks at the queue while other workers hold the rest (default: the heartbeat interval, at
     most 5 s)."""
+    check_stack(stack)
     uri = tracking.resolve_uri(tracking_uri)
     check_storage(storage_url)  # both fail fast, in one line naming the URL
     client = tracking.connect(uri)
@@ -405,7 +450,7 @@ def run_worker(
     ):
         exp_id = _experiment(client, study)
         queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
-        work(queue, study, client, exp_id, uri, report, data_dir=data_dir, should_stop=should_stop)
+        work(queue, study, client, exp_id, uri, report, data_dir=data_dir, should_stop=should_stop, stack=stack)
     return summary
 
 
@@ -420,12 +465,14 @@ def sweep_with_storage(
     grace: int = DEFAULT_GRACE,
     max_retry: int = DEFAULT_MAX_RETRY,
     data_dir: str | None = None,
+    stack: int = 0,
 ) -> Summary:
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
     processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
     (those trained by workers elsewhere included)."""
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
+    check_stack(stack)
     uri = tracking.resolve_uri(tracking_uri)
     check_storage(storage_url)
     client = tracking.connect(uri)
@@ -447,6 +494,7 @@ def sweep_with_storage(
             max_retry=max_retry,
             new_round=False,
             data_dir=data_dir,
+            stack=stack,
         )
         crashed = _run_local(workers, job, emit)
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines

@@ -93,6 +93,29 @@ class RunLogger:
         return logger
 
     @classmethod
+    def create(cls, client, exp_id: str, run_name: str, tags: dict[str, str]) -> RunLogger:
+        """A new RUNNING run with the tags `mlflow.start_run` would give it (source, user, git), but not MLflow's
+        active run: models trained together log into their runs side by side, and each becomes the active run
+        in turn (`resume`) to log its model. `fail` ends one that never became active."""
+        from mlflow.tracking.context.registry import resolve_tags
+
+        return cls(client, client.create_run(exp_id, tags=resolve_tags(tags), run_name=run_name).info.run_id)
+
+    def resume(self) -> RunLogger:
+        """Make this run MLflow's active run until the `with` block it opens ends (FINISHED, or FAILED/KILLED with
+        the error recorded)."""
+        import mlflow
+
+        mlflow.start_run(run_id=self.run_id)
+        return self
+
+    def fail(self, exc: BaseException) -> None:
+        """End this run (not the active one) FAILED, or KILLED for Ctrl-C/SIGTERM, with the error recorded."""
+        self._record_error(type(exc), exc, exc.__traceback__)
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(self.run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+
+    @classmethod
     def attach(cls, client, run_id: str) -> RunLogger:
         """A logger on a finished run (`mmtrack evaluate`): no fluent run; later metrics are linked to the run's
         logged model and dataset, like the training run's own."""
@@ -115,14 +138,17 @@ class RunLogger:
         if exc is None:
             mlflow.end_run("FINISHED")
             return False
+        self._record_error(exc_type, exc, tb)
+        with contextlib.suppress(Exception):
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        return False
+
+    def _record_error(self, exc_type, exc, tb) -> None:
         with contextlib.suppress(Exception):
             import traceback
 
             self.client.set_tag(self.run_id, ERROR_TAG, f"{exc_type.__name__}: {exc}"[:5000])
             self.client.log_text(self.run_id, "".join(traceback.format_exception(exc_type, exc, tb)), "error.txt")
-        with contextlib.suppress(Exception):
-            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        return False
 
     def log_params(self, params: dict) -> None:
         """Log params; those already on the run (`mlflow run -P ...` logs its own) are kept as they are."""
