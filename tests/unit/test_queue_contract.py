@@ -141,6 +141,41 @@ def test_concurrent_workers_never_hold_one_configuration_twice(backend):
         )
 
 
+def test_a_group_claim_is_a_configurations_seeds(backend):
+    """claim_group hands out a configuration with its other seeds (differing in nothing else), capped by the
+    limit; each is its own claim, held by nobody else, finished on its own."""
+    study = make_study(seeds=3)  # 3 learning rates x 3 seeds
+    q = backend.open(study)
+    round_ = q.prepare(set())
+    other = backend.join(study, round_)
+    try:
+        first = q.claim_group("a", None)
+        assert len(first) == 3 and len({c.config.stack_key for c in first}) == 1
+        assert sorted(c.config.seed for c in first) == [0, 1, 2]
+        capped = other.claim_group("b", 2)  # another worker: another configuration, two of its seeds
+        assert len(capped) == 2 and len({c.config.stack_key for c in capped}) == 1
+        assert capped[0].config.stack_key != first[0].config.stack_key
+        rest = []
+        while group := q.claim_group("a", None):
+            rest += group
+        held = [c.config.hash for c in first + capped + rest]
+        assert Counter(held) == Counter(c.hash for c in study.configs())  # each handed out once
+        for c in first:
+            assert q.finish(c, done(c), 0.01)
+        for c in capped:
+            other.hand_back(c, "test")  # a hand-back of a group: its seeds are claimed together again
+        again = other.claim_group("b", None)
+        assert sorted(c.config.hash for c in again) == sorted(c.config.hash for c in capped)
+        for c in again:
+            assert other.finish(c, done(c), 0.01)
+        for c in rest:
+            assert q.finish(c, done(c), 0.01)
+        assert not q.active()
+    finally:
+        q.close()
+        other.close()
+
+
 def _doomed_worker(backend: Backend, study: Study, round_: int, conn) -> None:
     """A forked worker: claims one configuration, says which, and trains it (in its heartbeat) until killed."""
     q = backend.join(study, round_)
