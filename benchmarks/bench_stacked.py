@@ -57,14 +57,18 @@ def main() -> None:
     data = load_dataset("digits-skewed")
     device = torch.device("cpu")
     print(f"{args.seeds} seeds, {args.epochs} epochs, {args.threads} threads, digits-skewed {data.image_size}px")
-    print(f"{'arch':<17} {'train 1-by-1':>12} {'stacked':>8} {'ratio':>6} {'eval 1-by-1':>12} {'stacked':>8} {'ratio':>6}")
+    print(
+        f"{'arch':<17} {'train 1-by-1':>12} {'stacked':>8} {'ratio':>6} {'eval 1-by-1':>12} {'stacked':>8} {'ratio':>6}"
+    )
     for arch in args.arch or list(ARCHS):
         cfgs = [RunConfig(arch=arch, width=0.125, epochs=args.epochs, seed=s) for s in range(args.seeds)]
         seq, models = best(lambda: [train_model(c, data, device) for c in cfgs], args.repeat)  # noqa: B023
         stk, _ = best(lambda: train_models(cfgs, data, device), args.repeat)  # noqa: B023
         e_seq, _ = best(lambda: evaluate(models, data, False), args.repeat)  # noqa: B023
         e_stk, _ = best(lambda: evaluate(models, data, True), args.repeat)  # noqa: B023
-        print(f"{arch:<17} {seq:>11.2f}s {stk:>7.2f}s {seq / stk:>5.2f}x {e_seq:>11.2f}s {e_stk:>7.2f}s {e_seq / e_stk:>5.2f}x")
+        print(
+            f"{arch:<17} {seq:>11.2f}s {stk:>7.2f}s {seq / stk:>5.2f}x {e_seq:>11.2f}s {e_stk:>7.2f}s {e_seq / e_stk:>5.2f}x"
+        )
 
 
 if __name__ == "__main__":

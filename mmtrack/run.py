@@ -167,6 +167,7 @@ def run_config(
     on_epoch=None,
     run_id: str | None = None,
     run_name: str | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
     one `mlflow run` created) and return its metrics."""
@@ -174,7 +175,7 @@ def run_config(
     data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
-    device = pick_device()
+    device = torch.device(device) if device else pick_device()
     tags = _tags(cfg, data, device, extra_tags)
     with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
@@ -202,6 +203,7 @@ def run_configs(
     data: Dataset | None = None,
     extra_tags: dict | None = None,
     run_names: list[str] | None = None,
+    device: str | None = None,
 ) -> list[RunResult | Exception]:
     """Train configurations that differ only in their seed together, as one stacked network
     (`train.train_models`), each into its own MLflow run (params, per-epoch metrics, predictions, weights, model
@@ -212,8 +214,11 @@ def run_configs(
     data = data or load_dataset(cfgs[0].dataset, data_dir, cfgs[0].image_size)
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
-    device = pick_device()
-    stack_tags = {tracking.STACK_TAG: uuid.uuid4().hex[:12], tracking.STACK_SEEDS_TAG: ",".join(str(c.seed) for c in cfgs)}
+    device = torch.device(device) if device else pick_device()
+    stack_tags = {
+        tracking.STACK_TAG: uuid.uuid4().hex[:12],
+        tracking.STACK_SEEDS_TAG: ",".join(str(c.seed) for c in cfgs),
+    }
     names = run_names or [cfg.short_name() for cfg in cfgs]
     loggers: list[tracking.RunLogger] = []
     ended: set[int] = set()

@@ -154,80 +154,120 @@ def train_models(
     )
 
 
+class StackTrainer:
+    """The training state of configurations that differ only in their seed: their models (stacked when more
+    than one), one optimizer and learning-rate schedule over the stack, each seed's data order and
+    augmentation stream. `epoch()` trains one epoch; `models()` gives the plain models back."""
+
+    def __init__(self, cfgs: list[RunConfig], data: Dataset, device: torch.device):
+        self.cfg, self.k, self.device = cfgs[0], len(cfgs), device
+        mean, std = channel_stats(data.train.images)
+        self.plain, self.streams = [], []
+        for c in cfgs:
+            seed_everything(c.seed)
+            self.plain.append(
+                build_model(
+                    c.arch,
+                    data.num_classes,
+                    data.image_size,
+                    c.width,
+                    mean,
+                    std,
+                    zero_init_residual=RECIPE["zero_init_residual"],
+                )
+            )
+            self.streams.append(torch.get_rng_state())  # the augmentation draws of this seed continue from here
+        self.net = (self.plain[0] if self.k == 1 else stacking.stack(self.plain)).to(device)
+        self.x, self.y = data.train.images.to(device), data.train.labels.to(device)
+        self.augment = Augmenter(self.cfg.augment) if self.cfg.augment != "none" else None
+        self.optimizer = make_optimizer(self.cfg, self.net.parameters())
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
+        self.gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
+        n, bs = len(self.y), self.cfg.batch_size
+        self.n_used = n if n % bs != 1 else n - 1  # a batch of one image breaks BatchNorm
+        self.steps_per_epoch = math.ceil(self.n_used / bs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lr_factor(self.steps_per_epoch * self.cfg.epochs, round(RECIPE["warmup_epochs"] * self.steps_per_epoch)),
+        )
+        self.autocast = precision_context(device)
+
+    def batches(self) -> list[tuple[torch.Tensor, ...]]:
+        """One epoch's batches: per step, each model's indices into the training images (its own order)."""
+        perms = [torch.randperm(len(self.y), generator=g)[: self.n_used].to(self.device) for g in self.gens]
+        return list(zip(*(p.split(self.cfg.batch_size) for p in perms)))
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step of every model on its batch: (per-model loss (K), per-model correct (K))."""
+        images = []
+        for j, idx in enumerate(batch):
+            xb = self.x[idx]
+            if self.augment is not None:
+                torch.set_rng_state(self.streams[j])
+                xb = self.augment(xb)
+                self.streams[j] = torch.get_rng_state()
+            images.append(xb)
+        yb = torch.stack([self.y[idx] for idx in batch], 1)  # (B, K)
+        with self.autocast:
+            logits = self.net(torch.cat(images, 1).float().div_(255))
+            logits = logits.unsqueeze(1) if self.k == 1 else logits  # (B, K, classes)
+            losses = torch.stack([self.loss_fn(logits[:, j].float(), yb[:, j]) for j in range(self.k)])
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return losses.detach() * len(yb), (logits.detach().argmax(-1) == yb).sum(0)
+
+    def epoch(self) -> tuple[list[float], list[float], float]:
+        """Train one epoch: per-model mean train loss and accuracy, and the wall seconds."""
+        start = time.perf_counter()
+        self.net.train()
+        total_loss = torch.zeros(self.k, device=self.device)
+        correct = torch.zeros(self.k, device=self.device, dtype=torch.long)
+        for batch in self.batches():
+            loss, right = self.step(batch)
+            total_loss += loss
+            correct += right
+        return (total_loss / self.n_used).tolist(), (correct / self.n_used).tolist(), time.perf_counter() - start
+
+    def models(self) -> list[nn.Module]:
+        self.net.eval()
+        return [self.plain[0].eval()] if self.k == 1 else stacking.unstack(self.net, self.plain)
+
+
 def _train_stacked(
     cfgs: list[RunConfig], data: Dataset, device: torch.device, on_epoch: Callable[[int, EpochStats], None]
 ) -> list[nn.Module | Exception]:
-    cfg, k = cfgs[0], len(cfgs)
-    mean, std = channel_stats(data.train.images)
-    models, streams = [], []
-    for c in cfgs:
-        seed_everything(c.seed)
-        models.append(
-            build_model(
-                c.arch,
-                data.num_classes,
-                data.image_size,
-                c.width,
-                mean,
-                std,
-                zero_init_residual=RECIPE["zero_init_residual"],
-            )
-        )
-        streams.append(torch.get_rng_state())  # the augmentation draws of this seed continue from here
-    net = (models[0] if k == 1 else stacking.stack(models)).to(device)
-    x, y = data.train.images.to(device), data.train.labels.to(device)
-    augment = Augmenter(cfg.augment) if cfg.augment != "none" else None
-    optimizer = make_optimizer(cfg, net.parameters())
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-    gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
-    n = len(y)
-    n_used = n if n % cfg.batch_size != 1 else n - 1  # a batch of one image breaks BatchNorm
-    steps_per_epoch = math.ceil(n_used / cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(steps_per_epoch * cfg.epochs, round(RECIPE["warmup_epochs"] * steps_per_epoch))
-    )
-    autocast = precision_context(device)
-    errors: list[Exception | None] = [None] * k
-    for epoch in range(cfg.epochs):
-        start = time.perf_counter()
-        net.train()
-        perms = [torch.randperm(n, generator=g)[:n_used].to(device) for g in gens]
-        total_loss = torch.zeros(k, device=device)
-        correct = torch.zeros(k, device=device, dtype=torch.long)
-        for batch in zip(*(p.split(cfg.batch_size) for p in perms)):
-            images = []
-            for j, idx in enumerate(batch):
-                xb = x[idx]
-                if augment is not None:
-                    torch.set_rng_state(streams[j])
-                    xb = augment(xb)
-                    streams[j] = torch.get_rng_state()
-                images.append(xb)
-            yb = torch.stack([y[idx] for idx in batch], 1)  # (B, K)
-            with autocast:
-                logits = net(torch.cat(images, 1).float().div_(255))
-                logits = logits.unsqueeze(1) if k == 1 else logits  # (B, K, classes)
-                losses = torch.stack([loss_fn(logits[:, j].float(), yb[:, j]) for j in range(k)])
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += losses.detach() * len(yb)
-            correct += (logits.detach().argmax(-1) == yb).sum(0)
-        seconds = time.perf_counter() - start
-        losses_, accs = (total_loss / n_used).tolist(), (correct / n_used).tolist()
-        for j in range(k):
+    trainer = StackTrainer(cfgs, data, device)
+    errors: list[Exception | None] = [None] * len(cfgs)
+    for epoch in range(trainer.cfg.epochs):
+        losses, accs, seconds = trainer.epoch()
+        for j in range(len(cfgs)):
             if errors[j] is not None:
                 continue
-            if not np.isfinite(losses_[j]):
-                errors[j] = FloatingPointError(f"training diverged at epoch {epoch}: train_loss is {losses_[j]}")
+            if not np.isfinite(losses[j]):
+                errors[j] = FloatingPointError(f"training diverged at epoch {epoch}: train_loss is {losses[j]}")
                 continue
-            on_epoch(j, EpochStats(epoch, losses_[j], accs[j], seconds))
+            on_epoch(j, EpochStats(epoch, losses[j], accs[j], seconds))
         if all(e is not None for e in errors):
             break
-    net.eval()
-    trained = [models[0].eval()] if k == 1 else stacking.unstack(net, models)
-    return [err if err is not None else model for err, model in zip(errors, trained)]
+    return [err if err is not None else model for err, model in zip(errors, trainer.models())]
+
+
+def step_seconds(cfgs: list[RunConfig], data: Dataset, device: torch.device, steps: int = 3) -> tuple[float, int]:
+    """Seconds per training step of these configurations stacked (the best of `steps` after one warm-up step),
+    and the steps of one epoch: what `mmtrack sweep --estimate` projects from."""
+    trainer = StackTrainer(cfgs, data, device)
+    trainer.net.train()
+    batches = trainer.batches()
+    times = []
+    for batch in (batches * (steps + 1))[: steps + 1]:
+        start = time.perf_counter()
+        trainer.step(batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return min(times[1:]), trainer.steps_per_epoch
 
 
 def precision(device: torch.device) -> str:

@@ -41,6 +41,14 @@ def sweep(
         int, typer.Option(metavar="INTEGER", help="Configurations trained at once on this machine.")
     ] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Time a few training steps of each configuration (seeds stacked) on this machine and print the "
+            "projected wall time, without training.",
+        ),
+    ] = False,
     storage: Annotated[
         Optional[str],
         typer.Option(
@@ -48,6 +56,17 @@ def sweep(
         ),
     ] = None,
     stack: StackOpt = 0,
+    devices: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="LIST",
+            help="Devices to train on, e.g. cuda:0,cuda:1: --workers-per-device workers on each (replaces "
+            "--workers; default: one device, $MMTRACK_DEVICE or CUDA when present).",
+        ),
+    ] = None,
+    workers_per_device: Annotated[
+        int, typer.Option(metavar="INTEGER", help="Workers on each of --devices (stacks trained at once per device).")
+    ] = 1,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
@@ -84,6 +103,12 @@ def sweep(
             ", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)"
         )
         return
+    if estimate:
+        _print_estimate(st, workers, stack, data_dir)
+        return
+    device_list = None
+    if devices:
+        device_list = runner.worker_devices([d.strip() for d in devices.split(",") if d.strip()], workers_per_device)
     tracking_uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     parent_run = settings.take_mlflow_run_id()  # under `mlflow run`: one run per configuration instead
     parent_uri = settings.mlflow_tracking_uri() or tracking_uri
@@ -112,10 +137,12 @@ def sweep(
 
         if storage:
             summary = runner.sweep_with_storage(
-                st, storage, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack
+                st, storage, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
             )
         else:
-            summary = runner.sweep(st, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack)
+            summary = runner.sweep(
+                st, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
+            )
     console.print(
         f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
         f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations"
@@ -130,6 +157,48 @@ def sweep(
         tracking.log_launcher_summary(parent_uri, parent_run, counts, f"experiment {st.name} of {tracking_uri}")
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _print_estimate(st, workers: int, stack: int, data_dir: str | None) -> None:
+    from mmtrack import settings
+    from mmtrack.execution.estimate import estimate
+    from mmtrack.execution.runner import check_stack
+    from mmtrack.train import pick_device
+
+    check_stack(stack)
+    if workers < 1:
+        raise typer.BadParameter(f"--workers must be at least 1, got {workers}")
+    threads = max(1, settings.cpu_budget() // workers)
+    with console.status(f"timing a few training steps of each configuration of {esc(st.name)}"):
+        rows, wall = estimate(st, workers, stack, data_dir, threads)
+    reference = st.reference()
+    table = Table(title=f"{esc(st.name)} on {pick_device()} ({threads} threads per worker): projected")
+    for col in ("configuration", "seeds", "s/step", "steps", "train", "eval", "total"):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for e in rows:
+        table.add_row(
+            esc(e.config.short_name(reference).rsplit(" · ", 1)[0]),
+            str(e.seeds),
+            f"{e.step_seconds:.3f}",
+            f"{e.steps} x {e.config.epochs}",
+            _duration(e.train_seconds),
+            _duration(e.eval_seconds),
+            _duration(e.seconds),
+        )
+    console.print(table)
+    runs = sum(e.seeds for e in rows)
+    console.print(
+        f"{runs} runs in {len(rows)} stacks: about [bold]{_duration(wall)}[/] with --workers {workers} "
+        "(training and the forward and PGD evaluation; start-up, logging and the tail are extra)"
+    )
 
 
 def _config_status(experiment: str, tracking_uri: str | None) -> dict[str, str]:

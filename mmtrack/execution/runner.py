@@ -53,6 +53,7 @@ __all__ = [
     "sweep",
     "sweep_with_storage",
     "work",
+    "worker_devices",
     "worker_id",
 ]
 
@@ -97,6 +98,27 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def worker_devices(devices: list[str], per_device: int = 1) -> list[str]:
+    """The device of each local worker: `per_device` workers on each of `devices` (e.g. cuda:0,cuda:1)."""
+    import torch
+
+    if per_device < 1:
+        raise MMTrackError(f"--workers-per-device must be at least 1, got {per_device}")
+    for name in devices:
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            raise MMTrackError(f"--devices: {name!r} is not a torch device (write e.g. cuda:0,cuda:1 or cpu)") from None
+        if device.type == "cuda":
+            count = torch.cuda.device_count()
+            if (device.index or 0) >= count:
+                raise MMTrackError(
+                    f"--devices: {name} is not available (this machine has {count} CUDA device(s)); "
+                    "list the ones `nvidia-smi` shows"
+                )
+    return [name for name in devices for _ in range(per_device)]
 
 
 def check_stack(stack: int) -> None:
@@ -163,6 +185,7 @@ def execute_group(
     emit: Emit,
     since_ms: int = 0,
     data_dir: str | None = None,
+    device: str | None = None,
 ) -> None:
     """Train claimed configurations that differ only in their seed: those still to train (`_to_train`) as one
     stacked network, each into its own run (`run.run_configs`); one alone exactly as `mmtrack train` does
@@ -181,6 +204,7 @@ def execute_group(
         settings=study.eval_settings(),
         data_dir=data_dir,
         extra_tags={tracking.STUDY_NAME_TAG: study.name},
+        device=device,
     )
     start = time.perf_counter()
     try:
@@ -235,6 +259,7 @@ def work(
     data_dir: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     stack: int = 0,
+    device: str | None = None,
 ) -> None:
     """One worker: claim a configuration with the seeds of it still in the round (at most `stack` of them; 0: no
     cap), train them together (inside the queue's heartbeats), settle each, until nothing is left in the round.
@@ -254,7 +279,9 @@ def work(
             with contextlib.ExitStack() as beats:
                 for claim in claims:
                     beats.enter_context(queue.heartbeat(claim))
-                execute_group(study, [c.config for c in claims], client, exp_id, settle, queue.since_ms, data_dir)
+                execute_group(
+                    study, [c.config for c in claims], client, exp_id, settle, queue.since_ms, data_dir, device
+                )
         except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
             for claim in claims:
                 queue.hand_back(claim, type(exc).__name__)
@@ -280,13 +307,13 @@ def work(
 # ------------------------------------------------------------------------------------------------ processes
 
 
-def run_processes(target, args: tuple, n: int, emit: Emit) -> tuple[list[int], list[str]]:
-    """Run `target(*args, queue)` in `n` spawned processes (torch's thread pools are not fork-safe) and forward
+def run_processes(target, args: list[tuple], emit: Emit) -> tuple[list[int], list[str]]:
+    """Run `target(*args[i], queue)` in spawned processes, one per entry (torch's thread pools are not fork-safe) and forward
     the Events they put on the queue to `emit` until each has put None. Workers report an error they stopped on
     as ("error", message). Returns the exit codes of crashed processes and the reported errors."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, queue), daemon=True) for _ in range(n)]
+    procs = [ctx.Process(target=target, args=(*a, queue), daemon=True) for a in args]
     for p in procs:
         p.start()
     running, errors = len(procs), []
@@ -323,9 +350,9 @@ def _process_main(job: Callable[..., object], events) -> None:
     events.put(None)
 
 
-def _run_local(processes: int, job: Callable[..., object], emit: Emit) -> list[int]:
-    """Run `job` in local worker processes; a reported error stops the sweep; returns crashed exit codes."""
-    crashed, errors = run_processes(_process_main, (job,), processes, emit)
+def _run_local(jobs: list[Callable[..., object]], emit: Emit) -> list[int]:
+    """Run each job in a local worker process; a reported error stops the sweep; returns crashed exit codes."""
+    crashed, errors = run_processes(_process_main, [(job,) for job in jobs], emit)
     if errors:
         raise MMTrackError(errors[0])
     return crashed
@@ -343,10 +370,11 @@ def _sweep_job(
     threads: int,
     data_dir: str | None,
     stack: int,
+    device: str | None,
     emit: Emit,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """A worker of `sweep`: join its round of the file-lock queue and work."""
+    """A worker of `sweep`: join its round of the file-lock queue and work (on `device`; None: the default)."""
     queue = FileLockQueue(study.configs(), lock_dir(exp_id), round_)
     queue.prepare(finished, new_round=False)
     try:
@@ -361,6 +389,7 @@ def _sweep_job(
                 data_dir=data_dir,
                 should_stop=should_stop,
                 stack=stack,
+                device=device,
             )
     finally:
         queue.close()
@@ -384,12 +413,17 @@ def sweep(
     on_event: Emit = lambda ev: None,
     data_dir: str | None = None,
     stack: int = 0,
+    devices: list[str] | None = None,
 ) -> Summary:
     """Run the whole study into the experiment named after it, on this machine; returns what happened. Each
-    worker trains the seeds of a configuration still to do together (at most `stack`; 0: all of them)."""
+    worker trains the seeds of a configuration still to do together (at most `stack`; 0: all of them). With
+    `devices` (one entry per worker, e.g. `worker_devices(["cuda:0", "cuda:1"], 2)`), worker i trains on
+    devices[i] and `workers` is their number."""
+    workers = len(devices) if devices else workers
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
     check_stack(stack)
+    devices = devices or [None] * workers
     uri = tracking.resolve_uri(uri)
     client = tracking.connect(uri)
     exp_id = _experiment(client, study)
@@ -401,11 +435,14 @@ def sweep(
         decode_once(study, data_dir)
     round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
-    job = functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack)
+    jobs = [
+        functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack, device)
+        for device in devices[:processes]
+    ]
     if processes <= 1:
-        job(emit)
+        jobs[0](emit)
         return summary
-    crashed = _run_local(processes, job, emit)
+    crashed = _run_local(jobs, emit)
     if crashed:
         raise MMTrackError(
             f"{len(crashed)} sweep worker(s) died (exit codes {crashed}); rerun the sweep to "
@@ -432,6 +469,7 @@ def run_worker(
     data_dir: str | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     stack: int = 0,
+    device: str | None = None,
 ) -> Summary:
     """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
@@ -450,7 +488,18 @@ def run_worker(
     ):
         exp_id = _experiment(client, study)
         queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
-        work(queue, study, client, exp_id, uri, report, data_dir=data_dir, should_stop=should_stop, stack=stack)
+        work(
+            queue,
+            study,
+            client,
+            exp_id,
+            uri,
+            report,
+            data_dir=data_dir,
+            should_stop=should_stop,
+            stack=stack,
+            device=device,
+        )
     return summary
 
 
@@ -466,10 +515,12 @@ def sweep_with_storage(
     max_retry: int = DEFAULT_MAX_RETRY,
     data_dir: str | None = None,
     stack: int = 0,
+    devices: list[str] | None = None,
 ) -> Summary:
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
-    processes on it, exactly like `mmtrack worker` on other machines; returns every configuration's outcome
-    (those trained by workers elsewhere included)."""
+    processes on it (or one per entry of `devices`, on that device), exactly like `mmtrack worker` on other
+    machines; returns every configuration's outcome (those trained by workers elsewhere included)."""
+    workers = len(devices) if devices else workers
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
     check_stack(stack)
@@ -483,20 +534,24 @@ def sweep_with_storage(
         finished = tracking.finished_hashes(client, exp_id)
         _report_finished(queue.configs, finished, emit)
         round_ = queue.prepare(finished, new_round=True)
-        job = functools.partial(
-            run_worker,
-            study,
-            storage_url,
-            uri,
-            threads=max(1, settings.cpu_budget() // workers),
-            heartbeat=heartbeat,
-            grace=grace,
-            max_retry=max_retry,
-            new_round=False,
-            data_dir=data_dir,
-            stack=stack,
-        )
-        crashed = _run_local(workers, job, emit)
+        jobs = [
+            functools.partial(
+                run_worker,
+                study,
+                storage_url,
+                uri,
+                threads=max(1, settings.cpu_budget() // workers),
+                heartbeat=heartbeat,
+                grace=grace,
+                max_retry=max_retry,
+                new_round=False,
+                data_dir=data_dir,
+                stack=stack,
+                device=device,
+            )
+            for device in devices or [None] * workers
+        ]
+        crashed = _run_local(jobs, emit)
         for ev in queue.outcomes(round_):  # configurations settled by workers on other machines
             if ev.hash not in summary.outcomes:
                 emit(ev)

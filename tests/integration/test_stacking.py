@@ -192,7 +192,7 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
     assert sorted(runs) == list(SEEDS)
     assert len({r.data.tags[tracking.STACK_TAG] for r in runs.values()}) == 1
     assert {r.data.tags[tracking.STACK_SEEDS_TAG] for r in runs.values()} == {"0,1,2"}
-    for seed, run in runs.items():
+    for run in runs.values():
         history = client.get_metric_history(run.info.run_id, "train_loss")
         assert [m.step for m in history] == [0]
         model = tracking.load_model(client, run.info.run_id)  # a plain ResNet, as a run trained alone logs it
@@ -213,8 +213,13 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
     assert all(tracking.STACK_TAG not in r.data.tags for r in single.values())
     for seed in SEEDS:
         a, b = runs[seed].data.metrics, single[seed].data.metrics
-        for name in ("acc", "acc/group/skew/gs-minority", "acc/ood/digits-warped", "acc/output_noise/2",
-                     "acc/input_noise/0.5"):
+        for name in (
+            "acc",
+            "acc/group/skew/gs-minority",
+            "acc/ood/digits-warped",
+            "acc/output_noise/2",
+            "acc/input_noise/0.5",
+        ):
             assert abs(a[name] - b[name]) <= 0.05, (seed, name, a[name], b[name])
         # L-inf PGD steps along the sign of the gradient, and the sign of a near-zero gradient is rounding
         assert abs(a["acc/pgd_linf/0.001"] - b["acc/pgd_linf/0.001"]) <= 0.15
