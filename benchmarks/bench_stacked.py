@@ -5,9 +5,9 @@
 
 For each architecture of the embedded study (width 0.125, digits-skewed at 8x8, batch 128, RandAugment, SGD):
 - train: `train_model` once per seed (the baseline, `--stack 1`) vs `train_models` on all seeds (one stack);
-- eval: an `Evaluator` per model vs the evaluators of one stack sharing its forward passes, over the
-  interventions that are forward passes (clean accuracy, groups, OOD, output noise, input noise); PGD and
-  membership inference attack each model on its own in both, so they are left out here.
+- eval: an `Evaluator` per model vs the evaluators of one stack sharing its forward passes and its PGD attack,
+  over the interventions that are stacked (clean accuracy, groups, OOD, output noise, input noise, PGD at two
+  budgets); membership inference attacks each model on its own in both, so it is left out here.
 Timings are the best of `--repeat` rounds. Target: stacked training >= 1.5x for ResNet-18 on 2 cores.
 """
 
@@ -24,7 +24,7 @@ from mmtrack.interventions import EvalSettings, Evaluator, SharedForward, parse
 from mmtrack.models import ARCHS
 from mmtrack.train import train_model, train_models
 
-FORWARD_ONLY = ["acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1"]
+STACKED = ["acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1", "pgd_linf:0.001,0.01"]
 
 
 def best(fn, repeat: int) -> tuple[float, object]:
@@ -37,7 +37,7 @@ def best(fn, repeat: int) -> tuple[float, object]:
 
 
 def evaluate(models, data, stacked: bool) -> None:
-    ivs, settings = parse(FORWARD_ONLY), EvalSettings()
+    ivs, settings = parse(STACKED), EvalSettings()
     shared = SharedForward(models, settings.batch_size) if stacked else None
     for k, model in enumerate(models):
         ev = Evaluator(model, data, settings, shared=shared, member=k)

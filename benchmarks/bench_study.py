@@ -80,9 +80,11 @@ def stages(store: Path, start_ms: float, wall: float, workers: int) -> dict:
     seconds = {
         c[len("metrics.seconds/") :]: runs[c].fillna(0).sum() for c in runs.columns if c.startswith("metrics.seconds/")
     }
-    run_s = (runs.end_time - runs.start_time).dt.total_seconds()
+    # the time each stack (runs trained together; a run alone is its own) held its worker
+    stack = runs.get("tags.mmtrack.stack", pd.Series(index=runs.index, dtype=object)).fillna(runs.run_id)
+    spans = runs.groupby(stack).agg(start=("start_time", "min"), end=("end_time", "max"))
+    run_s = (spans.end - spans.start).dt.total_seconds()
     out = {"runs": len(runs), "start-up": (runs.start_time.min().timestamp() * 1000 - start_ms) / 1000}
-    out["spread"] = {m: float(runs[f"metrics.{m}"].max() - runs[f"metrics.{m}"].min()) for m in ("acc", FAIRNESS)}
     seconds.pop("train_stack", None)  # a stacked run's `seconds/train` is its share of the stack's time
     out["data"] = seconds.pop("data", 0.0) / workers
     out["training"] = seconds.pop("train", 0.0) / workers
@@ -107,6 +109,7 @@ def stages(store: Path, start_ms: float, wall: float, workers: int) -> dict:
         .sum()
     )
     out["eval/train"] = (per_arch["eval"] / per_arch["train"]).round(2).to_dict()
+    out["spread"] = {m: float(runs[f"metrics.{m}"].max() - runs[f"metrics.{m}"].min()) for m in ("acc", FAIRNESS)}
     return out
 
 

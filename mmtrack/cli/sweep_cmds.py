@@ -38,7 +38,10 @@ StackOpt = Annotated[
 def sweep(
     study: StudyArg,
     workers: Annotated[
-        int, typer.Option(metavar="INTEGER", help="Configurations trained at once on this machine.")
+        int,
+        typer.Option(
+            metavar="INTEGER", help="Workers on this machine, each training one configuration (its seeds) at a time."
+        ),
     ] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the configurations without training.")] = False,
     estimate: Annotated[

@@ -25,6 +25,18 @@ def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)[: min(k, n)].sort().values
 
 
+class SumOfLosses(nn.Module):
+    """The loss of K networks stacked (`mmtrack.stacking.Stack`, logits (N, K, classes)) on one label each:
+    the sum of their mean cross-entropies. Network k reads only its own input channels, so the gradient of
+    the sum with respect to those channels is network k's own loss gradient, and ART's PGD on the stack (sign
+    of the gradient, projection and clipping all element by element) runs the K per-model attacks at once."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.dim() == 2:  # ART hands one-hot labels to a loss it does not know
+            target = target.argmax(1)
+        return sum(nn.functional.cross_entropy(logits[:, j], target) for j in range(logits.shape[1]))
+
+
 class SharedForward:
     """The forward passes of models trained together, made once for all of them: the models stacked
     (`mmtrack.stacking`) see each batch of inputs side by side, and the logits (K, N, classes) are kept per input
@@ -42,34 +54,38 @@ class SharedForward:
         self.chunk = max(1, batch_size // self.k)
         self._cache: dict[object, torch.Tensor] = {}
 
-    @torch.no_grad()
+    def cached(self, key: object, compute: Callable[[], object]):
+        """`compute()`, the first time `key` is asked for; what it gave, after."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
     def logits(self, key: object, batches: Callable[[], Iterable[torch.Tensor]]) -> torch.Tensor:
         """Logits (K, N, classes) on the CPU of the float batches in [0, 1] `batches()` yields (each model sees
         the same ones), computed the first time `key` is asked for."""
-        if key not in self._cache:
+
+        @torch.no_grad()
+        def compute() -> torch.Tensor:
             out = []
             for batch in batches():
                 for x in batch.split(self.chunk):
                     logits = self.net(x.to(self.device)).float().cpu()
                     out.append(logits.unsqueeze(1) if self.k == 1 else logits)
-            self._cache[key] = torch.cat(out).transpose(0, 1) if out else torch.empty(self.k, 0)
-        return self._cache[key]
+            return torch.cat(out).transpose(0, 1) if out else torch.empty(self.k, 0)
+
+        return self.cached(key, compute)
 
     def of_images(self, key: object, images: torch.Tensor) -> torch.Tensor:
         """Logits (K, N, classes) of uint8 images."""
         return self.logits(key, lambda: (c.float().div_(255) for c in images.split(self.chunk)))
-
-    def forget(self) -> None:
-        """Drop the kept logits (the stacked network stays)."""
-        self._cache.clear()
 
 
 class Evaluator:
     """Computes interventions for one trained model on one dataset. Yields (metrics, counts) per intervention;
     the clean test logits are computed once and shared. With `shared` (the `SharedForward` of the models
     trained with this one, this one being number `member`), every intervention that is a forward pass (clean,
-    group, OOD, output and input noise) reads this model's slice of the stack's logits; the attacks (PGD,
-    membership inference) run on this model alone, through ART."""
+    group, OOD, output and input noise) reads this model's slice of the stack's logits, PGD (without random
+    start) is one ART attack on the stack (`SumOfLosses`), and membership inference runs on this model alone."""
 
     def __init__(
         self,
@@ -164,22 +180,23 @@ class Evaluator:
         correct = int((logits.argmax(1) == test.labels.repeat(self.s.noise_draws)).sum())
         return {name: correct / (self.s.noise_draws * len(test))}, {name: len(test)}
 
-    def art_classifier(self):
+    def art_classifier(self, model: nn.Module | None = None, k: int = 1):
+        """ART's PyTorchClassifier around this model, or around `model`: a `Stack` of `k` networks seen as one
+        classifier of (N, 3k, H, W) inputs, network j reading channels 3j..3j+2, with the sum of the k
+        cross-entropies as its loss (`SumOfLosses`)."""
         from art.estimators.classification import PyTorchClassifier
 
-        shape = tuple(self.data.test.images.shape[1:])
+        c, h, w = self.data.test.images.shape[1:]
         return PyTorchClassifier(
-            model=self.model,
-            loss=nn.CrossEntropyLoss(),
-            input_shape=shape,
+            model=model if model is not None else self.model,
+            loss=nn.CrossEntropyLoss() if model is None else SumOfLosses(),
+            input_shape=(c * k, h, w),
             nb_classes=self.data.num_classes,
             clip_values=(0.0, 1.0),
             device_type="gpu" if self.device.type == "cuda" else "cpu",
         )
 
     def _pgd_linf(self, delta: float):
-        from art.attacks.evasion import ProjectedGradientDescent
-
         test = self.data.test
         idx = _fixed_subset(len(test), self.s.pgd_max_examples, self.s.subset_seed)
         x, y = test.images[idx].float().div(255).numpy(), test.labels[idx].numpy()
@@ -187,8 +204,18 @@ class Evaluator:
         if delta == 0:
             pred = self.test_logits[idx].argmax(1).numpy()
             return {name: float((pred == y).mean())}, {name: len(y)}
+        if self.shared.k > 1 and not self.s.pgd_random_start:
+            # the K attacks at once (see `SumOfLosses`); a random start would draw other numbers than K attacks
+            pred = self.shared.cached(("pgd_linf", delta), lambda: self._pgd_stacked(delta, x, y))[self.member]
+        else:
+            pred = self._logits_float(self._pgd_attack(self.art_classifier(), delta, x, y)).argmax(1).numpy()
+        return {name: float((pred == y).mean())}, {name: len(y)}
+
+    def _pgd_attack(self, classifier, delta: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        from art.attacks.evasion import ProjectedGradientDescent
+
         attack = ProjectedGradientDescent(
-            self.art_classifier(),
+            classifier,
             norm=np.inf,
             eps=delta,
             eps_step=self.s.pgd_step_ratio * delta / self.s.pgd_steps,
@@ -200,9 +227,19 @@ class Evaluator:
         )
         torch.manual_seed(self.s.subset_seed)  # ART's random start (when enabled) draws from torch/numpy
         np.random.seed(self.s.subset_seed)
-        x_adv = attack.generate(x=x, y=y)
-        logits = self._logits_float(x_adv)
-        return {name: float((logits.argmax(1).numpy() == y).mean())}, {name: len(y)}
+        return attack.generate(x=x, y=y)
+
+    def _pgd_stacked(self, delta: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Predictions (K, N) of the K models of the shared stack, each on the PGD examples against itself:
+        one ART attack on the stack, network j perturbing its own copy of the images."""
+        k, net = self.shared.k, self.shared.net
+        x_adv = self._pgd_attack(self.art_classifier(net, k), delta, np.tile(x, (1, k, 1, 1)), y)
+        with torch.no_grad():
+            out = [
+                net(torch.from_numpy(c).to(self.device)).float().cpu()
+                for c in np.array_split(x_adv, max(1, math.ceil(len(x_adv) / self.shared.chunk)))
+            ]
+        return torch.cat(out).argmax(-1).T.numpy()
 
     @torch.no_grad()
     def _logits_float(self, x01: np.ndarray) -> torch.Tensor:

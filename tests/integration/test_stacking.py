@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from mmtrack import stacking
 from mmtrack.config import RunConfig
 from mmtrack.data import Split
+from mmtrack.interventions import Intervention
 from mmtrack.models import ARCHS, build_model
 from mmtrack.train import predict_logits, train_model, train_models
 
@@ -151,6 +153,30 @@ def test_evaluating_models_together_is_evaluating_each(small, digits):
         assert torch.allclose(together.test_logits, alone.test_logits, rtol=1e-4, atol=1e-5)
 
 
+def test_pgd_on_the_stack_is_each_models_own_pgd(small, digits):
+    """ART's PGD on the stack with the sum of the K losses, against ART's PGD on each model: the same adversarial
+    images (a pixel may differ where a gradient is a rounding away from zero) and the same accuracies."""
+    from mmtrack.interventions import EvalSettings, Evaluator, SharedForward
+
+    models = train_models(configs(), small, CPU)
+    settings = EvalSettings(pgd_max_examples=64, pgd_steps=5)
+    shared = SharedForward(models, settings.batch_size)
+    x = digits.test.images[:64].float().div(255).numpy()
+    y = digits.test.labels[:64].numpy()
+    ev = Evaluator(models[0], digits, settings, shared, 0)
+    stacked = ev._pgd_attack(ev.art_classifier(shared.net, len(models)), 0.01, np.tile(x, (1, len(models), 1, 1)), y)
+    for k, model in enumerate(models):
+        alone = Evaluator(model, digits, settings)
+        own = alone._pgd_attack(alone.art_classifier(), 0.01, x, y)
+        assert np.abs(own - x).max() > 0.009  # the attack moved the images by up to its budget
+        same = np.isclose(stacked[:, 3 * k : 3 * k + 3], own, atol=1e-6)
+        assert same.mean() > 0.999, (k, same.mean())
+        for delta in (0.001, 0.01):
+            a = Evaluator(model, digits, settings, shared, k).run(Intervention("pgd_linf", delta))[0]
+            b = alone.run(Intervention("pgd_linf", delta))[0]
+            assert abs(a[f"acc/pgd_linf/{delta:g}"] - b[f"acc/pgd_linf/{delta:g}"]) <= 1 / 64
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 
 
@@ -254,3 +280,45 @@ def parse_seeds(study, seeds):
     import dataclasses as dc
 
     return dc.replace(study, seeds=list(seeds))
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+
+
+def write(tmp_path, study) -> str:
+    import yaml
+
+    path = tmp_path / f"{study.name}.yaml"
+    raw = study.to_dict()
+    raw.pop("seed_param", None)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stack", "-1"], "error: --stack must be 0 (every seed of a configuration together) or more, got -1"),
+        (["--devices", "cuda:7"], "error: --devices: cuda:7 is not available (this machine has"),
+        (["--devices", "gpu0"], "error: --devices: 'gpu0' is not a torch device (write e.g. cuda:0,cuda:1 or cpu)"),
+        (["--devices", "cpu", "--workers-per-device", "0"], "error: --workers-per-device must be at least 1, got 0"),
+    ],
+)
+def test_bad_stack_and_device_options_are_one_line(capsys, monkeypatch, tmp_path, tracking_dir, args, message):
+    from conftest import run_cli
+
+    res = run_cli(capsys, monkeypatch, "sweep", write(tmp_path, stacked_study("bad-options")), *args)
+    assert res.code == 2 and res.err.strip().startswith(message), res.err
+    assert len(res.err.strip().splitlines()) == 1
+
+
+def test_estimate_projects_the_study_without_training(capsys, monkeypatch, tmp_path, tracking_dir, client):
+    from conftest import run_cli
+
+    monkeypatch.setenv("MMTRACK_THREADS", "1")
+    study = stacked_study("estimated")
+    res = run_cli(capsys, monkeypatch, "sweep", write(tmp_path, study), "--estimate", "--stack", "2")
+    assert res.code == 0, res.err
+    assert "3 runs in 2 stacks: about" in res.out  # seeds 0, 1 together, then seed 2 alone
+    assert "with --workers 1" in res.out
+    assert client.get_experiment_by_name("estimated") is None  # nothing trained, nothing logged
