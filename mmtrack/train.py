@@ -255,8 +255,8 @@ def _train_stacked(
 
 
 def step_seconds(cfgs: list[RunConfig], data: Dataset, device: torch.device, steps: int = 3) -> tuple[float, int]:
-    """Seconds per training step of these configurations stacked (the best of `steps` after one warm-up step),
-    and the steps of one epoch: what `mmtrack sweep --estimate` projects from."""
+    """Seconds per training step of these configurations stacked (the median of `steps` after one warm-up
+    step), and the steps of one epoch: what `mmtrack sweep --estimate` projects from."""
     trainer = StackTrainer(cfgs, data, device)
     trainer.net.train()
     batches = trainer.batches()
@@ -267,7 +267,7 @@ def step_seconds(cfgs: list[RunConfig], data: Dataset, device: torch.device, ste
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    return min(times[1:]), trainer.steps_per_epoch
+    return float(np.median(times[1:])), trainer.steps_per_epoch
 
 
 def precision(device: torch.device) -> str:
