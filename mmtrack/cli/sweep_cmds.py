@@ -73,8 +73,7 @@ def sweep(
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
-    """Run every configuration of a study as one MLflow run each (resumable, parallel; the seeds of a
-    configuration train together)."""
+    """Run every configuration of a study as one MLflow run each (resumable, parallel, seeds stacked)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

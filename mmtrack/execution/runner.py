@@ -437,7 +437,7 @@ def sweep(
     threads = max(1, settings.cpu_budget() // workers)
     jobs = [
         functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack, device)
-        for device in devices[:processes]
+        for device in devices[: max(1, processes)]
     ]
     if processes <= 1:
         jobs[0](emit)

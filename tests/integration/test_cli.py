@@ -488,7 +488,7 @@ def test_help_reads_naturally():
     assert "--dry-run " in out and "<bool>" not in out and "<str>" not in out.split("Arguments:")[0]
     assert "--workers INTEGER" in out and "--tracking-uri URI" in out and "STUDY" in out
     top = subprocess.run([*mmtrack_command(), "--help"], capture_output=True, text=True, env=env, timeout=120).stdout
-    assert "Run every configuration of a study as one MLflow run each (resumable, parallel)." in top
+    assert "Run every configuration of a study as one MLflow run each (resumable, parallel, seeds stacked)." in top
 
 
 def test_reports_go_to_a_companion_experiment_one_run_per_invocation(capsys, monkeypatch, tracking_dir):
