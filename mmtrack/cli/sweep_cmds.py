@@ -182,7 +182,8 @@ def _print_estimate(st, workers: int, stack: int, data_dir: str | None) -> None:
     with console.status(f"timing a few training steps of each configuration of {esc(st.name)}"):
         rows, wall = estimate(st, workers, stack, data_dir, threads)
     reference = st.reference()
-    table = Table(title=f"{esc(st.name)} on {pick_device()} ({threads} threads per worker): projected")
+    per_worker = f"{threads} thread{'s' if threads > 1 else ''} per worker"
+    table = Table(title=f"{esc(st.name)} on {pick_device()} ({per_worker}): projected")
     for col in ("configuration", "seeds", "s/step", "steps", "train", "eval", "total"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for e in rows:
