@@ -31,7 +31,7 @@ A queue holds one study's configurations for the current *round*, a pass over ev
 - **active()** is True while the round has work: a configuration not yet settled, waiting or held by a worker
   (this one included). A worker stops when `claim` gives None and `active` is False.
 - **outcomes(round)** is the settled outcome of each configuration of a round that the back end can see.
-- **since_ms**: runs FAILED after this time count as this round's attempt, for `runner.execute` (0: the queue
+- **since_ms**: runs FAILED after this time count as this round's attempt, for `runner.execute_group` (0: the queue
   alone keeps "once per round", and a retried expired claim must train).
 
 MLflow stays the truth: the runner re-reads it after each claim, so a configuration with a FINISHED run is

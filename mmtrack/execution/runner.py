@@ -1,11 +1,11 @@
-"""Training what a work queue hands out: `execute` one configuration, `work` (the one worker loop, for any
-`WorkQueue`), local worker processes, and the three entry points:
+"""Training what a work queue hands out: `execute_group` (a configuration's claimed seeds), `work` (the one
+worker loop, for any `WorkQueue`), local worker processes, and the three entry points:
 
 - `sweep`: a study on this machine through `FileLockQueue`, in this process or `workers` spawned processes;
 - `run_worker`: one worker of an `OptunaQueue` (`mmtrack worker`, on any machine);
 - `sweep_with_storage`: start or join a round of an `OptunaQueue` and run `workers` local workers on it.
 
-MLflow stays the truth: after each claim `execute` re-reads the configuration's runs, so one with a FINISHED
+MLflow stays the truth: after each claim `execute_group` re-reads the configuration's runs, so one with a FINISHED
 run is reported skipped and never trained again, and runs left RUNNING by a dead worker are marked FAILED (the
 claim proves their worker is gone). A worker that loses the tracking server hands its configuration back and
 stops with one line naming the server. Resumable: a rerun trains what is not FINISHED.
@@ -43,7 +43,6 @@ from mmtrack.study import Study
 __all__ = [
     "ARCH_COST",
     "die_with_parent",
-    "execute",
     "execute_group",
     "quiet_libraries",
     "raise_interrupt",
@@ -149,13 +148,6 @@ def _experiment(client, study: Study) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ one configuration
-
-
-def execute(
-    study: Study, cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int = 0, data_dir: str | None = None
-) -> None:
-    """Train one claimed configuration (see `execute_group`)."""
-    execute_group(study, [cfg], client, exp_id, emit, since_ms, data_dir)
 
 
 def _to_train(cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int) -> bool:
