@@ -7,7 +7,7 @@ sets a variable before calling sees it.
 
 | variable | meaning | default |
 |---|---|---|
-| `MMTRACK_TRACKING_DIR` | local tracking store (SQLite + artifacts), locks and caches | `./tracking` |
+| `MMTRACK_TRACKING_DIR` | local tracking store (SQLite + artifacts), locks and caches | `tracking-dir` of `[tool.mmtrack]` in the nearest `pyproject.toml` up from the working directory (a checkout of mmtrack: its `tracking/`), else the per-user data folder (`~/.local/share/mmtrack` on Linux) |
 | `MMTRACK_CACHE` | caches (decoded datasets, runs tables, predictions) | `<tracking dir>/cache` |
 | `MMTRACK_DATA` | root folder of real datasets (`--data-dir` wins) | `./data` |
 | `MMTRACK_THREADS` | torch threads a sweep shares between its workers; also the most processes a first decode of 2,048+ images uses | the CPUs this process may use |
@@ -20,6 +20,7 @@ sets a variable before calling sees it.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 
 from mmtrack.errors import MMTrackError
@@ -28,7 +29,49 @@ MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
 def tracking_dir() -> Path:
-    return Path(os.environ.get("MMTRACK_TRACKING_DIR") or "tracking").expanduser().resolve()
+    return tracking_dir_origin()[0]
+
+
+def tracking_dir_origin() -> tuple[Path, str]:
+    """(the local store's folder, what chose it): $MMTRACK_TRACKING_DIR, else a project's own setting, else the
+    per-user data folder (platformdirs), so an installed mmtrack writes nothing into the working directory."""
+    env = os.environ.get("MMTRACK_TRACKING_DIR")
+    if env:
+        return Path(env).expanduser().resolve(), "$MMTRACK_TRACKING_DIR"
+    project = project_setting("tracking-dir")
+    if project is not None:
+        value, pyproject = project
+        return (pyproject.parent / Path(value).expanduser()).resolve(), f"{pyproject} [tool.mmtrack]"
+    import platformdirs
+
+    return platformdirs.user_data_path("mmtrack"), "the per-user default"
+
+
+def project_setting(key: str) -> tuple[str, Path] | None:
+    """(value, the pyproject.toml that sets it) of `[tool.mmtrack] <key>` in the nearest pyproject.toml, from the
+    working directory up, that has a `[tool.mmtrack]` table (as ruff and pytest find their settings)."""
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        try:
+            text = pyproject.read_text()
+        except (OSError, UnicodeDecodeError):
+            continue  # none, or not ours to judge
+        if "tool.mmtrack" not in text:
+            continue
+        try:
+            table = tomllib.loads(text).get("tool", {}).get("mmtrack")
+        except tomllib.TOMLDecodeError as exc:
+            raise MMTrackError(f"{pyproject}: not valid TOML ({exc}); fix its [tool.mmtrack] table") from None
+        if table is None:
+            continue
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise MMTrackError(f"{pyproject}: [tool.mmtrack] {key} must be a path (a string), got {value!r}")
+        return value, pyproject
+    return None
 
 
 def cache_dir() -> Path:
@@ -47,7 +90,7 @@ def data_dir(explicit: str | Path | None = None) -> Path:
 
 
 def studies_dir() -> Path:
-    """Where a bare study name (`digits-skewed`) is looked up."""
+    """The user's own folder of study files, looked up before the presets for a bare name (`mine`)."""
     return Path("studies")
 
 

@@ -110,7 +110,7 @@ fi
 url_host="$host"; [ "$url_host" = 0.0.0.0 ] && url_host="$(hostname -f 2>/dev/null || hostname)"
 pg_url_host="$pg_host"; [ "$pg_url_host" = 0.0.0.0 ] && pg_url_host="$(hostname -f 2>/dev/null || hostname)"
 pw="$("$python" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$password")"
-backend="postgresql+psycopg2://mmtrack:$pw@127.0.0.1:$pg_port/mmtrack"
+backend="postgresql+psycopg://mmtrack:$pw@127.0.0.1:$pg_port/mmtrack"
 tracking_uri="http://$url_host:$port"
 storage="postgresql://mmtrack:$pw@$pg_url_host:$pg_port/mmtrack_optuna"
 (umask 077

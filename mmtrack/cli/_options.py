@@ -36,7 +36,12 @@ InterventionOpt = Annotated[
 PgdSteps = Annotated[int, typer.Option(metavar="INTEGER", help="PGD iterations.")]
 PgdMaxExamples = Annotated[int, typer.Option(metavar="INTEGER", help="Test images attacked by PGD (fixed subset).")]
 NoiseDraws = Annotated[int, typer.Option(metavar="INTEGER", help="Seeded noise draws averaged per noise metric.")]
-StudyArg = Annotated[str, typer.Argument(metavar="STUDY", help="Study file (YAML), or a preset name from studies/.")]
+StudyArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="STUDY", help="Study file (YAML), or a name: ./studies/NAME.yaml, else a preset (`mmtrack study list`)."
+    ),
+]
 ExperimentOpt = Annotated[str, typer.Option(metavar="NAME", help="MLflow experiment holding the study's runs.")]
 RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Drop the local runs cache first.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", metavar="FILE", help="Write the output to this file.")]

@@ -48,7 +48,7 @@ def list_datasets(
         typer.Argument(
             metavar="[PATH]...",
             help="Study or dataset declaration files (or folders of them) to find declared datasets "
-            "in (default: studies/).",
+            "in (default: ./studies/ and the presets).",
         ),
     ] = None,
 ):
@@ -58,16 +58,17 @@ def list_datasets(
 
 def _yaml_files(paths: list[Path]) -> list[Path]:
     from mmtrack import settings
+    from mmtrack.study import preset_dir
 
     out: list[Path] = []
-    for p in paths or [settings.studies_dir()]:
+    for p in paths or [settings.studies_dir(), preset_dir()]:
         if p.is_dir():
             out += sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
         elif p.is_file():
             out.append(p)
         elif paths:
             raise MMTrackError(f"{p} not found; give study or dataset declaration files, or folders of them")
-    return out
+    return list({p.resolve(): p for p in out}.values())  # in a checkout, studies/ is the preset folder
 
 
 def _declared_in(path: Path) -> dict | None:
@@ -170,13 +171,15 @@ def _dataset_profile(data) -> dict:
 def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple[str, str, dict, int | None]:
     """(dataset name, where it comes from, profile, the study's number of runs or None) of a dataset name, a
     study (file or preset name) or a declaration file."""
-    from mmtrack import settings
     from mmtrack.data import check_dataset_name, folder, load_dataset
-    from mmtrack.study import load_study
+    from mmtrack.study import load_study, study_path
 
     path = Path(target)
-    if not path.is_file() and path.suffix == "" and (settings.studies_dir() / f"{target}.yaml").is_file():
-        path = settings.studies_dir() / f"{target}.yaml"
+    if not path.is_file() and path.suffix == "" and len(path.parts) == 1:
+        try:
+            path = study_path(target)
+        except MMTrackError:
+            pass  # not a study: a dataset name
     if path.is_file():
         spec = _declared_in(path)
         import yaml

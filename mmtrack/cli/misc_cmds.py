@@ -1,4 +1,4 @@
-"""`mmtrack server` (`mmtrack datasets` is in `data_cmds`)."""
+"""`mmtrack server` and `mmtrack info` (`mmtrack datasets` is in `data_cmds`, `mmtrack study` in `study_cmds`)."""
 
 from __future__ import annotations
 
@@ -74,3 +74,55 @@ def server(
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait(30)
+
+
+@app.command()
+def info(tracking_uri: TrackingUri = None):
+    """Where things go and what runs them: version, tracking URI, local store and cache (with sizes), device,
+    thread budget and the versions of torch, MLflow, Optuna and ART."""
+    from importlib.metadata import version
+
+    from mmtrack import __version__, settings, tracking
+    from mmtrack.study import preset_dir
+    from mmtrack.train import pick_device
+
+    uri = tracking.resolve_uri(tracking_uri)
+    where, origin = settings.tracking_dir_origin()
+    source = "--tracking-uri" if tracking_uri else ("$MLFLOW_TRACKING_URI" if uri != tracking.default_uri() else "")
+    rows = [
+        ("tracking URI", tracking.redact(uri) + (f"  ({source})" if source else "  (the local store)")),
+        ("local store", f"{where}  ({_size(where, skip='cache')}; from {origin})"),
+        ("cache", f"{settings.cache_dir()}  ({_size(settings.cache_dir())})"),
+        ("data dir", f"{settings.data_dir().resolve()}  (--data-dir / $MMTRACK_DATA)"),
+        ("presets", f"{preset_dir()}"),
+        ("device", f"{pick_device()}  (precision {settings.precision()})"),
+        ("threads", f"{settings.cpu_budget()}  (shared by a sweep's workers; $MMTRACK_THREADS)"),
+    ]
+    pkgs = {"torch": "torch", "torchvision": "torchvision", "mlflow": "MLflow", "optuna": "Optuna"}
+    pkgs["adversarial-robustness-toolbox"] = "ART"
+    for pkg, label in pkgs.items():
+        rows.append((label, version(pkg)))
+    console.print(f"mmtrack {__version__}", highlight=False)
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        console.print(f"  {key.ljust(width)}  {esc(value)}", highlight=False, soft_wrap=True)
+
+
+def _size(path, skip: str | None = None) -> str:
+    """Total size of the files under `path` (not following links), skipping the subfolder `skip`."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return "not created yet"
+    total = 0
+    for p in path.rglob("*"):
+        if skip and p.relative_to(path).parts[0] == skip:
+            continue
+        if p.is_file() and not p.is_symlink():
+            total += p.stat().st_size
+    for unit in ("B", "KB", "MB", "GB"):
+        if total < 1024 or unit == "GB":
+            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
+        total /= 1024
+    return ""

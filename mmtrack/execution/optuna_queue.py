@@ -67,15 +67,10 @@ def queue_name(study: Study) -> str:
 
 
 def driver_url(url: str) -> str:
-    """`postgresql://` means psycopg (v3) to SQLAlchemy 2.1; use psycopg2 when that is what is installed."""
+    """`postgresql://` means psycopg (v3), mmtrack's one PostgreSQL driver, whatever SQLAlchemy's default is."""
     scheme, _, rest = url.partition("://")
     if scheme in ("postgresql", "postgres"):
-        try:
-            import psycopg  # noqa: F401
-
-            return "postgresql://" + rest
-        except ImportError:
-            return "postgresql+psycopg2://" + rest
+        return "postgresql+psycopg://" + rest
     return url
 
 
