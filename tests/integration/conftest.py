@@ -30,7 +30,7 @@ def digits():
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
+def _clean_env(monkeypatch, _per_user):
     """No test talks to a real tracking server, a `mlflow run` parent run, or a GPU (determinism, speed)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
@@ -38,11 +38,18 @@ def _clean_env(monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.setenv("MMTRACK_DEVICE", "cpu")
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # the per-user store of an installed mmtrack (platformdirs): never the real one, whatever a test forgets
+    monkeypatch.setenv("XDG_DATA_HOME", str(_per_user))
     yield
     import mlflow
 
     while mlflow.active_run() is not None:  # never leak a fluent run into the next test
         mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def _per_user(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("xdg-data")
 
 
 @pytest.fixture(scope="session")

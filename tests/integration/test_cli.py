@@ -389,7 +389,7 @@ def test_mlflow_run_logs_where_mmtrack_looks(tmp_path):
     repo = Path(__file__).resolve().parents[2]
     project = tmp_path / "project"
     project.mkdir()
-    for name in ("MLproject", "conda.yaml"):
+    for name in ("MLproject", "conda.yaml", "pyproject.toml"):  # a clone: its [tool.mmtrack] says tracking/
         shutil.copy(repo / name, project / name)
     env = subprocess_env(tmp_path / "unused")
     env.pop("MMTRACK_TRACKING_DIR")  # nothing configured: both sides use their defaults
