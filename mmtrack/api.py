@@ -39,10 +39,12 @@ class Experiment:
     def design(self) -> analysis.Design:
         return analysis.choose_design(self.runs, self.study)
 
-    def predictions(self, run_ids: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-        """The stored test predictions of the FINISHED runs (or of `run_ids`), read once then cached locally."""
+    def predictions(self, run_ids: Sequence[str] | None = None, population: str = "test") -> dict[str, pd.DataFrame]:
+        """The stored predictions of the FINISHED runs (or of `run_ids`) on `population`: `test`, `group` (the
+        group evaluation set), `ood/<set>`, or with `eval.intervention_predictions` `output_noise/<λ>`,
+        `input_noise/<λ>`, `pgd_linf/<δ>`; read once then cached locally. Runs without them are left out."""
         ids = list(run_ids) if run_ids is not None else analysis.finished_run_ids(self.runs)
-        return tracking.load_predictions(self.client, ids)
+        return tracking.load_predictions(self.client, ids, population=population)
 
     def sheet(self, metric: str, predictions: bool = False) -> analysis.Sheet:
         """The multiplicity sheet of `metric` (with prediction disagreement when `predictions`)."""
@@ -89,7 +91,8 @@ class Experiment:
 
     def audit(self, **options: Any) -> analysis.Audit:
         """Everything `mmtrack report` shows, as data (options: by, unseen, tops, reference, metrics)."""
-        return analysis.build_audit(self.runs, self.design, self.name, self.study, self.predictions(), **options)
+        preds, groups = self.predictions(), self.predictions(population="group")
+        return analysis.build_audit(self.runs, self.design, self.name, self.study, preds, groups, **options)
 
 
 def open_experiment(name: str, tracking_uri: str | None = None, refresh: bool = False) -> Experiment:

@@ -4,14 +4,18 @@ others are kept)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import platform
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -35,6 +39,7 @@ class RunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     failed_interventions: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall seconds (also logged, `seconds/...`)
+    stored_predictions: list[str] = field(default_factory=list)  # populations `evaluate` added predictions for
 
 
 def versions() -> dict[str, str]:
@@ -44,6 +49,33 @@ def versions() -> dict[str, str]:
     tags = {f"mmtrack.version.{p}": version(p) for p in pkgs}
     tags.update({"mmtrack.version.mmtrack": __version__, "mmtrack.version.python": platform.python_version()})
     return tags
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    """Tags naming the machine behind a run's numbers: CPU model, the vector ISA torch's kernels use, and (JSON)
+    platform, CPUs, thread counts, GPU and torch's determinism settings. The same config and seed reproduce
+    on the same machine and thread count; another CPU or thread count may move the last digits of a metric."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    env = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+    return {
+        tracking.CPU_TAG: cpu[:250],
+        tracking.ISA_TAG: torch.backends.cpu.get_cpu_capability(),
+        tracking.ENV_TAG: json.dumps(env, sort_keys=True),
+    }
 
 
 def dataset_profile(data: Dataset) -> dict:
@@ -64,15 +96,83 @@ def dataset_profile(data: Dataset) -> dict:
     }
 
 
+TOP_K = 5  # above MAX_PROB_CLASSES classes, predictions keep the top-k classes and probabilities only
+MAX_PROB_CLASSES = 20
+
+
 def predictions_frame(logits: torch.Tensor, split: Split) -> pd.DataFrame:
-    """One row per test example: index, label, pred, `group/<attribute>` (the example's group value, None where it
-    has none; prediction multiplicity per group reads them) and `prob_<class>`."""
-    proba = torch.softmax(logits, 1).numpy()
-    df = pd.DataFrame({"index": range(len(split)), "label": split.labels.numpy(), "pred": logits.argmax(1).numpy()})
+    """One row per example of a population: index, label, pred, `group/<attribute>` (the example's group value,
+    None where it has none; prediction multiplicity per group reads them) and `prob_<class>` (float16), or for
+    more than MAX_PROB_CLASSES classes `top<i>` / `top<i>_prob` for i = 1..TOP_K. Compact: int16 labels and
+    predictions, categorical groups."""
+    proba = torch.softmax(logits.float(), 1)
+    df = pd.DataFrame(
+        {
+            "index": np.arange(len(split), dtype=np.int32),
+            "label": split.labels.numpy().astype(np.int16),
+            "pred": logits.argmax(1).numpy().astype(np.int16),
+        }
+    )
     for attr, values in split.group_values.items():
         codes = split.groups[attr].numpy()
-        df[f"group/{attr}"] = pd.Series([values[c] if c >= 0 else None for c in codes], dtype="object")
-    return pd.concat([df, pd.DataFrame(proba, columns=[f"prob_{c}" for c in range(proba.shape[1])])], axis=1)
+        df[f"group/{attr}"] = pd.Categorical.from_codes(np.where(codes >= 0, codes, -1), categories=list(values))
+    if proba.shape[1] <= MAX_PROB_CLASSES:
+        probs = {f"prob_{c}": proba[:, c].numpy().astype(np.float16) for c in range(proba.shape[1])}
+    else:
+        top = proba.topk(TOP_K, dim=1)
+        probs = {}
+        for i in range(TOP_K):
+            probs[f"top{i + 1}"] = top.indices[:, i].numpy().astype(np.int16)
+            probs[f"top{i + 1}_prob"] = top.values[:, i].numpy().astype(np.float16)
+    return pd.concat([df, pd.DataFrame(probs)], axis=1)
+
+
+def intervention_frame(index: np.ndarray | None, pred: np.ndarray, labels: torch.Tensor) -> pd.DataFrame:
+    """Predictions under an intervention: index (into the test split), label, and `pred` (one draw) or
+    `pred_<d>` for each of the seeded draws a noise accuracy averages."""
+    index = np.arange(pred.shape[-1]) if index is None else index
+    df = pd.DataFrame({"index": index.astype(np.int32), "label": labels.numpy()[index].astype(np.int16)})
+    if pred.ndim == 1:
+        df["pred"] = pred.astype(np.int16)
+    else:
+        for d, row in enumerate(pred):
+            df[f"pred_{d}"] = row.astype(np.int16)
+    return df
+
+
+def populations(interventions: list[Intervention], data: Dataset, measured: Iterable[str] = ()) -> list[str]:
+    """The populations whose clean predictions a run stores: the test split always, the group evaluation set with
+    a group intervention, each OOD set measured; also those behind the metric names `measured` (acc/group/...,
+    acc/ood/<set>) a run already has."""
+    out = ["test"]
+    measured = list(measured)
+    if any(iv.kind == "group" for iv in interventions) or any(m.startswith("acc/group/") for m in measured):
+        out.append("group")
+    sets = [n for iv in interventions if iv.kind == "ood" for n in ([iv.arg] if iv.arg is not None else data.ood)]
+    sets += [m[len("acc/ood/") :] for m in measured if m.startswith("acc/ood/")]
+    out += [f"ood/{n}" for n in dict.fromkeys(sets) if n in data.ood]
+    return out
+
+
+def log_populations(
+    logger: tracking.RunLogger, evaluator: Evaluator, names: list[str], skip: set[str] = frozenset()
+) -> list[str]:
+    """Store `predictions/<population>.parquet` for each population in `names` (not in `skip`), then those the
+    evaluator recorded under interventions; returns the populations stored."""
+    stored = []
+    frames = {n: lambda n=n: predictions_frame(*evaluator.population(n)) for n in names}
+    for name, (index, pred) in evaluator.recorded.items():
+        frames[name] = lambda index=index, pred=pred: intervention_frame(index, pred, evaluator.data.test.labels)
+    for name, frame in frames.items():
+        if name in skip:
+            continue
+        try:
+            logger.log_dataframe(frame(), tracking.predictions_path(name))
+        except Exception as exc:  # noqa: BLE001 - beyond the test split's, predictions are kept where they can be
+            log.warning("predictions of %s not stored: %s", name, exc)
+            continue
+        stored.append(name)
+    return stored
 
 
 def log_interventions(
@@ -116,6 +216,7 @@ def _tags(cfg: RunConfig, data: Dataset, device: torch.device, extra_tags: dict 
         tracking.COMMAND_TAG: " ".join(sys.argv)[:500],
         tracking.CONFIG_NAME_TAG: cfg.run_name,
         **versions(),
+        **environment(device),
         **(extra_tags or {}),
     }
 
@@ -144,7 +245,7 @@ def _log_trained(
 ) -> None:
     """Predictions, weights and model, then every intervention, into the active run of `logger`."""
     start = time.perf_counter()
-    logger.log_dataframe(predictions_frame(evaluator.test_logits, data.test), tracking.PREDICTIONS)
+    logger.log_dataframe(predictions_frame(*evaluator.population("test")), tracking.predictions_path("test"))
     example = data.test.images[:2].float().div(255).numpy()
     logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
     device = next(model.parameters()).device
@@ -153,6 +254,7 @@ def _log_trained(
     result.seconds["seconds/log_model"] = time.perf_counter() - start
     logger.log_metrics(result.seconds)
     log_interventions(logger, evaluator, interventions, result, {})
+    log_populations(logger, evaluator, populations(interventions, data), skip={"test"})
 
 
 def run_config(
@@ -288,7 +390,13 @@ def evaluate_run(
     logger = tracking.RunLogger.attach(client, run_id)
     result = RunResult(run_id)
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))
+    evaluator = Evaluator(model, data, settings)
     # timings describe the training run's own evaluation; a later evaluation does not overwrite them
-    log_interventions(logger, Evaluator(model, data, settings), interventions, result, counts, log_seconds=False)
+    log_interventions(logger, evaluator, interventions, result, counts, log_seconds=False)
+    # predictions for every population the run's accuracies are measured on, where a run logged before they
+    # were stored lacks them (and those of the new interventions)
+    names = populations(interventions, data, measured=run.data.metrics)
+    stored = set(tracking.stored_populations(client, run_id))
+    result.stored_predictions = log_populations(logger, evaluator, names, skip=stored)
     tracking.mark_changed(client, run.info.experiment_id)
     return result

@@ -13,6 +13,10 @@ FAILED_INTERVENTIONS_TAG = "mmtrack.failed_interventions"  # JSON: intervention 
 DATA_FINGERPRINT_TAG = "mmtrack.data_fingerprint"
 DEVICE_TAG = "mmtrack.device"
 THREADS_TAG = "mmtrack.torch_threads"
+# the machine behind the numbers (bit-identical results across CPUs are not something PyTorch promises)
+CPU_TAG = "mmtrack.env.cpu"  # CPU model name
+ISA_TAG = "mmtrack.env.isa"  # the vector instructions torch's CPU kernels use (e.g. AVX512, AVX2)
+ENV_TAG = "mmtrack.env"  # JSON: platform, CPUs, interop threads, GPU, determinism settings
 MEMORY_FORMAT_TAG = "mmtrack.memory_format"
 COMMAND_TAG = "mmtrack.command"
 PRECISION_TAG = "mmtrack.precision"  # fp32, or bf16 (autocast while training on CUDA)

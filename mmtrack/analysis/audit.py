@@ -44,7 +44,9 @@ class Audit:
     reference: str | None  # the reference model of prediction multiplicity
     overall: Multiplicity | None  # over every FINISHED run with predictions
     per_config: list[ConfigMultiplicity] = field(default_factory=list)
-    per_group: dict[str, Multiplicity] = field(default_factory=dict)  # "attribute/value" -> over its test examples
+    per_group: dict[str, Multiplicity] = field(default_factory=dict)  # "attribute/value" -> over its examples
+    # where per_group was measured: "group" (the population the fairness metrics are measured on) or "test"
+    group_population: str = "test"
     contested: list[dict] = field(default_factory=list)  # contested_examples(), plus "groups" {attribute: value}
     notes: list[str] = field(default_factory=list)
 
@@ -66,6 +68,7 @@ class Audit:
                     "overall": self.overall.to_dict(),
                     "per_config": {c.label: c.multiplicity.to_dict() for c in self.per_config},
                     "per_group": {g: m.to_dict() for g, m in self.per_group.items()},
+                    "group_population": self.group_population,
                 },
                 "contested": self.contested,
                 "notes": self.notes,
@@ -105,6 +108,7 @@ def build_audit(
     experiment: str = "",
     study: Mapping | None = None,
     predictions: Mapping[str, pd.DataFrame] | None = None,
+    group_predictions: Mapping[str, pd.DataFrame] | None = None,
     by: Sequence[str] | None = None,
     unseen: Sequence[str] | None = None,
     tops: Sequence[float] | None = None,
@@ -112,7 +116,9 @@ def build_audit(
     metrics: Sequence[str] | None = None,
     top_contested: int = 12,
 ) -> Audit:
-    """The whole audit of an experiment (see the module docstring)."""
+    """The whole audit of an experiment (see the module docstring). `group_predictions` (the runs' predictions
+    on the group evaluation set, `predictions/group.parquet`) measure per-group multiplicity on the population
+    the fairness metrics are measured on; without them it falls back to the test split's groups, said in a note."""
     notes: list[str] = []
     cells = assign_cells(runs, design, experiment)
     labels = {rid: df["pred"].to_numpy() for rid, df in (predictions or {}).items()}
@@ -166,18 +172,9 @@ def build_audit(
         ids = [r for r in ids if r in labels]
         if len(ids) >= 2:
             audit.per_config.append(ConfigMultiplicity(label, ids, multiplicity(labels, ids, ids[0])))
+    _per_group(audit, predictions, group_predictions, with_preds, reference)
     first = predictions[with_preds[0]]
     group_columns = [c for c in first.columns if c.startswith(GROUP_PREFIX)]
-    if not group_columns:
-        notes.append(
-            "prediction multiplicity per group: the stored predictions carry no group columns (runs "
-            "logged before mmtrack stored them)"
-        )
-    for col in group_columns:
-        values = first[col]
-        for value in sorted(v for v in values.dropna().unique()):
-            name = f"{col[len(GROUP_PREFIX) :]}/{value}"
-            audit.per_group[name] = multiplicity(labels, with_preds, reference, mask=(values == value).to_numpy())
     audit.contested = contested_examples(labels, first["label"].to_numpy(), with_preds, top=top_contested)
     for example in audit.contested:
         example["groups"] = {
@@ -186,6 +183,51 @@ def build_audit(
             if pd.notna(first[c].iloc[example["index"]])
         }
     return audit
+
+
+def _per_group(
+    audit: Audit,
+    predictions: Mapping[str, pd.DataFrame],
+    group_predictions: Mapping[str, pd.DataFrame] | None,
+    with_preds: list[str],
+    reference: str | None,
+) -> None:
+    """audit.per_group from the group evaluation set's predictions of the runs that stored them (the others left
+    out, said in a note), else from the test split's group columns (said in a note)."""
+    frames, audit.group_population = predictions, "test"
+    stored = [r for r in with_preds if r in (group_predictions or {})]
+    if stored:
+        frames, audit.group_population = group_predictions, "group"
+        if len(stored) < len(with_preds):
+            audit.notes.append(
+                f"prediction multiplicity per group: {len(with_preds) - len(stored)} of {len(with_preds)} runs "
+                "stored no predictions of the group evaluation set (predictions/group.parquet; `mmtrack evaluate "
+                "-i group` adds them) and are left out of it"
+            )
+    elif group_predictions is not None:
+        audit.notes.append(
+            "prediction multiplicity per group: measured on the test split's examples of each group; these runs "
+            "stored no predictions of the group evaluation set, where the fairness metrics are measured "
+            "(predictions/group.parquet; `mmtrack evaluate -i group` adds them)"
+        )
+    ids = stored or with_preds
+    labels = {r: frames[r]["pred"].to_numpy() for r in ids}
+    first = frames[ids[0]]
+    group_columns = [c for c in first.columns if c.startswith(GROUP_PREFIX)]
+    if not group_columns:
+        audit.notes.append(
+            "prediction multiplicity per group: the stored predictions carry no group columns (runs "
+            "logged before mmtrack stored them)"
+        )
+    try:
+        for col in group_columns:
+            values = first[col]
+            for value in sorted(v for v in values.dropna().unique()):
+                mask = (values == value).to_numpy()
+                audit.per_group[f"{col[len(GROUP_PREFIX) :]}/{value}"] = multiplicity(labels, ids, reference, mask)
+    except MMTrackError as exc:
+        audit.per_group.clear()
+        audit.notes.append(f"prediction multiplicity per group: {exc.message}")
 
 
 def contested_share_by_group(audit: Audit) -> dict[str, float | None]:

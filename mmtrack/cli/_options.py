@@ -64,9 +64,24 @@ def parse_interventions(specs: list[str] | None):
     return parse(DEFAULT_SPECS if flat == ["default"] else flat)
 
 
-def eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int):
+InterventionPredictions = Annotated[
+    bool,
+    typer.Option(
+        "--intervention-predictions",
+        help="Also store each example's predictions under output/input noise and PGD "
+        "(predictions/<kind>/<value>.parquet).",
+    ),
+]
+
+
+def eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int, intervention_predictions: bool = False):
     from mmtrack.interventions import EvalSettings
 
     if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:  # named as the user typed them
         raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
-    return EvalSettings(pgd_steps=pgd_steps, pgd_max_examples=pgd_max_examples, noise_draws=noise_draws)
+    return EvalSettings(
+        pgd_steps=pgd_steps,
+        pgd_max_examples=pgd_max_examples,
+        noise_draws=noise_draws,
+        intervention_predictions=intervention_predictions,
+    )

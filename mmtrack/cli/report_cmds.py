@@ -293,6 +293,7 @@ def report_cmd(
     if reference is not None and reference not in finished:
         raise MMTrackError(f"--reference {reference} is not a FINISHED run of experiment {experiment!r}")
     preds = tracking.load_predictions(client, finished) if predictions else None
+    group_preds = tracking.load_predictions(client, finished, population="group") if predictions else None
     try:
         tops = [float(t) for t in split(top)] if top else None
     except ValueError:
@@ -303,6 +304,7 @@ def report_cmd(
         experiment,
         study,
         preds,
+        group_preds,
         by=split(by),
         unseen=split(unseen),
         tops=tops,

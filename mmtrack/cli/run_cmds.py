@@ -12,6 +12,7 @@ from mmtrack.cli._app import app, console, err, fmt_metric, metrics_table, quiet
 from mmtrack.cli._options import (
     DataDir,
     InterventionOpt,
+    InterventionPredictions,
     NoiseDraws,
     PgdMaxExamples,
     PgdSteps,
@@ -49,6 +50,7 @@ def train(
     pgd_steps: PgdSteps = 10,
     pgd_max_examples: PgdMaxExamples = 500,
     noise_draws: NoiseDraws = 5,
+    intervention_predictions: InterventionPredictions = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ):
@@ -74,7 +76,7 @@ def train(
         image_size=image_size,
     )
     ivs = parse_interventions(intervention)
-    settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws)
+    settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws, intervention_predictions)
     uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     launcher = env.take_mlflow_run_id()  # `mlflow run` created this run for us
     launcher_uri = env.mlflow_tracking_uri() or uri
@@ -122,6 +124,7 @@ def evaluate(
     pgd_steps: PgdSteps = 10,
     pgd_max_examples: PgdMaxExamples = 500,
     noise_draws: NoiseDraws = 5,
+    intervention_predictions: InterventionPredictions = False,
     trust_pickle: Annotated[
         bool,
         typer.Option(
@@ -142,7 +145,7 @@ def evaluate(
     if (run_id is None) == (experiment is None):
         raise MMTrackError("give exactly one of --run-id or --experiment")
     ivs = parse_interventions(intervention)
-    settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws)
+    settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws, intervention_predictions)
     client = tracking.connect(tracking_uri)
     if run_id:
         names = {run_id: tracking.get_run(client, run_id).info.run_name}
@@ -182,5 +185,9 @@ def evaluate(
     for rid, result in sorted(results.items(), key=lambda kv: names[kv[0]] or kv[0]):
         table.add_row(esc(names[rid] or rid), *(fmt_metric(m, result.metrics.get(m)) for m in metrics))
     console.print(table)
+    added = sorted({p for r in results.values() for p in r.stored_predictions})
+    if added:
+        n = sum(1 for r in results.values() if r.stored_predictions)
+        console.print(f"stored predictions of {esc(', '.join(added))} for {n} run(s) that lacked them")
     if failed:
         raise typer.Exit(1)

@@ -12,6 +12,7 @@ from torch import nn
 
 from mmtrack import stacking
 from mmtrack.data import Dataset, Split
+from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import KINDS, EvalSettings, Intervention, metric_number
 from mmtrack.train import predict_logits
 
@@ -99,6 +100,9 @@ class Evaluator:
         self.device = next(model.parameters()).device
         self.shared = shared if shared is not None else SharedForward([model], settings.batch_size)
         self.member = member if shared is not None else 0
+        # population (e.g. "pgd_linf/0.005") -> (test indices or None for all, predictions (draws, n) or (n,)),
+        # kept when settings.intervention_predictions: what `predictions/<population>.parquet` stores
+        self.recorded: dict[str, tuple[np.ndarray | None, np.ndarray]] = {}
 
     def _of_images(self, key: str, images: torch.Tensor) -> torch.Tensor:
         return self.shared.of_images(key, images)[self.member]
@@ -106,6 +110,23 @@ class Evaluator:
     @property
     def test_logits(self) -> torch.Tensor:
         return self._of_images("test", self.data.test.images)
+
+    def population(self, name: str) -> tuple[torch.Tensor, Split]:
+        """(logits, split) of a population a clean accuracy is measured on: `test`, `group` (the group
+        evaluation set) or `ood/<set>`; computed once and shared with the interventions that measure it."""
+        if name == "test":
+            return self.test_logits, self.data.test
+        if name == "group":
+            return self.group_logits, self.data.group_split
+        kind, _, ood = name.partition("/")
+        if kind == "ood" and ood in self.data.ood:
+            return self._of_images(f"ood/{ood}", self.data.ood[ood].images), self.data.ood[ood]
+        raise MMTrackError(f"unknown population {name!r}; populations: test, group, ood/<set>")
+
+    def _record(self, population: str, pred: torch.Tensor | np.ndarray, index=None) -> None:
+        if self.s.intervention_predictions:
+            pred = pred.numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
+            self.recorded[population] = (None if index is None else np.asarray(index), pred)
 
     def run(self, iv: Intervention) -> tuple[dict[str, float], dict[str, int]]:
         """Metrics (name -> accuracy) and counts (name -> number of examples) of one intervention."""
@@ -154,10 +175,12 @@ class Evaluator:
         logits, labels = self.test_logits, self.data.test.labels
         name = f"acc/output_noise/{metric_number(lam)}"
         if lam == 0:
+            self._record(name[4:], logits.argmax(1))
             return {name: _accuracy(logits.argmax(1), labels)}, {name: len(labels)}
         g = torch.Generator().manual_seed(self.s.noise_seed)
         noise = torch.empty((self.s.noise_draws, *logits.shape)).exponential_(1.0 / lam, generator=g)
         pred = (logits.unsqueeze(0) + noise).argmax(-1)  # (draws, N)
+        self._record(name[4:], pred)
         return {name: float((pred == labels).float().mean())}, {name: len(labels)}
 
     def _input_noise(self, lam: float):
@@ -177,6 +200,7 @@ class Evaluator:
                     yield images.float().div(255) + noise
 
         logits = self.shared.logits(("input_noise", lam, self.s.input_noise_dist), noisy_batches)[self.member]
+        self._record(name[4:], logits.argmax(1).view(self.s.noise_draws, len(test)))
         correct = int((logits.argmax(1) == test.labels.repeat(self.s.noise_draws)).sum())
         return {name: correct / (self.s.noise_draws * len(test))}, {name: len(test)}
 
@@ -203,12 +227,12 @@ class Evaluator:
         name = f"acc/pgd_linf/{metric_number(delta)}"
         if delta == 0:
             pred = self.test_logits[idx].argmax(1).numpy()
-            return {name: float((pred == y).mean())}, {name: len(y)}
-        if self.shared.k > 1 and not self.s.pgd_random_start:
+        elif self.shared.k > 1 and not self.s.pgd_random_start:
             # the K attacks at once (see `SumOfLosses`); a random start would draw other numbers than K attacks
             pred = self.shared.cached(("pgd_linf", delta), lambda: self._pgd_stacked(delta, x, y))[self.member]
         else:
             pred = self._logits_float(self._pgd_attack(self.art_classifier(), delta, x, y)).argmax(1).numpy()
+        self._record(name[4:], pred, index=idx.numpy())
         return {name: float((pred == y).mean())}, {name: len(y)}
 
     def _pgd_attack(self, classifier, delta: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:

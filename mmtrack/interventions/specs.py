@@ -76,6 +76,8 @@ class EvalSettings:
     mia_attack_model: str = "rf"
     subset_seed: int = 0
     batch_size: int = 1024
+    # also store each example's predictions under output/input noise and PGD (predictions/<kind>/<value>.parquet)
+    intervention_predictions: bool = False
 
     def __post_init__(self):
         """Bad settings fail where they are written (a study file, the command line), not in every run."""
@@ -98,6 +100,7 @@ class EvalSettings:
             "a positive number",
         )
         check(isinstance(self.pgd_random_start, bool), "pgd_random_start", "true or false")
+        check(isinstance(self.intervention_predictions, bool), "intervention_predictions", "true or false")
         check(self.input_noise_dist in INPUT_NOISE_DISTS, "input_noise_dist", f"one of {', '.join(INPUT_NOISE_DISTS)}")
         check(self.mia_attack_model in MIA_ATTACK_MODELS, "mia_attack_model", f"one of {', '.join(MIA_ATTACK_MODELS)}")
 

@@ -187,10 +187,16 @@ def _multiplicity(audit: Audit) -> str:
             + "</table>"
         )
     if audit.per_group:
+        where = (
+            "the group evaluation set, the examples each group's accuracy (the fairness sheets) is measured on"
+            if audit.group_population == "group"
+            else "the test split's examples of each group"
+        )
         out.append(
             "<h3>Per group: are some groups' examples contested more often?</h3>"
+            f'<p class="note">Measured on {esc(where)}; "examples" is each rate\'s sample size.</p>'
             '<table class="multiplicity" id="multiplicity-group">'
-            + MULT_HEAD.replace("<th>models</th>", "<th>group</th>", 1)
+            + MULT_HEAD.replace("<th>models</th>", "<th>group</th>", 1).replace("test examples", "examples")
             + "".join(_mult_row(g, m, f' data-set="{esc(g)}"') for g, m in audit.per_group.items())
             + "</table>"
         )

@@ -28,8 +28,10 @@ from mmtrack.tracking.runs import (
     log_report,
     mark_changed,
     point_launcher,
+    predictions_path,
     runs_of_config,
     search_all_runs,
+    stored_populations,
 )
 from mmtrack.tracking.stores import (
     LOCAL_UI,
@@ -76,6 +78,8 @@ __all__ = [
     "is_mlflow_default",
     "load_model",
     "load_predictions",
+    "predictions_path",
+    "stored_populations",
     "load_runs",
     "log_launcher_summary",
     "log_report",

@@ -372,13 +372,41 @@ def mark_changed(client, exp_id: str) -> None:
 
 
 PREDICTIONS = "predictions/test.parquet"
+PREDICTIONS_DIR = "predictions"
 
 
-def load_predictions(client, run_ids: list[str], use_cache: bool = True) -> dict[str, pd.DataFrame]:
-    """The stored per-example test predictions of each run (runs without them are left out).
+def predictions_path(population: str) -> str:
+    """The artifact holding a population's predictions: `predictions/test.parquet`, `predictions/group.parquet`,
+    `predictions/ood/<set>.parquet`, `predictions/pgd_linf/<δ>.parquet`, ..."""
+    return f"{PREDICTIONS_DIR}/{population}.parquet"
 
-    A run's predictions never change once logged (`mmtrack evaluate` adds metrics only), so with `use_cache` each
-    run's file is downloaded once into `<cache dir>/predictions/<run id>.parquet` and read from there after."""
+
+def stored_populations(client, run_id: str) -> list[str]:
+    """The populations a run stored predictions for (sorted), from its artifact listing."""
+    out, folders = [], [PREDICTIONS_DIR]
+    while folders:
+        folder = folders.pop()
+        try:
+            entries = client.list_artifacts(run_id, folder)
+        except Exception:  # noqa: BLE001 - no predictions folder: nothing stored
+            continue
+        for entry in entries:
+            if entry.is_dir:
+                folders.append(entry.path)
+            elif entry.path.endswith(".parquet"):
+                out.append(entry.path[len(PREDICTIONS_DIR) + 1 : -len(".parquet")])
+    return sorted(out)
+
+
+def load_predictions(
+    client, run_ids: list[str], use_cache: bool = True, population: str = "test"
+) -> dict[str, pd.DataFrame]:
+    """The stored per-example predictions of each run on `population` (`test`, `group`, `ood/<set>`,
+    `pgd_linf/<δ>`, ...); runs without them are left out.
+
+    A run's predictions never change once logged (`mmtrack evaluate` only adds missing populations), so with
+    `use_cache` each file is downloaded once into `<cache dir>/predictions/<run id>/<population>.parquet` and
+    read from there after."""
     import shutil
     import tempfile
 
@@ -386,14 +414,14 @@ def load_predictions(client, run_ids: list[str], use_cache: bool = True) -> dict
     cache = settings.cache_dir() / "predictions"
     with tempfile.TemporaryDirectory() as tmp:
         for run_id in run_ids:
-            path = cache / f"{run_id}.parquet"
+            path = cache / run_id / f"{population}.parquet"
             if use_cache and path.exists():
                 with contextlib.suppress(Exception):  # a broken cache file is fetched again
                     out[run_id] = pd.read_parquet(path)
                     continue
             try:
-                local = client.download_artifacts(run_id, PREDICTIONS, tmp)
-            except Exception:  # noqa: BLE001 - a run without predictions is reported by the caller
+                local = client.download_artifacts(run_id, predictions_path(population), tmp)
+            except Exception:  # noqa: BLE001 - a run without these predictions is reported by the caller
                 continue
             out[run_id] = pd.read_parquet(local)
             if use_cache:
