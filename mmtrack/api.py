@@ -89,6 +89,13 @@ class Experiment:
             reference=reference,
         )
 
+    def ensembles(self, size: int | None = None) -> pd.DataFrame:
+        """The runs of the experiment's ensembles (`mmtrack ensemble [--size K]`, experiment `<name>-ensembles[-kK]`):
+        the frame `mmtrack sheet --ensembles` assigns to cells, one row per ensemble, `params.seed` = its draw."""
+        from mmtrack.ensemble_run import experiment_name
+
+        return open_experiment(experiment_name(self.name, size), self.client.tracking_uri).runs
+
     def audit(self, **options: Any) -> analysis.Audit:
         """Everything `mmtrack report` shows, as data (options: by, unseen, tops, reference, metrics)."""
         preds, groups = self.predictions(), self.predictions(population="group")

@@ -9,6 +9,7 @@ used and tested without a training stack or a tracking server."""
 from mmtrack.analysis._runs import finished_run_ids
 from mmtrack.analysis.audit import Audit, build_audit
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
+from mmtrack.analysis.ensembles import ensemble_comparison
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
 from mmtrack.analysis.selection import (
     RangeStats,
@@ -46,6 +47,7 @@ __all__ = [
     "Multiplicity",
     "axis_effect",
     "contested_examples",
+    "ensemble_comparison",
     "multiplicity",
     "top_axis",
     "vote_shares",

@@ -12,6 +12,7 @@ from mmtrack.cli._app import app, console, err, make_console, run_main
 from mmtrack.cli import run_cmds  # noqa: F401, E402  (train, evaluate)
 from mmtrack.cli import sweep_cmds  # noqa: F401, E402  (sweep, worker)
 from mmtrack.cli import report_cmds  # noqa: F401, E402  (sheet, select, report)
+from mmtrack.cli import ensemble_cmds  # noqa: F401, E402  (ensemble)
 from mmtrack.cli import data_cmds  # noqa: F401, E402  (datasets)
 from mmtrack.cli import study_cmds  # noqa: F401, E402  (study, studies)
 from mmtrack.cli import misc_cmds  # noqa: F401, E402  (server, info)

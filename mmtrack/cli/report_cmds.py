@@ -46,6 +46,34 @@ def _default_reference(runs, study: dict | None, experiment: str) -> str | None:
         return None
 
 
+def _ensemble_sheets(experiment: str, size: int | None, metrics: list[str], tracking_uri: str | None, refresh: bool):
+    """The sheets of `<experiment>-ensembles` (or `-ensembles-k<size>`) for `metrics` (those its runs have)."""
+    from mmtrack import analysis
+    from mmtrack.ensemble_run import experiment_name
+
+    name = experiment_name(experiment, size)
+    try:
+        _, _, study, runs = _experiment_runs(name, tracking_uri, refresh)
+    except MMTrackError:
+        how = f"mmtrack ensemble --experiment {experiment}" + (f" --size {size}" if size else "")
+        raise MMTrackError(f"experiment {experiment!r} has no ensembles {name!r} yet; build them: {how}") from None
+    cells = analysis.assign_cells(runs, analysis.choose_design(runs, study), name)
+    return [analysis.sheet_stats(cells, m) for m in metrics if f"metrics.{m}" in runs]
+
+
+def _print_comparison(single, ens_sheets, fmt: str, out) -> None:
+    from mmtrack import analysis
+    from mmtrack.report.ensemble_report import markdown_ensemble_comparison, rich_ensemble_comparison
+
+    df = analysis.ensemble_comparison(single, ens_sheets)
+    if fmt == "rich" and out is None:
+        console.print(rich_ensemble_comparison(df))
+    elif fmt == "json":
+        emit_text(df.to_json(orient="records"), None)
+    else:
+        emit_text(markdown_ensemble_comparison(df), None)
+
+
 def _check_format(fmt: str) -> None:
     from mmtrack.report import check_format
 
@@ -86,6 +114,18 @@ def sheet(
     log: Annotated[
         bool, typer.Option("--log", help="Record the sheet (HTML, JSON, figure) as a run in MLflow.")
     ] = False,
+    ensembles: Annotated[
+        bool,
+        typer.Option(
+            "--ensembles",
+            help="Also the sheets of the experiment's ensembles (`mmtrack ensemble`), and Δmax^all of single "
+            "models vs ensembles per metric.",
+        ),
+    ] = False,
+    ensemble_size: Annotated[
+        Optional[int],
+        typer.Option(metavar="K", help="With --ensembles: the ensembles of K seeds (`mmtrack ensemble --size K`)."),
+    ] = None,
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -107,12 +147,16 @@ def sheet(
     if not metrics:
         raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
     cells = analysis.assign_cells(runs, design, experiment)
+    ens_sheets = _ensemble_sheets(experiment, ensemble_size, metrics, tracking_uri, refresh) if ensembles else None
     if summary:
-        df = analysis.summary([analysis.sheet_stats(cells, m) for m in metrics], cells)
+        single = [analysis.sheet_stats(cells, m) for m in metrics]
+        df = analysis.summary(single, cells)
         if fmt == "rich" and out is None:
             console.print(report.rich_summary(df))
         else:
             emit_text(report.render(df, "markdown" if fmt == "rich" else fmt), out)
+        if ens_sheets is not None:
+            _print_comparison(single, ens_sheets, fmt, out)
         return
     preds = None
     if predictions:  # each cell run's predictions, downloaded once for every metric
@@ -120,7 +164,7 @@ def sheet(
     sheets = [analysis.sheet_stats(cells, m, predictions=preds) for m in metrics]
     ui = tracking.ui_base(client.tracking_uri)
     if fmt == "rich" and out is None:
-        for s in sheets:
+        for s in [*sheets, *(ens_sheets or [])]:
             console.print(report.rich_tables(s))
             for line in s.missing + s.warnings:
                 err.print(f"[yellow]warning:[/] {esc(line)}")
@@ -128,6 +172,8 @@ def sheet(
         emit_text(
             report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id), out
         )
+    if ens_sheets is not None:
+        _print_comparison(sheets, ens_sheets, fmt, out)
     if figure is None and not log:
         return
     with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone

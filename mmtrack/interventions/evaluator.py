@@ -186,7 +186,9 @@ class Evaluator:
     def _input_noise(self, lam: float):
         test = self.data.test
         name = f"acc/input_noise/{metric_number(lam)}"
-        std = self.model[0].std.cpu()  # Normalize's per-channel std of the training images
+        # Normalize's per-channel std of the training images (an ensemble's: its members')
+        std = getattr(self.model, "input_std", None)
+        std = (std if std is not None else self.model[0].std).cpu()
 
         def noisy_batches():  # every draw of every batch, from one seeded generator: the same for every model
             g = torch.Generator().manual_seed(self.s.noise_seed)

@@ -4,9 +4,9 @@ Layers, lowest first; a module may import its own layer and the layers below it,
 
     base         errors, settings, tags, metrics, _version
     domain       config, models, stacking, data, interventions.specs, study, analysis      (no torch in study/analysis)
-    compute      train, interventions (evaluator), report
+    compute      train, interventions (evaluator), report, ensembles
     tracking     tracking                       (the only importer of mlflow)
-    run          run
+    run          run, ensemble_run
     execution    execution                      (work queues, the worker loop)
     api          mmtrack, mmtrack.api (the public API for notebooks)
     cli          cli                            (nothing imports it)
@@ -25,9 +25,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mmtrack"
 LAYERS = [
     ("base", ("errors", "settings", "tags", "metrics", "_version")),
     ("domain", ("config", "models", "stacking", "data", "interventions.specs", "study", "analysis")),
-    ("compute", ("train", "interventions", "report")),
+    ("compute", ("train", "interventions", "report", "ensembles")),
     ("tracking", ("tracking",)),
-    ("run", ("run",)),
+    ("run", ("run", "ensemble_run")),
     ("execution", ("execution",)),
     ("api", ("", "api")),
     ("cli", ("cli",)),

@@ -1,0 +1,122 @@
+"""`mmtrack ensemble`: ensembles of logged runs as first-class models, measured under every intervention."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape as esc
+from rich.table import Table
+
+from mmtrack.cli._app import app, console, err, fmt_metric, quiet
+from mmtrack.cli._options import DataDir, ExperimentOpt, InterventionOpt, TrackingUri, parse_interventions
+from mmtrack.errors import MMTrackError
+
+OF = ("seeds", "selection")
+
+
+@app.command()
+def ensemble(
+    experiment: ExperimentOpt,
+    of: Annotated[
+        str,
+        typer.Option(
+            "--of",
+            metavar="seeds|selection",
+            help="seeds: ensembles of each configuration's seeds; selection: one ensemble of the runs in the top "
+            "--top % on every --by metric.",
+        ),
+    ] = "seeds",
+    size: Annotated[
+        Optional[int],
+        typer.Option(metavar="K", help="Members per ensemble (default: all of a configuration's seeds)."),
+    ] = None,
+    draws: Annotated[
+        int, typer.Option(metavar="N", help="With --size: at most N ensembles of K seeds per configuration.")
+    ] = 5,
+    runs: Annotated[
+        Optional[str], typer.Option(metavar="RUN_ID,...", help="One ensemble of exactly these runs.")
+    ] = None,
+    by: Annotated[
+        Optional[str], typer.Option(metavar="METRIC,...", help="--of selection: metrics to select on.")
+    ] = None,
+    top: Annotated[float, typer.Option(metavar="PCT", help="--of selection: keep the top PCT % on every --by.")] = 50,
+    intervention: InterventionOpt = None,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+):
+    """Ensembles (mean of softmax) of logged runs, without retraining: each one an MLflow run with the metrics of a
+    training run, PGD attacking the ensemble itself. Ensembles of all seeds go to <experiment>-ensembles, of K
+    seeds to <experiment>-ensembles-k<K>, of a selection or of --runs to <experiment>-ensembles-selected."""
+    from mmtrack import analysis, ensemble_run, tracking
+    from mmtrack.api import open_experiment
+    from mmtrack.interventions import DEFAULT_SPECS, EvalSettings, parse
+
+    quiet()
+    if of not in OF:
+        raise MMTrackError(f"--of must be one of {', '.join(OF)}, got {of!r}")
+    if size is not None and size < 1 or draws < 1:
+        raise MMTrackError("--size and --draws must be positive")
+    exp = open_experiment(experiment, tracking_uri)
+    client, study = exp.client, exp.study
+    if runs:
+        planned = [ensemble_run.explicit(client, [r.strip() for r in runs.split(",") if r.strip()])]
+    elif of == "selection":
+        if not by:
+            raise MMTrackError("--of selection needs --by METRIC,... (and --top PCT)")
+        kept = analysis.select_top(exp.runs, [m.strip() for m in by.split(",")], top)
+        if kept.n_selected < 2:
+            raise MMTrackError(f"the top {top:g}% on {by} keeps {kept.n_selected} run(s); an ensemble needs 2")
+        planned = [ensemble_run.explicit(client, kept.run_ids)]
+        planned[0].name = f"{kept.label} on {by} · ens{kept.n_selected}"
+    else:
+        planned = ensemble_run.plan_seed_ensembles(exp.runs, size, draws)
+        if not planned:
+            raise MMTrackError(
+                f"experiment {experiment!r} has no configuration with {size or 2}+ FINISHED seeds to ensemble"
+            )
+    ivs = (
+        parse_interventions(intervention) if intervention else parse((study or {}).get("interventions", DEFAULT_SPECS))
+    )
+    settings = EvalSettings(**(study or {}).get("eval", {}))
+    name = ensemble_run.experiment_name(
+        experiment, None if runs or of == "selection" else size, bool(runs) or of == "selection"
+    )
+    ens_study = _ensembles_study(study, name, max(p.draw for p in planned) + 1) if of == "seeds" and not runs else None
+    exp_tags = {tracking.STUDY_TAG: ens_study} if ens_study else None
+    exp_id = tracking.experiment_id(client, name, create=True, tags=exp_tags)
+    done = ensemble_run.existing(client, exp_id)
+    todo = [p for p in planned if tuple(p.members) not in done]
+    data = ensemble_run.members_data(client, planned[0].members, data_dir) if todo else None
+    results = {}
+    for p in todo:
+        err.print(f"  evaluating {esc(p.name)} ({len(p.members)} members)")
+        results[p.name] = ensemble_run.log_ensemble(client, exp_id, p, of, experiment, data, ivs, settings)
+    tracking.mark_changed(client, exp_id)
+    _print(results, len(planned) - len(todo), name)
+    ui = tracking.ui_base(client.tracking_uri)
+    console.print(f"open it: {tracking.ui_url(ui, exp_id)}")
+
+
+def _ensembles_study(study: dict | None, name: str, draws: int) -> str | None:
+    """The study tag of the ensembles experiment: the members' design, its rows the draws (`seed` = draw)."""
+    import json
+
+    if not study:
+        return None
+    return json.dumps({**study, "name": name, "seeds": list(range(draws))})
+
+
+def _print(results: dict, skipped: int, name: str) -> None:
+    metrics = sorted({m for r in results.values() for m in r.metrics if m.startswith("acc")})
+    metrics = sorted(metrics, key=lambda m: (m != "acc", m))[:6]
+    table = Table(title=f"{len(results)} ensemble(s) logged in {name}", show_edge=False)
+    table.add_column("ensemble")
+    for m in metrics:
+        table.add_column(esc(m), justify="right")
+    for label, result in results.items():
+        table.add_row(esc(label), *(fmt_metric(m, result.metrics.get(m)) for m in metrics))
+    if results:
+        console.print(table)
+    if skipped:
+        console.print(f"{skipped} ensemble(s) already logged, skipped")
