@@ -9,7 +9,7 @@ used and tested without a training stack or a tracking server."""
 from mmtrack.analysis._runs import finished_run_ids
 from mmtrack.analysis.audit import Audit, build_audit
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
-from mmtrack.analysis.ensembles import ensemble_comparison
+from mmtrack.analysis.ensembles import EnsembleFindings, ensemble_comparison, ensemble_findings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
 from mmtrack.analysis.selection import (
     RangeStats,
@@ -48,6 +48,8 @@ __all__ = [
     "axis_effect",
     "contested_examples",
     "ensemble_comparison",
+    "ensemble_findings",
+    "EnsembleFindings",
     "multiplicity",
     "top_axis",
     "vote_shares",

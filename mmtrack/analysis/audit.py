@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from mmtrack.analysis._runs import finished_run_ids
+from mmtrack.analysis.ensembles import EnsembleFindings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity
 from mmtrack.analysis.selection import SelectionReport, analyse
 from mmtrack.analysis.sheet import Cells, Design, Sheet, assign_cells, format_value, sheet_metrics, sheet_stats, summary
@@ -49,6 +50,7 @@ class Audit:
     group_population: str = "test"
     contested: list[dict] = field(default_factory=list)  # contested_examples(), plus "groups" {attribute: value}
     notes: list[str] = field(default_factory=list)
+    ensembles: EnsembleFindings | None = None  # "Does ensembling help?", when the experiment has ensembles
 
     def to_dict(self) -> dict:
         from mmtrack.analysis._runs import jsonable
@@ -71,6 +73,7 @@ class Audit:
                     "group_population": self.group_population,
                 },
                 "contested": self.contested,
+                "ensembles": None if self.ensembles is None else self.ensembles.to_dict(),
                 "notes": self.notes,
             }
         )

@@ -5,28 +5,46 @@ what is left is more than test-set sampling. Pure pandas, like the sheets it com
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
 from mmtrack.analysis.sheet import Sheet
 
 COLUMNS = (
     "metric",
     "single_delta_max_all",
     "single_models",
+    "one_seed_delta_max_all",  # single models, the first seed of each configuration: as many as the ensembles
     "ensemble_delta_max_all",
     "ensembles",
     "ratio",
+    "ratio_one_seed",  # ensembles / one seed per configuration: the like-for-like comparison
     "single_noise_floor",
     "ensemble_noise_floor",
 )
 
 
-def ensemble_comparison(single: Sequence[Sheet], ensembles: Sequence[Sheet]) -> pd.DataFrame:
+def one_seed_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The FINISHED runs of each configuration's first seed (a configuration = every param but seed, eval.*)."""
+    fin = runs[runs["status"] == "FINISHED"]
+    keys = [c for c in fin.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c]
+    order = pd.to_numeric(fin["params.seed"], errors="coerce") if "params.seed" in fin else None
+    fin = fin.assign(_seed=order).sort_values("_seed") if order is not None else fin
+    return fin.drop_duplicates(keys) if keys else fin.head(1)
+
+
+def ensemble_comparison(
+    single: Sequence[Sheet], ensembles: Sequence[Sheet], single_runs: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per metric with both sheets: Δmax^all over the single models and over the ensembles, the ratio
-    (ensembles / single: below 1, ensembling shrinks the spread), and each Δmax^all's noise floor."""
+    (ensembles / single: below 1, ensembling shrinks the spread), and each Δmax^all's noise floor. With
+    `single_runs`, also Δmax^all over one seed per configuration (as many models as ensembles of all seeds:
+    a smaller set spreads less by itself)."""
     by_metric = {s.metric: s for s in ensembles}
+    first = one_seed_runs(single_runs) if single_runs is not None else None
     rows = []
     for s in single:
         e = by_metric.get(s.metric)
@@ -38,11 +56,91 @@ def ensemble_comparison(single: Sequence[Sheet], ensembles: Sequence[Sheet]) -> 
                 "metric": s.metric,
                 "single_delta_max_all": s.delta_max_all,
                 "single_models": s.n_models,
+                "one_seed_delta_max_all": _spread(first, s.metric),
                 "ensemble_delta_max_all": e.delta_max_all,
                 "ensembles": e.n_models,
                 "ratio": ratio,
+                "ratio_one_seed": e.delta_max_all / one if (one := _spread(first, s.metric)) else math.nan,
                 "single_noise_floor": math.nan if s.noise_floor_all is None else s.noise_floor_all,
                 "ensemble_noise_floor": math.nan if e.noise_floor_all is None else e.noise_floor_all,
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _spread(runs: pd.DataFrame | None, metric: str) -> float:
+    if runs is None or f"metrics.{metric}" not in runs:
+        return math.nan
+    values = pd.to_numeric(runs[f"metrics.{metric}"], errors="coerce").dropna()
+    return float(100 * (values.max() - values.min())) if len(values) > 1 else math.nan
+
+
+@dataclass
+class EnsembleFindings:
+    """What the report says about ensembling: the comparison per metric, prediction multiplicity of single models
+    (all, and one per configuration: as many as the ensembles) vs the ensembles, overall and per group, and the
+    price (evaluation seconds per model, inference cost ×K)."""
+
+    comparison: pd.DataFrame
+    members: int  # K, members per ensemble
+    multiplicity: dict[str, Multiplicity]  # "single models", "one seed per configuration", "ensembles"
+    per_group: dict[str, dict[str, Multiplicity]] = field(default_factory=dict)  # group -> the same three
+    group_population: str = "test"
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # "single", "ensemble": median seconds per run
+
+    def to_dict(self) -> dict:
+        from mmtrack.analysis._runs import jsonable
+
+        return jsonable(
+            {
+                "comparison": self.comparison.to_dict(orient="records"),
+                "members": self.members,
+                "multiplicity": {k: m.to_dict() for k, m in self.multiplicity.items()},
+                "per_group": {g: {k: m.to_dict() for k, m in d.items()} for g, d in self.per_group.items()},
+                "group_population": self.group_population,
+                "eval_seconds": self.eval_seconds,
+            }
+        )
+
+
+def _eval_seconds(runs: pd.DataFrame) -> float:
+    cols = [c for c in runs.columns if c.startswith("metrics.seconds/eval/")]
+    return float(runs[cols].sum(axis=1).median()) if cols and len(runs) else math.nan
+
+
+def ensemble_findings(
+    single_sheets: Sequence[Sheet],
+    single_runs: pd.DataFrame,
+    single_preds: Mapping[str, pd.DataFrame],
+    ensemble_sheets: Sequence[Sheet],
+    ensemble_runs: pd.DataFrame,
+    ensemble_preds: Mapping[str, pd.DataFrame],
+    population: str = "test",
+) -> EnsembleFindings:
+    """Single models vs ensembles: `*_preds` are the runs' predictions on one population (`population`: the test
+    split, or the group evaluation set whose group columns give the per-group rows)."""
+    fin = single_runs[single_runs["status"] == "FINISHED"]
+    ens = ensemble_runs[ensemble_runs["status"] == "FINISHED"]
+    one_seed = [str(r) for r in one_seed_runs(fin)["run_id"]]
+    sets = {
+        "single models": [str(r) for r in fin["run_id"]],
+        "one seed per configuration": one_seed,
+        "ensembles": [str(r) for r in ens["run_id"]],
+    }
+    preds = {**single_preds, **ensemble_preds}
+    labels = {r: df["pred"].to_numpy() for r, df in preds.items()}
+    findings = EnsembleFindings(
+        ensemble_comparison(single_sheets, ensemble_sheets, single_runs),
+        int(pd.to_numeric(ens["params.ensemble.size"]).max()) if len(ens) else 0,
+        {k: multiplicity(labels, [r for r in ids if r in labels]) for k, ids in sets.items()},
+        group_population=population,
+        eval_seconds={"single": _eval_seconds(fin), "ensemble": _eval_seconds(ens)},
+    )
+    first = next((preds[r] for r in sets["ensembles"] if r in preds), None)
+    for col in [c for c in (first.columns if first is not None else []) if c.startswith("group/")]:
+        for value in sorted(first[col].dropna().unique()):
+            mask = (first[col] == value).to_numpy()
+            findings.per_group[f"{col[len('group/') :]}/{value}"] = {
+                k: multiplicity(labels, [r for r in ids if r in labels], mask=mask) for k, ids in sets.items()
+            }
+    return findings

@@ -61,11 +61,31 @@ def _ensemble_sheets(experiment: str, size: int | None, metrics: list[str], trac
     return [analysis.sheet_stats(cells, m) for m in metrics if f"metrics.{m}" in runs]
 
 
-def _print_comparison(single, ens_sheets, fmt: str, out) -> None:
+def _ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri, refresh):
+    """The report's "Does ensembling help?" when `<experiment>-ensembles` exists (None otherwise)."""
+    from mmtrack import analysis, tracking
+    from mmtrack.ensemble_run import experiment_name
+
+    name = experiment_name(experiment)
+    try:
+        client, _, study, ens_runs = _experiment_runs(name, tracking_uri, refresh)
+    except MMTrackError:
+        return None  # no ensembles: no section
+    cells = analysis.assign_cells(ens_runs, analysis.choose_design(ens_runs, study), name)
+    ens_sheets = [analysis.sheet_stats(cells, s.metric) for s in audit.sheets if f"metrics.{s.metric}" in ens_runs]
+    ids = analysis.finished_run_ids(ens_runs)
+    ens_group = tracking.load_predictions(client, ids, population="group") if group_preds else {}
+    if ens_group:  # per group on the population the fairness metrics are measured on
+        return analysis.ensemble_findings(audit.sheets, runs, group_preds, ens_sheets, ens_runs, ens_group, "group")
+    ens_test = tracking.load_predictions(client, ids) if preds else {}
+    return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test")
+
+
+def _print_comparison(single, ens_sheets, runs, fmt: str, out) -> None:
     from mmtrack import analysis
     from mmtrack.report.ensemble_report import markdown_ensemble_comparison, rich_ensemble_comparison
 
-    df = analysis.ensemble_comparison(single, ens_sheets)
+    df = analysis.ensemble_comparison(single, ens_sheets, runs)
     if fmt == "rich" and out is None:
         console.print(rich_ensemble_comparison(df))
     elif fmt == "json":
@@ -156,7 +176,7 @@ def sheet(
         else:
             emit_text(report.render(df, "markdown" if fmt == "rich" else fmt), out)
         if ens_sheets is not None:
-            _print_comparison(single, ens_sheets, fmt, out)
+            _print_comparison(single, ens_sheets, runs, fmt, out)
         return
     preds = None
     if predictions:  # each cell run's predictions, downloaded once for every metric
@@ -173,7 +193,7 @@ def sheet(
             report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id), out
         )
     if ens_sheets is not None:
-        _print_comparison(sheets, ens_sheets, fmt, out)
+        _print_comparison(sheets, ens_sheets, runs, fmt, out)
     if figure is None and not log:
         return
     with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone
@@ -357,6 +377,7 @@ def report_cmd(
         reference=reference,
         metrics=metric,
     )
+    audit.ensembles = _ensemble_findings(experiment, audit, runs, preds or {}, group_preds or {}, tracking_uri, refresh)
     images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
     ui = tracking.ui_base(client.tracking_uri)
     page = report.render_audit(audit, images, classes, note, ui_url=ui, experiment_id=exp_id)

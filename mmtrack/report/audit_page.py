@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmtrack.analysis.audit import Audit
+from mmtrack.analysis.ensembles import EnsembleFindings
 from mmtrack.analysis.multiplicity import Multiplicity
 from mmtrack.analysis.sheet import format_value
 from mmtrack.report._figure import new_figure
@@ -264,6 +265,57 @@ def _contested(
     return "\n".join(out) + "\n</section>\n"
 
 
+def _ensembles(f: EnsembleFindings) -> str:
+    """Does ensembling help? One sentence per metric, the comparison table, prediction multiplicity, the price."""
+    from mmtrack.report.ensemble_report import HEADERS, NOTE, _cells, ensemble_sentences
+
+    out = [
+        '<section id="ensembles"><h2>Does ensembling help?</h2>',
+        f"<p>Each configuration's {f.members} seeds combined into one model (mean of their softmax, "
+        "<code>mmtrack ensemble</code>) and measured like a single model: every intervention on the ensemble "
+        "itself, PGD attacking the ensemble.</p>",
+        "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in ensemble_sentences(f.comparison)) + "</ul>",
+        '<table class="ensembles"><tr>'
+        + "".join(f"<th>{esc(h)}</th>" for h in HEADERS)
+        + "</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in _cells(f.comparison))
+        + f'</table><p class="note">{esc(NOTE)}</p>',
+    ]
+    names = list(f.multiplicity)
+    head = "<tr><th>set</th><th>models</th><th>examples</th><th>contested</th></tr>"
+    rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{m.n_models}</td><td>{m.n_examples}</td>{_value(m.contested, _share(m.contested))}</tr>"
+        for k, m in f.multiplicity.items()
+    )
+    out.append(
+        "<h3>Prediction multiplicity: do ensembles agree more?</h3>"
+        f'<table class="multiplicity" id="ensembles-multiplicity">{head}{rows}</table>'
+    )
+    if f.per_group:
+        where = "group evaluation set" if f.group_population == "group" else "test split"
+        ghead = (
+            "<tr><th>group</th><th>examples</th>" + "".join(f"<th>contested: {esc(n)}</th>" for n in names) + "</tr>"
+        )
+        grows = "".join(
+            f"<tr><th>{esc(g)}</th><td>{next(iter(d.values())).n_examples}</td>"
+            + "".join(_value(d[n].contested, _share(d[n].contested)) for n in names)
+            + "</tr>"
+            for g, d in f.per_group.items()
+        )
+        out.append(
+            f'<p class="note">Per group, on the {esc(where)}:</p>'
+            f'<table class="multiplicity" id="ensembles-group">{ghead}{grows}</table>'
+        )
+    single, ens = f.eval_seconds.get("single"), f.eval_seconds.get("ensemble")
+    if single and ens:
+        out.append(
+            f"<p>The price: evaluating one ensemble took {ens:.1f} s against {single:.1f} s for one single model "
+            f"(median, every intervention), and every prediction it serves costs {f.members} forward passes "
+            f"({f.members}× the inference cost of one model).</p>"
+        )
+    return "\n".join(out) + "\n</section>\n"
+
+
 def render_audit(
     audit: Audit,
     images: np.ndarray | None = None,
@@ -274,7 +326,8 @@ def render_audit(
 ) -> str:
     """The report page. `images` (N, C, H, W uint8) are the test images the predictions index, for the contested
     examples figure; without them (`images_note` says why) the examples are listed as a table only."""
-    nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
+    sections = [*SECTIONS[:5], *(["ensembles"] if audit.ensembles is not None else []), *SECTIONS[5:]]
+    nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in sections)
     other = [n for n in audit.notes if not n.startswith(("selection:", "prediction multiplicity"))]
     body = (
         f"<nav>{nav}</nav>\n"
@@ -283,6 +336,7 @@ def render_audit(
         + _sheets(audit, ui_url, experiment_id)
         + _selection(audit)
         + _multiplicity(audit)
+        + (_ensembles(audit.ensembles) if audit.ensembles is not None else "")
         + _contested(audit, images, class_names, images_note)
         + "".join(f'<p class="note">{esc(n)}</p>' for n in other)
     )

@@ -168,8 +168,15 @@ def test_ensemble_command_logs_runs_the_sheets_read(capsys, monkeypatch, trackin
         after = r.out[r.out.index("Single models vs ensembles") :]
         row = next(line for line in after.splitlines() if line.startswith("│ acc "))
         cells = [c.strip() for c in row.strip("│").split("│")]
-        assert cells[2] == "6" and cells[4] == str(n), r.out  # 6 single models beside n ensembles
-        assert float(cells[3]) <= float(cells[1]) + 1e-9 or n == 4  # all-seed ensembles of 2 configs: a tight pair
+        assert cells[2] == "6" and cells[5] == str(n), r.out  # 6 single models beside n ensembles
+        assert float(cells[4]) <= float(cells[1]) + 1e-9 or n == 4  # all-seed ensembles of 2 configs: a tight pair
+    r = run_cli(capsys, monkeypatch, "report", "--experiment", "ens", "--out", tmp_path / "report")
+    assert r.code == 0, r.err
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert '<section id="ensembles"><h2>Does ensembling help?</h2>' in page and 'href="#ensembles"' in page
+    assert "acc: " in page and " pp over 6 single models (" in page and " pp over 2 ensembles" in page
+    assert "3× the inference cost of one model" in page
+    assert "<th>contested: ensembles</th>" in page  # per group, single models beside ensembles
     r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--of", "selection", "--by", "acc")
     assert r.code == 0 and "top 50% on acc" in r.out and "ens-ensembles-selected" in r.out, r.err
 
