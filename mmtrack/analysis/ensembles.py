@@ -105,7 +105,7 @@ class EnsembleFindings:
 
 def _eval_seconds(runs: pd.DataFrame) -> float:
     cols = [c for c in runs.columns if c.startswith("metrics.seconds/eval/")]
-    return float(runs[cols].sum(axis=1).median()) if cols and len(runs) else math.nan
+    return float(runs[cols].sum(axis=1).mean()) if cols and len(runs) else math.nan  # stacked runs share costs
 
 
 def ensemble_findings(

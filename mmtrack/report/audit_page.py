@@ -310,7 +310,7 @@ def _ensembles(f: EnsembleFindings) -> str:
     if single and ens:
         out.append(
             f"<p>The price: evaluating one ensemble took {ens:.1f} s against {single:.1f} s for one single model "
-            f"(median, every intervention), and every prediction it serves costs {f.members} forward passes "
+            f"(mean per run, every intervention; models trained together share their evaluation), and every prediction it serves costs {f.members} forward passes "
             f"({f.members}× the inference cost of one model).</p>"
         )
     return "\n".join(out) + "\n</section>\n"
