@@ -37,12 +37,13 @@ MEMBER_SEEDS_TAG = "mmtrack.ensemble.seeds"  # the members' seeds, e.g. "0,1,2,3
 OF_TAG = "mmtrack.ensemble.of"  # the experiment the members come from
 
 
-def experiment_name(experiment: str, size: int | None = None, selected: bool = False) -> str:
+def experiment_name(experiment: str, size: int | None = None, selected: bool | str = False) -> str:
     """Where ensembles of `experiment` go: `-ensembles` (each configuration's seeds, all of them), `-ensembles-k<K>`
-    (K of them, several draws), `-ensembles-selected` (of a selection, or of given runs). One size per experiment,
-    so its sheets have one cell per configuration and draw."""
+    (K of them, several draws), `-ensembles-configs` (every configuration, one per seed), `-ensembles-selected`
+    (of a selection, or of given runs). One kind and size per experiment, so its sheets have one cell per
+    configuration and draw."""
     if selected:
-        return f"{experiment}{SUFFIX}-selected"
+        return f"{experiment}{SUFFIX}-{selected if isinstance(selected, str) else 'selected'}"
     return f"{experiment}{SUFFIX}" + (f"-k{size}" if size else "")
 
 
@@ -82,6 +83,25 @@ def plan_seed_ensembles(runs: pd.DataFrame, size: int | None = None, draws: int 
         for d, combo in enumerate(combos):
             name = f"{label} · ens{k}" + (f" #{d}" if len(combos) > 1 else "")
             out.append(Planned(name, params, [ids[i] for i in combo], [seeds[i] for i in combo], d))
+    return out
+
+
+def plan_config_ensembles(runs: pd.DataFrame) -> list[Planned]:
+    """One ensemble per seed over every configuration's run of that seed (architectures may differ: the members
+    then run one after the other), `seed` = that seed."""
+    fin = runs[runs["status"] == "FINISHED"]
+    if "params.seed" not in fin:
+        raise MMTrackError("these runs have no seed param; ensembles over configurations pair runs by seed")
+    keys = sorted(c for c in fin.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c)
+    out = []
+    for seed, group in fin.groupby(fin["params.seed"].astype(int), sort=True):
+        if len(group) < 2:
+            continue
+        shared = {c[len("params.") :]: str(group[c].iloc[0]) for c in keys if group[c].nunique(dropna=False) == 1}
+        ids = group["run_id"].astype(str).tolist()
+        out.append(
+            Planned(f"every configuration · s{seed} · ens{len(ids)}", shared, ids, [int(seed)] * len(ids), int(seed))
+        )
     return out
 
 

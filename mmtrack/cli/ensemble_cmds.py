@@ -12,7 +12,7 @@ from mmtrack.cli._app import app, console, err, fmt_metric, quiet
 from mmtrack.cli._options import DataDir, ExperimentOpt, InterventionOpt, TrackingUri, parse_interventions
 from mmtrack.errors import MMTrackError
 
-OF = ("seeds", "selection")
+OF = ("seeds", "configs", "selection")
 
 
 @app.command()
@@ -22,9 +22,10 @@ def ensemble(
         str,
         typer.Option(
             "--of",
-            metavar="seeds|selection",
-            help="seeds: ensembles of each configuration's seeds; selection: one ensemble of the runs in the top "
-            "--top % on every --by metric.",
+            metavar="seeds|configs|selection",
+            help="seeds: ensembles of each configuration's seeds; configs: one ensemble per seed of every "
+            "configuration's run of that seed; selection: one ensemble of the runs in the top --top % on every "
+            "--by metric.",
         ),
     ] = "seeds",
     size: Annotated[
@@ -69,6 +70,10 @@ def ensemble(
             raise MMTrackError(f"the top {top:g}% on {by} keeps {kept.n_selected} run(s); an ensemble needs 2")
         planned = [ensemble_run.explicit(client, kept.run_ids)]
         planned[0].name = f"{kept.label} on {by} · ens{kept.n_selected}"
+    elif of == "configs":
+        planned = ensemble_run.plan_config_ensembles(exp.runs)
+        if not planned:
+            raise MMTrackError(f"experiment {experiment!r} has no seed with 2+ FINISHED configurations to ensemble")
     else:
         planned = ensemble_run.plan_seed_ensembles(exp.runs, size, draws)
         if not planned:
@@ -79,9 +84,8 @@ def ensemble(
         parse_interventions(intervention) if intervention else parse((study or {}).get("interventions", DEFAULT_SPECS))
     )
     settings = EvalSettings(**(study or {}).get("eval", {}))
-    name = ensemble_run.experiment_name(
-        experiment, None if runs or of == "selection" else size, bool(runs) or of == "selection"
-    )
+    kind = "selected" if runs or of == "selection" else ("configs" if of == "configs" else False)
+    name = ensemble_run.experiment_name(experiment, None if kind else size, kind)
     ens_study = _ensembles_study(study, name, max(p.draw for p in planned) + 1) if of == "seeds" and not runs else None
     exp_tags = {tracking.STUDY_TAG: ens_study} if ens_study else None
     exp_id = tracking.experiment_id(client, name, create=True, tags=exp_tags)

@@ -179,6 +179,12 @@ def test_ensemble_command_logs_runs_the_sheets_read(capsys, monkeypatch, trackin
     assert "<th>contested: ensembles</th>" in page  # per group, single models beside ensembles
     r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--of", "selection", "--by", "acc")
     assert r.code == 0 and "top 50% on acc" in r.out and "ens-ensembles-selected" in r.out, r.err
+    r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--of", "configs")
+    assert r.code == 0 and "3 ensemble(s) logged in ens-ensembles-configs" in r.out, r.err  # one per seed
+    by_seed = client.search_runs([client.get_experiment_by_name("ens-ensembles-configs").experiment_id])
+    assert sorted(x.data.params["seed"] for x in by_seed) == ["0", "1", "2"]
+    assert all("lr" not in x.data.params and len(json.loads(x.data.tags["mmtrack.ensemble.members"])) == 2
+               for x in by_seed)  # fmt: skip
 
 
 def test_bad_members_get_one_error_line(capsys, monkeypatch, tracking_dir):
