@@ -116,9 +116,12 @@ def ensemble_findings(
     ensemble_runs: pd.DataFrame,
     ensemble_preds: Mapping[str, pd.DataFrame],
     population: str = "test",
+    references: Mapping[str, str | None] | None = None,
 ) -> EnsembleFindings:
     """Single models vs ensembles: `*_preds` are the runs' predictions on one population (`population`: the test
-    split, or the group evaluation set whose group columns give the per-group rows)."""
+    split, or the group evaluation set whose group columns give the per-group rows). `references` ("single",
+    "ensemble": the default configuration's first seed, its ensemble) give ambiguity and discrepancy."""
+    refs = dict(references or {})
     fin = single_runs[single_runs["status"] == "FINISHED"]
     ens = ensemble_runs[ensemble_runs["status"] == "FINISHED"]
     one_seed = [str(r) for r in one_seed_runs(fin)["run_id"]]
@@ -132,7 +135,7 @@ def ensemble_findings(
     findings = EnsembleFindings(
         ensemble_comparison(single_sheets, ensemble_sheets, single_runs),
         int(pd.to_numeric(ens["params.ensemble.size"]).max()) if len(ens) else 0,
-        {k: multiplicity(labels, [r for r in ids if r in labels]) for k, ids in sets.items()},
+        {k: multiplicity(labels, [r for r in ids if r in labels], _ref(k, refs)) for k, ids in sets.items()},
         group_population=population,
         eval_seconds={"single": _eval_seconds(fin), "ensemble": _eval_seconds(ens)},
     )
@@ -141,6 +144,10 @@ def ensemble_findings(
         for value in sorted(first[col].dropna().unique()):
             mask = (first[col] == value).to_numpy()
             findings.per_group[f"{col[len('group/') :]}/{value}"] = {
-                k: multiplicity(labels, [r for r in ids if r in labels], mask=mask) for k, ids in sets.items()
+                k: multiplicity(labels, [r for r in ids if r in labels], _ref(k, refs), mask) for k, ids in sets.items()
             }
     return findings
+
+
+def _ref(kind: str, refs: Mapping[str, str | None]) -> str | None:
+    return refs.get("ensemble") if kind == "ensembles" else refs.get("single")

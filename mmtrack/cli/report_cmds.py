@@ -74,11 +74,14 @@ def _ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri
     cells = analysis.assign_cells(ens_runs, analysis.choose_design(ens_runs, study), name)
     ens_sheets = [analysis.sheet_stats(cells, s.metric) for s in audit.sheets if f"metrics.{s.metric}" in ens_runs]
     ids = analysis.finished_run_ids(ens_runs)
+    refs = {"single": audit.reference, "ensemble": cells.reference_run()}  # the default configuration's
     ens_group = tracking.load_predictions(client, ids, population="group") if group_preds else {}
     if ens_group:  # per group on the population the fairness metrics are measured on
-        return analysis.ensemble_findings(audit.sheets, runs, group_preds, ens_sheets, ens_runs, ens_group, "group")
+        return analysis.ensemble_findings(
+            audit.sheets, runs, group_preds, ens_sheets, ens_runs, ens_group, "group", refs
+        )
     ens_test = tracking.load_predictions(client, ids) if preds else {}
-    return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test")
+    return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test", refs)
 
 
 def _print_comparison(single, ens_sheets, runs, fmt: str, out) -> None:

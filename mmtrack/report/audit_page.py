@@ -282,13 +282,19 @@ def _ensembles(f: EnsembleFindings) -> str:
         + f'</table><p class="note">{esc(NOTE)}</p>',
     ]
     names = list(f.multiplicity)
-    head = "<tr><th>set</th><th>models</th><th>examples</th><th>contested</th></tr>"
+    head = (
+        "<tr><th>set</th><th>models</th><th>examples</th><th>ambiguity</th><th>discrepancy</th><th>contested</th></tr>"
+    )
     rows = "".join(
-        f"<tr><th>{esc(k)}</th><td>{m.n_models}</td><td>{m.n_examples}</td>{_value(m.contested, _share(m.contested))}</tr>"
+        f"<tr><th>{esc(k)}</th><td>{m.n_models}</td><td>{m.n_examples}</td>"
+        + "".join(_value(v, _share(v)) for v in (m.ambiguity, m.discrepancy, m.contested))
+        + "</tr>"
         for k, m in f.multiplicity.items()
     )
     out.append(
         "<h3>Prediction multiplicity: do ensembles agree more?</h3>"
+        '<p class="note">Reference: the default configuration\'s first seed (single models), its ensemble '
+        "(ensembles).</p>"
         f'<table class="multiplicity" id="ensembles-multiplicity">{head}{rows}</table>'
     )
     if f.per_group:
