@@ -7,6 +7,7 @@ from __future__ import annotations
 from mmtrack.interventions.specs import (
     DEFAULT_SPECS,
     INPUT_NOISE_DISTS,
+    KIND_REGISTRY,
     KINDS,
     MIA_ATTACK_MODELS,
     MIA_ATTACKS,
@@ -20,6 +21,7 @@ from mmtrack.interventions.specs import (
 __all__ = [
     "DEFAULT_SPECS",
     "INPUT_NOISE_DISTS",
+    "KIND_REGISTRY",
     "KINDS",
     "MIA_ATTACKS",
     "MIA_ATTACK_MODELS",

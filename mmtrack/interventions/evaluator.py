@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Iterable
 
@@ -13,8 +14,7 @@ from torch import nn
 from mmtrack import stacking
 from mmtrack.data import Dataset, Split
 from mmtrack.errors import MMTrackError
-from mmtrack.interventions.specs import KINDS, EvalSettings, Intervention, metric_number
-from mmtrack.train import predict_logits
+from mmtrack.interventions.specs import KIND_REGISTRY, EvalSettings, Intervention
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -129,14 +129,17 @@ class Evaluator:
             self.recorded[population] = (None if index is None else np.asarray(index), pred)
 
     def run(self, iv: Intervention) -> tuple[dict[str, float], dict[str, int]]:
-        """Metrics (name -> accuracy) and counts (name -> number of examples) of one intervention."""
-        return getattr(self, self._METHODS[iv.kind])(iv.arg)
+        """Metrics (name -> accuracy) and counts (name -> number of examples) of one intervention, computed by
+        its kind's function (`specs.KIND_REGISTRY`: one file per kind in this package)."""
+        module, _, function = KIND_REGISTRY[iv.kind].compute.partition(":")
+        return getattr(importlib.import_module(f"mmtrack.interventions.{module}"), function)(self, iv.arg)
 
-    # ---- the interventions
-
-    def _acc(self, _arg):
-        test = self.data.test
-        return {"acc": _accuracy(self.test_logits.argmax(1), test.labels)}, {"acc": len(test)}
+    @property
+    def input_std(self) -> torch.Tensor:
+        """The per-channel std of the training images (the model's `Normalize`; an ensemble's: its members'),
+        which scales input noise."""
+        std = getattr(self.model, "input_std", None)
+        return std if std is not None else self.model[0].std
 
     @property
     def group_logits(self) -> torch.Tensor:
@@ -145,66 +148,6 @@ class Evaluator:
         if self.data.group_test is None:
             return self.test_logits
         return self._of_images("group_test", self.data.group_test.images)
-
-    def _group(self, arg):
-        test, pred = self.data.group_split, self.group_logits.argmax(1)
-        attrs = test.group_values if arg is None else [str(arg).partition("/")[0]]
-        metrics, counts = {}, {}
-        for attr in attrs:
-            only = str(arg).partition("/")[2] if arg is not None else ""
-            for value in [only] if only else test.group_values[attr]:
-                mask = test.group_mask(attr, value)
-                if int(mask.sum()) == 0:
-                    continue  # an empty group has no accuracy
-                name = f"acc/group/{attr}/{value}"
-                metrics[name], counts[name] = _accuracy(pred[mask], test.labels[mask]), int(mask.sum())
-        return metrics, counts
-
-    def _ood(self, arg):
-        metrics, counts = {}, {}
-        for name in [arg] if arg is not None else list(self.data.ood):
-            split: Split = self.data.ood[name]
-            logits = self._of_images(f"ood/{name}", split.images)
-            metrics[f"acc/ood/{name}"], counts[f"acc/ood/{name}"] = (
-                _accuracy(logits.argmax(1), split.labels),
-                len(split),
-            )
-        return metrics, counts
-
-    def _output_noise(self, lam: float):
-        logits, labels = self.test_logits, self.data.test.labels
-        name = f"acc/output_noise/{metric_number(lam)}"
-        if lam == 0:
-            self._record(name[4:], logits.argmax(1))
-            return {name: _accuracy(logits.argmax(1), labels)}, {name: len(labels)}
-        g = torch.Generator().manual_seed(self.s.noise_seed)
-        noise = torch.empty((self.s.noise_draws, *logits.shape)).exponential_(1.0 / lam, generator=g)
-        pred = (logits.unsqueeze(0) + noise).argmax(-1)  # (draws, N)
-        self._record(name[4:], pred)
-        return {name: float((pred == labels).float().mean())}, {name: len(labels)}
-
-    def _input_noise(self, lam: float):
-        test = self.data.test
-        name = f"acc/input_noise/{metric_number(lam)}"
-        # Normalize's per-channel std of the training images (an ensemble's: its members')
-        std = getattr(self.model, "input_std", None)
-        std = (std if std is not None else self.model[0].std).cpu()
-
-        def noisy_batches():  # every draw of every batch, from one seeded generator: the same for every model
-            g = torch.Generator().manual_seed(self.s.noise_seed)
-            for _ in range(self.s.noise_draws):
-                for images in test.images.split(self.s.batch_size):
-                    if self.s.input_noise_dist == "gaussian":
-                        noise = torch.randn(images.shape, generator=g) * lam * std
-                    else:  # Laplace(0, 1) by inverse CDF, seeded; rand can return 0.0, where log1p(-2|u|) = -inf
-                        u = torch.rand(images.shape, generator=g).clamp_min(2.0**-24) - 0.5
-                        noise = -torch.sign(u) * torch.log1p(-2 * u.abs()) * lam * std
-                    yield images.float().div(255) + noise
-
-        logits = self.shared.logits(("input_noise", lam, self.s.input_noise_dist), noisy_batches)[self.member]
-        self._record(name[4:], logits.argmax(1).view(self.s.noise_draws, len(test)))
-        correct = int((logits.argmax(1) == test.labels.repeat(self.s.noise_draws)).sum())
-        return {name: correct / (self.s.noise_draws * len(test))}, {name: len(test)}
 
     def art_classifier(self, model: nn.Module | None = None, k: int = 1):
         """ART's PyTorchClassifier around this model, or around `model`: a `Stack` of `k` networks seen as one
@@ -221,21 +164,6 @@ class Evaluator:
             clip_values=(0.0, 1.0),
             device_type="gpu" if self.device.type == "cuda" else "cpu",
         )
-
-    def _pgd_linf(self, delta: float):
-        test = self.data.test
-        idx = _fixed_subset(len(test), self.s.pgd_max_examples, self.s.subset_seed)
-        x, y = test.images[idx].float().div(255).numpy(), test.labels[idx].numpy()
-        name = f"acc/pgd_linf/{metric_number(delta)}"
-        if delta == 0:
-            pred = self.test_logits[idx].argmax(1).numpy()
-        elif self.shared.k > 1 and not self.s.pgd_random_start:
-            # the K attacks at once (see `SumOfLosses`); a random start would draw other numbers than K attacks
-            pred = self.shared.cached(("pgd_linf", delta), lambda: self._pgd_stacked(delta, x, y))[self.member]
-        else:
-            pred = self._logits_float(self._pgd_attack(self.art_classifier(), delta, x, y)).argmax(1).numpy()
-        self._record(name[4:], pred, index=idx.numpy())
-        return {name: float((pred == y).mean())}, {name: len(y)}
 
     def _pgd_attack(self, classifier, delta: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         from art.attacks.evasion import ProjectedGradientDescent
@@ -274,66 +202,3 @@ class Evaluator:
             for c in np.array_split(x01, max(1, math.ceil(len(x01) / self.s.batch_size)))
         ]
         return torch.cat(out)
-
-    def _mia(self, attack: str | None):
-        from sklearn.metrics import roc_auc_score
-
-        train, test = self.data.train, self.data.test
-        k = min(self.s.mia_examples, len(train), len(test))
-        mi = _fixed_subset(len(train), k, self.s.subset_seed + 1)
-        ni = _fixed_subset(len(test), k, self.s.subset_seed + 2)
-        x_in, y_in = train.images[mi], train.labels[mi]
-        x_out, y_out = test.images[ni], test.labels[ni]
-        metrics, counts = {}, {}
-
-        def record(name, inferred, truth, scores=None):
-            tpr, fpr = inferred[truth == 1].mean(), inferred[truth == 0].mean()
-            metrics[f"mia/{name}/accuracy"] = float((inferred == truth).mean())
-            metrics[f"mia/{name}/advantage"] = float(tpr - fpr)
-            if scores is not None:
-                metrics[f"mia/{name}/auc"] = float(roc_auc_score(truth, scores))
-            for key in list(metrics):
-                if key.startswith(f"mia/{name}/"):
-                    counts[key] = len(truth)
-
-        if attack in (None, "rule_based"):
-            from art.attacks.inference.membership_inference import MembershipInferenceBlackBoxRuleBased
-
-            x = torch.cat([x_in, x_out]).float().div(255).numpy()
-            y = torch.cat([y_in, y_out]).numpy()
-            truth = np.r_[np.ones(k), np.zeros(k)]
-            inferred = MembershipInferenceBlackBoxRuleBased(self.art_classifier()).infer(x, y).ravel()
-            record("rule_based", inferred, truth)
-        if attack in (None, "black_box"):
-            from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
-
-            p_in = torch.softmax(predict_logits(self.model, x_in, self.s.batch_size), 1).numpy()
-            p_out = torch.softmax(predict_logits(self.model, x_out, self.s.batch_size), 1).numpy()
-            h = k // 2  # attack model trained on the first half, scored on the second
-            mia = MembershipInferenceBlackBox(
-                self.art_classifier(), input_type="prediction", attack_model_type=self.s.mia_attack_model
-            )
-            np.random.seed(self.s.subset_seed)
-            mia.fit(y=y_in[:h].numpy(), test_y=y_out[:h].numpy(), pred=p_in[:h], test_pred=p_out[:h])
-            y_eval = np.r_[y_in[h:].numpy(), y_out[h:].numpy()]
-            p_eval = np.r_[p_in[h:], p_out[h:]]
-            truth = np.r_[np.ones(k - h), np.zeros(k - h)]
-            proba = mia.infer(None, y_eval, pred=p_eval, probabilities=True)
-            proba = np.asarray(proba)
-            score = proba[:, 1] if proba.ndim == 2 and proba.shape[1] == 2 else proba.ravel()
-            record("black_box", (score >= 0.5).astype(float), truth, score)
-        return metrics, counts
-
-    # kind -> method: one entry per kind of `specs.KINDS` (checked at import)
-    _METHODS = {
-        "acc": "_acc",
-        "group": "_group",
-        "ood": "_ood",
-        "output_noise": "_output_noise",
-        "input_noise": "_input_noise",
-        "pgd_linf": "_pgd_linf",
-        "mia": "_mia",
-    }
-
-
-assert set(Evaluator._METHODS) == set(KINDS) and all(hasattr(Evaluator, m) for m in Evaluator._METHODS.values())

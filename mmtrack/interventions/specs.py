@@ -46,7 +46,6 @@ from mmtrack.errors import MMTrackError
 if TYPE_CHECKING:
     from mmtrack.data import Dataset
 
-KINDS = ("acc", "group", "ood", "output_noise", "input_noise", "pgd_linf", "mia")
 MIA_ATTACKS = ("rule_based", "black_box")
 INPUT_NOISE_DISTS = ("laplace", "gaussian")  # noise of scale λ·σ_c: Laplace(0, λσ) or Normal(0, λσ)
 MIA_ATTACK_MODELS = ("rf", "gb", "nn", "lr", "dt", "knn", "svm")  # ART's MembershipInferenceBlackBox models
@@ -109,6 +108,31 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class Kind:
+    """One kind of intervention: what computes it (`module:function` in `mmtrack.interventions`, imported when
+    first run, so this registry stays free of torch) and the arguments its spec takes."""
+
+    compute: str  # e.g. "pgd:pgd_linf" -> mmtrack.interventions.pgd.pgd_linf(evaluator, arg) -> (metrics, counts)
+    args: str = "names"  # "none"; "names" (optional, e.g. group:race/asian); "numbers" (at least one, >= 0); "choices"
+    choices: tuple[str, ...] = ()  # the allowed names of "choices"
+    max_value: float | None = None  # the largest allowed number of "numbers"
+    unit: str = ""  # how a number is read, in the error for one too large
+
+
+# The registry: one line per kind. A new intervention is one file in mmtrack/interventions/ and one line here.
+KIND_REGISTRY: dict[str, Kind] = {
+    "acc": Kind("accuracy:acc", args="none"),
+    "group": Kind("group:group"),
+    "ood": Kind("ood:ood"),
+    "output_noise": Kind("noise:output_noise", args="numbers"),
+    "input_noise": Kind("noise:input_noise", args="numbers"),
+    "pgd_linf": Kind("pgd:pgd_linf", args="numbers", max_value=1, unit="budget δ is in [0, 1] pixel space"),
+    "mia": Kind("mia:mia", args="choices", choices=MIA_ATTACKS),
+}
+KINDS = tuple(KIND_REGISTRY)
+
+
+@dataclass(frozen=True)
 class Intervention:
     kind: str
     arg: str | float | None = None  # group "attr/value" or "attr", OOD name, λ, δ, attack name
@@ -130,13 +154,14 @@ def parse(specs) -> list[Intervention]:
     for spec in specs:
         kind, _, rest = str(spec).strip().partition(":")
         kind = kind.strip()
-        if kind not in KINDS:
+        if kind not in KIND_REGISTRY:
             raise MMTrackError(
-                f"unknown intervention {kind!r}; choose one of: {', '.join(KINDS)} "
+                f"unknown intervention {kind!r}; choose one of: {', '.join(KIND_REGISTRY)} "
                 "(e.g. pgd_linf:0.005, output_noise:5, group:race/asian)"
             )
         args = [a.strip() for a in rest.split(",") if a.strip()] if rest else []
-        if kind in ("output_noise", "input_noise", "pgd_linf"):
+        spec = KIND_REGISTRY[kind]
+        if spec.args == "numbers":
             if not args:
                 raise MMTrackError(f"intervention {kind} needs a value, e.g. {kind}:0.005")
             for a in args:
@@ -146,15 +171,16 @@ def parse(specs) -> list[Intervention]:
                     raise MMTrackError(f"{kind} value {a!r} is not a number") from None
                 if not math.isfinite(value) or value < 0:
                     raise MMTrackError(f"{kind} value must be a non-negative number, got {a}")
-                if kind == "pgd_linf" and value > 1:
-                    raise MMTrackError(f"pgd_linf budget δ is in [0, 1] pixel space, got {a}")
+                if spec.max_value is not None and value > spec.max_value:
+                    raise MMTrackError(f"{kind} {spec.unit}, got {a}")
                 out.append(Intervention(kind, value))
-        elif kind == "mia":
+        elif spec.args == "choices":
             for a in args or [None]:
-                if a is not None and a not in MIA_ATTACKS:
-                    raise MMTrackError(f"unknown MIA attack {a!r}; choose one of: {', '.join(MIA_ATTACKS)}")
+                if a is not None and a not in spec.choices:
+                    what = "MIA attack" if kind == "mia" else f"{kind} argument"
+                    raise MMTrackError(f"unknown {what} {a!r}; choose one of: {', '.join(spec.choices)}")
                 out.append(Intervention(kind, a))
-        elif kind == "acc":
+        elif spec.args == "none":
             out.append(Intervention(kind))
         else:
             for a in args or [None]:

@@ -298,10 +298,12 @@ def test_check_available_accepts_what_exists(digits):
 
 
 def test_a_failing_intervention_keeps_the_other_metrics(client, digits, monkeypatch):
-    def broken(self, arg):
+    from mmtrack.interventions import ood
+
+    def broken(evaluator, arg):
         raise RuntimeError("attack exploded")
 
-    monkeypatch.setattr(Evaluator, "_ood", broken)
+    monkeypatch.setattr(ood, "ood", broken)  # the kind's function, found through the registry
     exp_id = tracking.experiment_id(client, "partial", create=True)
     result = run_config(RunConfig(**TINY), client, exp_id, parse(["acc", "ood", "group:color"]), data=digits)
     run = client.get_run(result.run_id)
@@ -335,3 +337,41 @@ def test_input_noise_distribution_is_a_setting(digits, tiny_model):
         EvalSettings(input_noise_dist="uniform")
     with pytest.raises(MMTrackError, match="eval setting noise_draws must be a positive integer, got 0"):
         EvalSettings(noise_draws=0)
+
+
+def test_every_registered_kind_resolves_to_its_function():
+    import importlib
+
+    from mmtrack.interventions import KIND_REGISTRY, KINDS
+
+    assert KINDS == tuple(KIND_REGISTRY) and len(KINDS) == 7
+    for kind in KIND_REGISTRY.values():
+        module, _, function = kind.compute.partition(":")
+        assert callable(getattr(importlib.import_module(f"mmtrack.interventions.{module}"), function)), kind
+
+
+def test_a_new_intervention_is_one_module_and_one_registry_line(monkeypatch, tiny_model, digits):
+    """What the README's Layout section shows a newcomer: a module with one function, one registry line."""
+    import sys
+    import types
+
+    import torch
+
+    from mmtrack.interventions import specs
+
+    flip = types.ModuleType("mmtrack.interventions.flip")
+
+    def flipped(ev, _arg):  # accuracy on horizontally flipped test images
+        logits = ev.shared.of_images("flip", ev.data.test.images.flip(-1))[ev.member]
+        acc = float((logits.argmax(1) == ev.data.test.labels).float().mean())
+        return {"acc/flip": acc}, {"acc/flip": len(ev.data.test)}
+
+    flip.flipped = flipped
+    monkeypatch.setitem(sys.modules, "mmtrack.interventions.flip", flip)
+    monkeypatch.setitem(specs.KIND_REGISTRY, "flip", specs.Kind("flip:flipped", args="none"))
+    (iv,) = parse(["flip"])
+    metrics, counts = Evaluator(tiny_model, digits).run(iv)
+    assert counts == {"acc/flip": len(digits.test)} and 0 <= metrics["acc/flip"] <= 1
+    with torch.no_grad():
+        own = tiny_model(digits.test.images.flip(-1).float().div(255)).argmax(1)
+    assert metrics["acc/flip"] == pytest.approx(float((own == digits.test.labels).float().mean()), abs=1e-6)
