@@ -1,16 +1,18 @@
 """The analysis layer: numbers computed from a runs table (``mlflow.search_runs`` format), nothing drawn or written.
 
-``sheet`` builds multiplicity sheets (which run fills which cell, then per metric Δmax, noise floors, prediction
-disagreement, axis effects from ``effects``) and their summary; ``selection`` simulates model selection and the
+``cells`` decides which run fills which cell of a sheet, ``sheet`` computes per metric Δmax, noise floors (``noise``),
+prediction disagreement and axis effects (``effects``) and their summary; ``selection`` simulates model selection and the
 multiplicity left on unseen metrics; ``multiplicity`` measures prediction multiplicity from stored predictions. Both return dataclasses and DataFrames that ``mmtrack.report`` renders. This layer imports pandas, numpy,
 scipy (and Optuna's public API for the Pareto front, lazily), never torch, MLflow, matplotlib or rich, so it can be
 used and tested without a training stack or a tracking server."""
 
 from mmtrack.analysis._runs import finished_run_ids
 from mmtrack.analysis.audit import Audit, build_audit
+from mmtrack.analysis.cells import Cells, Design, assign_cells, choose_design, infer_design, sheet_metrics
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
 from mmtrack.analysis.ensembles import EnsembleFindings, ensemble_comparison, ensemble_findings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
+from mmtrack.analysis.noise import noise_floor
 from mmtrack.analysis.selection import (
     RangeStats,
     Selection,
@@ -23,21 +25,7 @@ from mmtrack.analysis.selection import (
     select_within,
     top_count,
 )
-from mmtrack.analysis.sheet import (
-    Cells,
-    Design,
-    Sheet,
-    Table,
-    assign_cells,
-    build_sheet,
-    choose_design,
-    disagreement,
-    infer_design,
-    noise_floor,
-    sheet_metrics,
-    sheet_stats,
-    summary,
-)
+from mmtrack.analysis.sheet import Sheet, Table, build_sheet, disagreement, sheet_stats, summary
 
 __all__ = [
     "Audit",

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from mmtrack.analysis._runs import finished_run_ids
+from mmtrack.analysis.cells import Cells, Design, assign_cells, format_value, sheet_metrics
 from mmtrack.analysis.ensembles import EnsembleFindings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity
 from mmtrack.analysis.selection import SelectionReport, analyse
-from mmtrack.analysis.sheet import Cells, Design, Sheet, assign_cells, format_value, sheet_metrics, sheet_stats, summary
+from mmtrack.analysis.sheet import Sheet, sheet_stats, summary
 from mmtrack.errors import MMTrackError
 
 GROUP_PREFIX = "group/"  # predictions columns holding each example's group value

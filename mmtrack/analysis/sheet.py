@@ -29,9 +29,9 @@ Beyond the paper, two extra readings help decide whether a Δmax means anything:
   p-value for "the axis values don't matter" (:mod:`mmtrack.analysis.effects`): does the axis move the metric
   more than changing the seed does? The summary's top axis is the largest significant effect, else "seed".
 
-The work is split in two so that nothing is computed twice: :func:`assign_cells` decides which run fills which
-cell (the same for every metric, and the run ids whose predictions are worth downloading), then
-:func:`sheet_stats` computes one metric's scores, Δmax, noise floors and disagreement over those cells.
+The work is split in two so that nothing is computed twice: :func:`assign_cells` (:mod:`mmtrack.analysis.cells`)
+decides which run fills which cell (the same for every metric, and the run ids whose predictions are worth
+downloading), then :func:`sheet_stats` computes one metric's scores, Δmax, noise floors and disagreement over those cells.
 :func:`build_sheet` does both for one metric. Everything here is a pure function of the runs table
 (``mlflow.search_runs`` format); nothing calls MLflow, and nothing here renders (see ``mmtrack.report``).
 """
@@ -42,32 +42,34 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmtrack.analysis._runs import (
     PP_DECIMALS,
-    finished_mask,
     jsonable,
     metric_column,
-    norm_series,
     normalise,
-    param_names,
-    sort_key,
+)
+from mmtrack.analysis.cells import (
+    AXIS_ORDER,
+    MISSING,
+    Cells,
+    Design,
+    assign_cells,
+    choose_design,
+    format_value,
+    infer_design,
+    sheet_metrics,
 )
 from mmtrack.analysis.effects import AxisEffect, axis_effect
 from mmtrack.analysis.effects import top_axis as effects_top_axis
-from mmtrack.config import AXES
+from mmtrack.analysis.noise import NOISE_LEVEL, noise_floor, range_quantile
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy, scale
 
 UNIT = "%"
-NOISE_LEVEL = 0.95  # quantile of the range of k iid normals used as the noise floor
-AXIS_ORDER = AXES  # the paper's table order
-MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)
 
 __all__ = [
     "AXIS_ORDER",
@@ -92,273 +94,6 @@ __all__ = [
     "summary",
     "top_axis",
 ]
-
-
-def format_value(value: Any) -> str:
-    """A normalised param value as shown in a sheet and its messages (0.1, 128, randaugment)."""
-    if value is None:
-        return MISSING
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Design
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Design:
-    """Which runs make up a sheet: the axes (values listed default first), the default configuration, the
-    seed param and the seeds (None: every seed found among the FINISHED runs). ``default`` may hold keys that
-    are not axes; those are fixed constraints every cell's run must meet."""
-
-    axes: dict[str, list]
-    default: dict[str, object]
-    seed_param: str = "seed"
-    seeds: list | None = None
-
-    @classmethod
-    def from_study(cls, study: Mapping) -> Design:
-        """The design of a study dict (the experiment tag ``mmtrack.study``). Its ``fixed`` params (non-axis
-        training params every run shares) are constraints too; ``default`` wins over ``fixed``."""
-        axes = study.get("axes")
-        if not isinstance(axes, Mapping) or not axes:
-            raise MMTrackError("the study has no 'axes' (a mapping axis -> list of values); add them to the study")
-        default = {**(study.get("fixed") or {}), **(study.get("default") or {})}
-        for axis, values in axes.items():
-            if not isinstance(values, (list, tuple)) or not values:
-                raise MMTrackError(f"study axis {axis!r} has no values; list them, default first")
-            default.setdefault(axis, values[0])
-        return cls(
-            axes={a: list(v) for a, v in axes.items()},
-            default=default,
-            seed_param=study.get("seed_param", "seed"),
-            seeds=study.get("seeds"),
-        ).normalised()
-
-    def normalised(self) -> Design:
-        """A copy with every value normalised and each axis's default moved first."""
-        default = {str(k).removeprefix("params."): normalise(v) for k, v in self.default.items()}
-        axes: dict[str, list] = {}
-        for axis, values in self.axes.items():
-            axis = str(axis).removeprefix("params.")
-            vals = list(dict.fromkeys(normalise(v) for v in values))
-            if not vals:
-                raise MMTrackError(f"design axis {axis!r} has no values")
-            dflt = default.setdefault(axis, vals[0])
-            if dflt not in vals:
-                raise MMTrackError(
-                    f"default {axis}={format_value(dflt)} is not among the axis values "
-                    f"{', '.join(map(format_value, vals))}; add it or change the default"
-                )
-            axes[axis] = [dflt] + [v for v in vals if v != dflt]
-        seed_param = str(self.seed_param).removeprefix("params.")
-        if seed_param in axes:
-            raise MMTrackError(f"the seed param {seed_param!r} cannot also be an axis")
-        seeds = None if self.seeds is None else list(dict.fromkeys(normalise(s) for s in self.seeds))
-        return Design(axes=axes, default=default, seed_param=seed_param, seeds=seeds)
-
-    @property
-    def keys(self) -> list[str]:
-        """The params a cell's run is matched on (besides the seed): axes, then fixed default keys."""
-        return list(self.axes) + [k for k in self.default if k not in self.axes]
-
-    def describe(self, **changes: Any) -> str:
-        """One configuration as "lr=0.1, batch_size=128, ..." (the default with `changes` applied)."""
-        cfg = {**{k: self.default[k] for k in self.keys}, **changes}
-        return ", ".join(f"{k}={format_value(v)}" for k, v in cfg.items())
-
-
-def infer_design(
-    runs: pd.DataFrame,
-    seed_param: str = "seed",
-    defaults: Mapping[str, Any] | None = None,
-    ignore: Iterable[str] = ("epochs",),
-) -> Design:
-    """Infer an OFAT design from the FINISHED runs.
-
-    Axes = the params whose normalised values vary (except `seed_param` and `ignore`), in the paper's order
-    (lr, batch_size, augment, optimizer, arch, width) then alphabetically. Each axis's default is its most
-    frequent value (ties: first in sorted order) unless `defaults` names it; values are listed default first,
-    then sorted (numbers numerically). Seeds are sorted numerically.
-    """
-    fin = runs[finished_mask(runs)]
-    if fin.empty:
-        raise MMTrackError("no FINISHED runs to infer a design from; train some runs first")
-    names = param_names(runs)
-    if seed_param not in names:
-        raise MMTrackError(f"the runs have no param {seed_param!r} (the seed); params: {', '.join(names) or 'none'}")
-    ignored = set(ignore) | {seed_param}
-    observed = {name: norm_series(fin[f"params.{name}"]).dropna() for name in names}
-    axes_found = [n for n in names if n not in ignored and observed[n].nunique() > 1]
-    axes_found.sort(key=lambda n: (AXIS_ORDER.index(n) if n in AXIS_ORDER else len(AXIS_ORDER), n))
-
-    default: dict[str, Any] = {}
-    for axis in axes_found:
-        counts = observed[axis].value_counts()
-        top = counts[counts == counts.max()].index
-        default[axis] = normalise(min(top, key=sort_key))
-    for key, value in (defaults or {}).items():
-        key, value = str(key).removeprefix("params."), normalise(value)
-        if key in default:
-            present = set(observed[key])
-            if value not in present:
-                raise MMTrackError(
-                    f"default {key}={format_value(value)} matches no FINISHED run; values present: "
-                    f"{', '.join(format_value(v) for v in sorted(present, key=sort_key))}"
-                )
-            default[key] = value
-        elif key in observed and key != seed_param and set(observed[key]) == {value}:
-            continue  # a constant param at that value: nothing to choose
-        else:
-            raise MMTrackError(
-                f"cannot set a default for {key!r}: it is not an axis of these runs "
-                f"(axes: {', '.join(axes_found) or 'none'})"
-            )
-    axes = {a: [default[a]] + sorted(set(observed[a]) - {default[a]}, key=sort_key) for a in axes_found}
-    seeds = sorted(set(observed[seed_param]), key=sort_key)
-    return Design(axes=axes, default=default, seed_param=seed_param, seeds=seeds)
-
-
-def choose_design(
-    runs: pd.DataFrame,
-    study: Mapping | None = None,
-    seed_param: str = "seed",
-    defaults: Mapping[str, Any] | None = None,
-) -> Design:
-    """The design `mmtrack sheet` uses: the experiment's study when there is one and nothing overrides it
-    (no `defaults`, the study's own seed param), else one inferred from the runs."""
-    if study and not defaults and seed_param == study.get("seed_param", "seed"):
-        return Design.from_study(study)
-    return infer_design(runs, seed_param=seed_param, defaults=defaults)
-
-
-def sheet_metrics(runs: pd.DataFrame, names: Sequence[str] | None = None) -> list[str]:
-    """The metrics to draw sheets of: `names` checked to exist (prefix stripped); by default every accuracy under
-    intervention (``metrics.acc*``), ``acc`` first."""
-    if names:
-        return [metric_column(runs, n).removeprefix("metrics.") for n in names]
-    names = sorted(c.removeprefix("metrics.") for c in runs.columns if c.startswith("metrics.acc"))
-    return (["acc"] if "acc" in names else []) + [n for n in names if n != "acc"]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Which run fills which cell (the same for every metric)
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Cells:
-    """The runs of a sheet before any metric is read: per axis, a grid (seeds x values) of row positions in
-    ``runs`` (-1: no FINISHED run), and the messages the assignment produced, per axis in table order."""
-
-    experiment: str
-    design: Design  # normalised
-    seeds: list
-    runs: pd.DataFrame  # the runs table, index reset (positions index it)
-    rows: dict[str, np.ndarray]  # axis -> int grid (len(seeds), len(values)) of positions in `runs`, -1 where empty
-    no_run: dict[str, list[str]]  # axis -> "no FINISHED run for ..." messages
-    duplicates: dict[str, list[str]]  # axis -> "2 FINISHED runs for ...: using ..." messages
-
-    def run_ids(self) -> list[str]:
-        """Every run filling some cell, sorted (the runs whose predictions a sheet can use)."""
-        ids = self.runs["run_id"].astype(str).to_numpy()
-        return sorted({ids[p] for grid in self.rows.values() for p in grid.ravel() if p >= 0})
-
-    def reference_run(self) -> str | None:
-        """The run of the default configuration with the first seed (the reference model of prediction
-        multiplicity), or None when that cell is empty."""
-        for grid in self.rows.values():
-            if grid.size and grid[0, 0] >= 0:
-                return str(self.runs["run_id"].iloc[grid[0, 0]])
-        return None
-
-
-def assign_cells(runs: pd.DataFrame, design: Design, experiment: str = "") -> Cells:
-    """Which FINISHED run fills each cell of each table of `design` (the latest by ``end_time`` when several do).
-    Metric-independent: build it once, then call :func:`sheet_stats` per metric."""
-    design = design.normalised()
-    names = set(param_names(runs))
-    for key in design.keys + [design.seed_param]:
-        if key not in names:
-            raise MMTrackError(
-                f"the runs have no param {key!r} named by the design; "
-                f"params present: {', '.join(sorted(names)) or 'none'}"
-            )
-    finished = finished_mask(runs)
-    if not finished.any():
-        raise MMTrackError("no FINISHED runs to build a sheet from; train some runs first")
-    runs = runs.reset_index(drop=True)
-    params = pd.DataFrame({k: norm_series(runs[f"params.{k}"]) for k in design.keys + [design.seed_param]})
-    seeds = (
-        design.seeds
-        if design.seeds is not None
-        else sorted(set(params.loc[finished, design.seed_param].dropna()), key=sort_key)
-    )
-    frame = pd.DataFrame(
-        {
-            "run_id": runs["run_id"].astype(str),
-            "status": runs["status"],
-            "end_time": pd.to_datetime(runs["end_time"], utc=True) if "end_time" in runs else pd.NaT,
-        }
-    )
-    rows, no_run, duplicates = {}, {}, {}
-    for axis in design.axes:
-        rows[axis], no_run[axis], duplicates[axis] = _assign_table(axis, design, seeds, params, frame, finished)
-    return Cells(
-        experiment=experiment,
-        design=design,
-        seeds=list(seeds),
-        runs=runs,
-        rows=rows,
-        no_run=no_run,
-        duplicates=duplicates,
-    )
-
-
-def _assign_table(
-    axis: str, design: Design, seeds: list, params: pd.DataFrame, frame: pd.DataFrame, finished: np.ndarray
-) -> tuple[np.ndarray, list[str], list[str]]:
-    values = design.axes[axis]
-    vindex = {v: i for i, v in enumerate(values)}
-    sindex = {s: i for i, s in enumerate(seeds)}
-    match = np.ones(len(frame), dtype=bool)
-    for key in design.keys:
-        if key != axis:
-            match &= (params[key] == design.default[key]).to_numpy()
-    vi = np.array([vindex.get(v, -1) for v in params[axis]], dtype=int)
-    si = np.array([sindex.get(s, -1) for s in params[design.seed_param]], dtype=int)
-    cand = match & (vi >= 0) & (si >= 0)
-    tagged = frame.assign(vi=vi, si=si, pos=np.arange(len(frame)))
-    sub = tagged[cand & finished].sort_values(["vi", "si", "end_time"], na_position="first", kind="stable")
-    others = tagged[cand & ~finished]
-
-    def where(v: int, s: int) -> str:
-        return design.describe(**{axis: values[v], design.seed_param: seeds[s]})
-
-    duplicates = []
-    dup = sub[sub.duplicated(["vi", "si"], keep=False)]
-    for (v, s), ids in dup.groupby(["vi", "si"])["run_id"]:
-        ids = list(ids)
-        duplicates.append(
-            f"{len(ids)} FINISHED runs for {where(v, s)}: using {ids[-1]} (latest end_time), "
-            f"ignoring {', '.join(ids[:-1])}"
-        )
-    chosen = sub.drop_duplicates(["vi", "si"], keep="last")
-    grid = np.full((len(seeds), len(values)), -1, dtype=int)
-    grid[chosen["si"].to_numpy(), chosen["vi"].to_numpy()] = chosen["pos"].to_numpy()
-    no_run = []
-    for s, v in zip(*np.nonzero(grid < 0)):
-        found = others[(others["si"] == s) & (others["vi"] == v)]
-        extra = (
-            f" (found {', '.join(f'{st} {r}' for st, r in zip(found['status'], found['run_id']))})"
-            if len(found)
-            else ""
-        )
-        no_run.append(f"no FINISHED run for {where(v, s)}{extra}")
-    return grid, no_run, duplicates
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -486,25 +221,6 @@ def _range(a: np.ndarray, axis: int) -> np.ndarray:
     """max - min along `axis`, ignoring NaN; NaN where fewer than 2 values."""
     r = np.round(np.fmax.reduce(a, axis=axis) - np.fmin.reduce(a, axis=axis), PP_DECIMALS)
     return np.where((~np.isnan(a)).sum(axis=axis) >= 2, r, np.nan)
-
-
-@cache
-def range_quantile(k: int, level: float = NOISE_LEVEL) -> float:
-    """The `level` quantile of the range of k iid standard normals (studentized range, df = inf)."""
-    from scipy.stats import studentized_range
-
-    return float(studentized_range.ppf(level, k, np.inf))
-
-
-def noise_floor(scores: np.ndarray, n: float | None) -> float | None:
-    """The Δmax (pp) that test-set sampling alone exceeds with probability 1 - NOISE_LEVEL, for these
-    scores (pp; NaN ignored) of a metric measured on n examples; None if n is unknown or < 2 scores."""
-    s = np.asarray(scores, dtype=float)
-    s = s[~np.isnan(s)]
-    if n is None or not np.isfinite(n) or n <= 0 or len(s) < 2:
-        return None
-    p = float(np.clip(s.mean() / 100.0, 0.0, 1.0))
-    return range_quantile(len(s)) * math.sqrt(p * (1 - p) / n) * 100.0
 
 
 def _group_n(n: np.ndarray) -> float | None:

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from mmtrack.analysis._runs import jsonable
-from mmtrack.analysis.sheet import MISSING
+from mmtrack.analysis.cells import MISSING
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("csv", "markdown", "latex", "html", "json")

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmtrack.analysis.audit import Audit
+from mmtrack.analysis.cells import format_value
 from mmtrack.analysis.ensembles import EnsembleFindings
 from mmtrack.analysis.multiplicity import Multiplicity
-from mmtrack.analysis.sheet import format_value
 from mmtrack.report._figure import new_figure
 from mmtrack.report._text import html_page
 from mmtrack.report.selection_report import caption as selection_caption

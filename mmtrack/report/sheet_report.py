@@ -14,8 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from mmtrack.analysis.cells import MISSING, format_value
 from mmtrack.analysis.effects import format_p
-from mmtrack.analysis.sheet import MISSING, NOISE_LEVEL, Sheet, format_value
+from mmtrack.analysis.noise import NOISE_LEVEL
+from mmtrack.analysis.sheet import Sheet
 from mmtrack.errors import MMTrackError
 from mmtrack.report._colour import DELTA_CMAP, SCORE_CMAP, colour
 from mmtrack.report._figure import new_figure
