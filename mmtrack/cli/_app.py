@@ -71,6 +71,14 @@ def emit_text(text: str, out: Path | None) -> None:
         err.print(f"wrote {esc(str(out))}")
 
 
+def experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
+    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
+    from mmtrack.api import open_experiment
+
+    exp = open_experiment(experiment, tracking_uri, refresh)
+    return exp.client, exp.experiment_id, exp.study, exp.runs
+
+
 def run_main() -> None:
     try:
         app()

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape as esc
 from rich.table import Table
 
-from mmtrack.cli._app import app, console, err, fmt_metric, quiet
+from mmtrack.cli._app import app, console, emit_text, err, experiment_runs, fmt_metric, quiet
 from mmtrack.cli._options import DataDir, ExperimentOpt, InterventionOpt, TrackingUri, parse_interventions
 from mmtrack.errors import MMTrackError
 
@@ -124,3 +124,57 @@ def _print(results: dict, skipped: int, name: str) -> None:
         console.print(table)
     if skipped:
         console.print(f"{skipped} ensemble(s) already logged, skipped")
+
+
+# ---- used by `mmtrack sheet --ensembles` and `mmtrack report`
+
+
+def ensemble_sheets(experiment: str, size: int | None, metrics: list[str], tracking_uri: str | None, refresh: bool):
+    """The sheets of `<experiment>-ensembles` (or `-ensembles-k<size>`) for `metrics` (those its runs have)."""
+    from mmtrack import analysis
+    from mmtrack.ensemble_run import experiment_name
+
+    name = experiment_name(experiment, size)
+    try:
+        _, _, study, runs = experiment_runs(name, tracking_uri, refresh)
+    except MMTrackError:
+        how = f"mmtrack ensemble --experiment {experiment}" + (f" --size {size}" if size else "")
+        raise MMTrackError(f"experiment {experiment!r} has no ensembles {name!r} yet; build them: {how}") from None
+    cells = analysis.assign_cells(runs, analysis.choose_design(runs, study), name)
+    return [analysis.sheet_stats(cells, m) for m in metrics if f"metrics.{m}" in runs]
+
+
+def ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri, refresh):
+    """The report's "Does ensembling help?" when `<experiment>-ensembles` exists (None otherwise)."""
+    from mmtrack import analysis, tracking
+    from mmtrack.ensemble_run import experiment_name
+
+    name = experiment_name(experiment)
+    try:
+        client, _, study, ens_runs = experiment_runs(name, tracking_uri, refresh)
+    except MMTrackError:
+        return None  # no ensembles: no section
+    cells = analysis.assign_cells(ens_runs, analysis.choose_design(ens_runs, study), name)
+    ens_sheets = [analysis.sheet_stats(cells, s.metric) for s in audit.sheets if f"metrics.{s.metric}" in ens_runs]
+    ids = analysis.finished_run_ids(ens_runs)
+    refs = {"single": audit.reference, "ensemble": cells.reference_run()}  # the default configuration's
+    ens_group = tracking.load_predictions(client, ids, population="group") if group_preds else {}
+    if ens_group:  # per group on the population the fairness metrics are measured on
+        return analysis.ensemble_findings(
+            audit.sheets, runs, group_preds, ens_sheets, ens_runs, ens_group, "group", refs
+        )
+    ens_test = tracking.load_predictions(client, ids) if preds else {}
+    return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test", refs)
+
+
+def print_comparison(single, ens_sheets, runs, fmt: str, out) -> None:
+    from mmtrack import analysis
+    from mmtrack.report.ensemble_report import markdown_ensemble_comparison, rich_ensemble_comparison
+
+    df = analysis.ensemble_comparison(single, ens_sheets, runs)
+    if fmt == "rich" and out is None:
+        console.print(rich_ensemble_comparison(df))
+    elif fmt == "json":
+        emit_text(df.to_json(orient="records"), None)
+    else:
+        emit_text(markdown_ensemble_comparison(df), None)

@@ -11,22 +11,15 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape as esc
 
-from mmtrack.cli._app import app, console, emit_text, err, quiet
+from mmtrack.cli._app import app, console, emit_text, err, experiment_runs, quiet
 from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, ReferenceOpt, RefreshOpt, TrackingUri
+from mmtrack.cli.ensemble_cmds import ensemble_findings, ensemble_sheets, print_comparison
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", metavar="FORMAT", help="rich (terminal) | csv | markdown | latex | html | json")
 ]
-
-
-def _experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
-    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
-    from mmtrack.api import open_experiment
-
-    exp = open_experiment(experiment, tracking_uri, refresh)
-    return exp.client, exp.experiment_id, exp.study, exp.runs
 
 
 def _predicted_labels(client, run_ids: list[str]):
@@ -44,57 +37,6 @@ def _default_reference(runs, study: dict | None, experiment: str) -> str | None:
         return analysis.assign_cells(runs, analysis.choose_design(runs, study), experiment).reference_run()
     except MMTrackError:  # no design (e.g. runs logged by other tools): reference-free numbers only
         return None
-
-
-def _ensemble_sheets(experiment: str, size: int | None, metrics: list[str], tracking_uri: str | None, refresh: bool):
-    """The sheets of `<experiment>-ensembles` (or `-ensembles-k<size>`) for `metrics` (those its runs have)."""
-    from mmtrack import analysis
-    from mmtrack.ensemble_run import experiment_name
-
-    name = experiment_name(experiment, size)
-    try:
-        _, _, study, runs = _experiment_runs(name, tracking_uri, refresh)
-    except MMTrackError:
-        how = f"mmtrack ensemble --experiment {experiment}" + (f" --size {size}" if size else "")
-        raise MMTrackError(f"experiment {experiment!r} has no ensembles {name!r} yet; build them: {how}") from None
-    cells = analysis.assign_cells(runs, analysis.choose_design(runs, study), name)
-    return [analysis.sheet_stats(cells, m) for m in metrics if f"metrics.{m}" in runs]
-
-
-def _ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri, refresh):
-    """The report's "Does ensembling help?" when `<experiment>-ensembles` exists (None otherwise)."""
-    from mmtrack import analysis, tracking
-    from mmtrack.ensemble_run import experiment_name
-
-    name = experiment_name(experiment)
-    try:
-        client, _, study, ens_runs = _experiment_runs(name, tracking_uri, refresh)
-    except MMTrackError:
-        return None  # no ensembles: no section
-    cells = analysis.assign_cells(ens_runs, analysis.choose_design(ens_runs, study), name)
-    ens_sheets = [analysis.sheet_stats(cells, s.metric) for s in audit.sheets if f"metrics.{s.metric}" in ens_runs]
-    ids = analysis.finished_run_ids(ens_runs)
-    refs = {"single": audit.reference, "ensemble": cells.reference_run()}  # the default configuration's
-    ens_group = tracking.load_predictions(client, ids, population="group") if group_preds else {}
-    if ens_group:  # per group on the population the fairness metrics are measured on
-        return analysis.ensemble_findings(
-            audit.sheets, runs, group_preds, ens_sheets, ens_runs, ens_group, "group", refs
-        )
-    ens_test = tracking.load_predictions(client, ids) if preds else {}
-    return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test", refs)
-
-
-def _print_comparison(single, ens_sheets, runs, fmt: str, out) -> None:
-    from mmtrack import analysis
-    from mmtrack.report.ensemble_report import markdown_ensemble_comparison, rich_ensemble_comparison
-
-    df = analysis.ensemble_comparison(single, ens_sheets, runs)
-    if fmt == "rich" and out is None:
-        console.print(rich_ensemble_comparison(df))
-    elif fmt == "json":
-        emit_text(df.to_json(orient="records"), None)
-    else:
-        emit_text(markdown_ensemble_comparison(df), None)
 
 
 def _check_format(fmt: str) -> None:
@@ -158,7 +100,7 @@ def sheet(
 
     quiet()
     _check_format(fmt)
-    client, exp_id, study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh)
     overrides = {}
     for item in default or []:
         key, eq, value = item.partition("=")
@@ -170,7 +112,7 @@ def sheet(
     if not metrics:
         raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
     cells = analysis.assign_cells(runs, design, experiment)
-    ens_sheets = _ensemble_sheets(experiment, ensemble_size, metrics, tracking_uri, refresh) if ensembles else None
+    ens_sheets = ensemble_sheets(experiment, ensemble_size, metrics, tracking_uri, refresh) if ensembles else None
     if summary:
         single = [analysis.sheet_stats(cells, m) for m in metrics]
         df = analysis.summary(single, cells)
@@ -179,7 +121,7 @@ def sheet(
         else:
             emit_text(report.render(df, "markdown" if fmt == "rich" else fmt), out)
         if ens_sheets is not None:
-            _print_comparison(single, ens_sheets, runs, fmt, out)
+            print_comparison(single, ens_sheets, runs, fmt, out)
         return
     preds = None
     if predictions:  # each cell run's predictions, downloaded once for every metric
@@ -196,7 +138,7 @@ def sheet(
             report.render_sheets(sheets, "markdown" if fmt == "rich" else fmt, ui_url=ui, experiment_id=exp_id), out
         )
     if ens_sheets is not None:
-        _print_comparison(sheets, ens_sheets, runs, fmt, out)
+        print_comparison(sheets, ens_sheets, runs, fmt, out)
     if figure is None and not log:
         return
     with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone
@@ -267,7 +209,7 @@ def select_cmd(
 
     if rounding not in ("ceil", "floor"):
         raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
-    client, exp_id, _study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, _study, runs = experiment_runs(experiment, tracking_uri, refresh)
     by_list = [m.strip() for m in by.split(",") if m.strip()]
     unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
     preds, ref = None, reference
@@ -356,7 +298,7 @@ def report_cmd(
 
     quiet()
     start = time.perf_counter()
-    client, exp_id, study, runs = _experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh)
     design = analysis.choose_design(runs, study)
     finished = analysis.finished_run_ids(runs)
     if reference is not None and reference not in finished:
@@ -380,7 +322,7 @@ def report_cmd(
         reference=reference,
         metrics=metric,
     )
-    audit.ensembles = _ensemble_findings(experiment, audit, runs, preds or {}, group_preds or {}, tracking_uri, refresh)
+    audit.ensembles = ensemble_findings(experiment, audit, runs, preds or {}, group_preds or {}, tracking_uri, refresh)
     images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
     ui = tracking.ui_base(client.tracking_uri)
     page = report.render_audit(audit, images, classes, note, ui_url=ui, experiment_id=exp_id)

@@ -25,12 +25,10 @@ from mmtrack.report.sheet_report import (
     render_html_report,
     render_sheet,
     render_sheets,
-    render_summary,
-    rich_summary,
-    rich_tables,
     sheet_csv_frame,
-    sheet_figure,
 )
+from mmtrack.report.sheet_view import rich_tables, sheet_figure
+from mmtrack.report.summary_report import render_summary, rich_summary
 
 __all__ = [
     "contested_figure",

@@ -23,8 +23,9 @@ from mmtrack.report._figure import new_figure
 from mmtrack.report._text import html_page
 from mmtrack.report.selection_report import caption as selection_caption
 from mmtrack.report.selection_report import selection_figure, wide_table
-from mmtrack.report.sheet_report import _SUMMARY_HEADERS, SUMMARY_NOTE, _footer, _summary_cells
 from mmtrack.report.sheet_report import _html as sheet_html
+from mmtrack.report.sheet_report import footer
+from mmtrack.report.summary_report import SUMMARY_HEADERS, SUMMARY_NOTE, summary_cells
 
 esc = html.escape
 SECTIONS = ("design", "summary", "sheets", "selection", "multiplicity", "contested")
@@ -73,7 +74,7 @@ def _design(audit: Audit) -> str:
 
 def _summary(audit: Audit) -> str:
     df = audit.summary
-    head = "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS)
+    head = "".join(f"<th>{esc(h)}</th>" for h in SUMMARY_HEADERS)
     numeric = (
         "delta_max_all",
         "ratio_to_acc",
@@ -84,7 +85,7 @@ def _summary(audit: Audit) -> str:
         "noise_floor_all",
     )
     rows = []
-    for record, cells in zip(df.to_dict(orient="records"), _summary_cells(df, 2)):
+    for record, cells in zip(df.to_dict(orient="records"), summary_cells(df, 2)):
         tds = [f"<td>{esc(cells[0])}</td>"]
         for col, text in zip(numeric, cells[1:]):
             tds.append(f"<td>{esc(text)}</td>" if col is None else _value(record[col], text))
@@ -105,7 +106,7 @@ def _sheets(audit: Audit, ui_url: str | None, experiment_id: str | None) -> str:
         parts.append(
             f'<article class="sheet-section" id="sheet-{esc(s.metric)}" data-metric="{esc(s.metric)}" '
             f'data-delta-max-all="{"" if math.isnan(s.delta_max_all) else repr(s.delta_max_all)}">'
-            f"<h3>{esc(s.metric)}</h3>\n<p><b>{esc(_footer(s))}</b></p>\n"
+            f"<h3>{esc(s.metric)}</h3>\n<p><b>{esc(footer(s))}</b></p>\n"
             + sheet_html(s, 2, ui_url, experiment_id)
             + "</article>"
         )

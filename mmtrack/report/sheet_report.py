@@ -20,7 +20,6 @@ from mmtrack.analysis.noise import NOISE_LEVEL
 from mmtrack.analysis.sheet import Sheet
 from mmtrack.errors import MMTrackError
 from mmtrack.report._colour import DELTA_CMAP, SCORE_CMAP, colour
-from mmtrack.report._figure import new_figure
 from mmtrack.report._text import LATEX_PREAMBLE, check_format, html_page, latex_escape, md_escape, num, strict_json
 
 WITHIN_NOISE_MARK = "~"  # appended to a Δmax at or below its noise floor
@@ -32,7 +31,7 @@ CSV_COLUMNS = ("kind", "axis", "seed", "value", "score", "run_id", "noise_floor"
 # --------------------------------------------------------------------------------------------------------
 
 
-def _score_range(sheet: Sheet) -> tuple[float, float]:
+def score_range(sheet: Sheet) -> tuple[float, float]:
     allv = np.concatenate([t.scores.ravel() for t in sheet.tables]) if sheet.tables else np.array([])
     allv = allv[~np.isnan(allv)]
     if not len(allv):
@@ -41,17 +40,17 @@ def _score_range(sheet: Sheet) -> tuple[float, float]:
     return (lo - 0.5, hi + 0.5) if hi - lo < 1e-9 else (lo, hi)
 
 
-def _delta_max(sheet: Sheet) -> float:
+def delta_max(sheet: Sheet) -> float:
     d = np.concatenate([np.r_[t.delta_max_per_seed, t.delta_max_per_value] for t in sheet.tables] or [[]])
     d = d[~np.isnan(d)]
     return float(d.max()) if len(d) and d.max() > 0 else 1.0
 
 
-def _delta_text(d: float, within: bool | None, digits: int) -> str:
+def delta_text(d: float, within: bool | None, digits: int) -> str:
     return MISSING if math.isnan(d) else num(d, digits) + (WITHIN_NOISE_MARK if within else "")
 
 
-def _footer(sheet: Sheet, digits: int = 2) -> str:
+def footer(sheet: Sheet, digits: int = 2) -> str:
     dflt = ", ".join(f"{k}={format_value(v)}" for k, v in sheet.default.items())
     floor = "" if sheet.noise_floor_all is None else f" (noise floor {num(sheet.noise_floor_all, digits)})"
     exp = f"experiment: {sheet.experiment} · " if sheet.experiment else ""
@@ -144,20 +143,20 @@ def _markdown(sheet: Sheet, digits: int) -> str:
         ]
         for i, seed in enumerate(t.seeds):
             cells = [format_value(seed)] + [num(x, digits) for x in t.scores[i]]
-            cells.append(_delta_text(t.delta_max_per_seed[i], t.within_noise_per_seed[i], digits))
+            cells.append(delta_text(t.delta_max_per_seed[i], t.within_noise_per_seed[i], digits))
             out.append("| " + " | ".join(cells) + " |")
         cells = (
             ["**Δmax**"]
-            + [_delta_text(d, w, digits) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)]
+            + [delta_text(d, w, digits) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)]
             + [""]
         )
         out += ["| " + " | ".join(cells) + " |", "", f"Axis effect: {md_escape(effect_text(t))}", ""]
-    out += [md_escape(_footer(sheet, digits)).replace("Δmax^all", "**Δmax^all**"), "", NOISE_NOTE]
-    out += _notes(sheet, lambda s: f"- {s}")
+    out += [md_escape(footer(sheet, digits)).replace("Δmax^all", "**Δmax^all**"), "", NOISE_NOTE]
+    out += cell_notes(sheet, lambda s: f"- {s}")
     return "\n".join(out) + "\n"
 
 
-def _notes(sheet: Sheet, item) -> list[str]:
+def cell_notes(sheet: Sheet, item) -> list[str]:
     out: list[str] = []
     if sheet.missing:
         out += ["", f"Missing cells ({len(sheet.missing)}):"] + [item(m) for m in sheet.missing]
@@ -231,8 +230,8 @@ def _latex_effect(t) -> str:
 
 def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | None) -> str:
     esc = html_lib.escape
-    lo, hi = _score_range(sheet)
-    dhi = _delta_max(sheet)
+    lo, hi = score_range(sheet)
+    dhi = delta_max(sheet)
 
     def score_cell(x: float, rid: str | None) -> str:
         if math.isnan(x):
@@ -298,11 +297,11 @@ def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | No
             + "\n".join(rows)
             + "\n</table>"
         )
-    notes = _notes(sheet, lambda s: f"<li>{esc(s)}</li>")
+    notes = cell_notes(sheet, lambda s: f"<li>{esc(s)}</li>")
     notes_html = "\n".join(n if n.startswith("<li>") else (f"<p>{esc(n)}</p>" if n else "") for n in notes)
     return (
         '<div class="sheet">\n' + "\n".join(parts) + "\n</div>\n"
-        f'<footer>\n<p>{esc(_footer(sheet, digits))}</p>\n<p class="note">{esc(NOISE_NOTE)}</p>\n'
+        f'<footer>\n<p>{esc(footer(sheet, digits))}</p>\n<p class="note">{esc(NOISE_NOTE)}</p>\n'
         f'<ul class="note">\n{notes_html}\n</ul>\n</footer>\n'
     )
 
@@ -359,211 +358,3 @@ def render_sheets(
     if fmt == "json":
         return "[\n" + ",\n".join(t.rstrip() for t in texts) + "\n]\n"
     return "\n".join(texts)
-
-
-# --------------------------------------------------------------------------------------------------------
-# Terminal (rich) and figure
-# --------------------------------------------------------------------------------------------------------
-
-
-def rich_tables(sheet: Sheet, digits: int = 2):
-    """The sheet for a terminal: tables side by side, scores and Δmax on two colour scales, a footer."""
-    from rich.columns import Columns
-    from rich.console import Group
-    from rich.table import Table as RichTable
-    from rich.text import Text
-
-    lo, hi = _score_range(sheet)
-    dhi = _delta_max(sheet)
-
-    def score(x: float) -> Text:
-        if math.isnan(x):
-            return Text(MISSING, style="dim")
-        bg, fg = colour(SCORE_CMAP, x, lo, hi)
-        return Text(num(x, digits), style=f"{fg} on {bg}")
-
-    def delta(d: float, w: bool | None) -> Text:
-        if math.isnan(d):
-            return Text(MISSING, style="dim")
-        bg, fg = colour(DELTA_CMAP, d, 0.0, dhi)
-        return Text(_delta_text(d, w, digits), style=f"{fg} on {bg}")
-
-    tables = []
-    for t in sheet.tables:
-        rt = RichTable(
-            title=t.axis,
-            caption=effect_text(t),
-            caption_style="bold" if t.axis_effect.significant else "dim",
-            show_edge=False,
-            pad_edge=False,
-            padding=(0, 1),
-        )
-        rt.add_column(sheet.design.seed_param, justify="right", style="bold")
-        for v in t.values:
-            rt.add_column(format_value(v), justify="right")
-        rt.add_column("Δmax", justify="right")
-        for i, seed in enumerate(t.seeds):
-            rt.add_row(
-                format_value(seed),
-                *[score(x) for x in t.scores[i]],
-                delta(t.delta_max_per_seed[i], t.within_noise_per_seed[i]),
-                end_section=i == len(t.seeds) - 1,
-            )
-        rt.add_row("Δmax", *[delta(d, w) for d, w in zip(t.delta_max_per_value, t.within_noise_per_value)], "")
-        tables.append(rt)
-    lines = [Columns(tables, padding=(1, 3)), Text(_footer(sheet, digits), style="bold"), Text(NOISE_NOTE, style="dim")]
-    lines += [Text(n, style="yellow") for n in _notes(sheet, lambda s: f"  {s}") if n]
-    return Group(*lines)
-
-
-def sheet_figure(sheet: Sheet, digits: int = 2):
-    """A heatmap `Figure` laid out like the paper's sheet: one axes per table (rows = seeds, columns = the axis's
-    values then Δmax, bottom row Δmax), scores and Δmax on two colour scales; save it with `save_figure`."""
-    from matplotlib.colors import ListedColormap
-
-    if not sheet.tables:
-        raise MMTrackError("the sheet has no tables to draw; the design has no axes")
-    lo, hi = _score_range(sheet)
-    dhi = _delta_max(sheet)
-    widths = [len(t.values) + 1 for t in sheet.tables]
-    n_rows = max(len(t.seeds) for t in sheet.tables) + 1
-    fig = new_figure(figsize=(0.85 * sum(widths) + 2.2, 0.42 * n_rows + 2.0), layout="constrained")
-    axes = fig.subplots(1, len(sheet.tables), width_ratios=widths, squeeze=False)[0]
-    im_s = im_d = None
-    for ax, t in zip(axes, sheet.tables):
-        S, V = t.scores.shape
-        grid_s = np.full((S + 1, V + 1), np.nan)
-        grid_s[:S, :V] = t.scores
-        grid_d = np.full((S + 1, V + 1), np.nan)
-        grid_d[:S, V] = t.delta_max_per_seed
-        grid_d[S, :V] = t.delta_max_per_value
-        blank = np.full((S + 1, V + 1), np.nan)
-        blank[:S, :V] = np.where(np.isnan(t.scores), 1.0, np.nan)
-        ax.imshow(np.ma.masked_invalid(blank), cmap=ListedColormap(["#e6e6e6"]), aspect="auto")
-        im_s = ax.imshow(np.ma.masked_invalid(grid_s), cmap=SCORE_CMAP, vmin=lo, vmax=hi, aspect="auto")
-        im_d = ax.imshow(np.ma.masked_invalid(grid_d), cmap=DELTA_CMAP, vmin=0.0, vmax=dhi, aspect="auto")
-        within = np.full((S + 1, V + 1), False)
-        within[:S, V] = [bool(w) for w in t.within_noise_per_seed]
-        within[S, :V] = [bool(w) for w in t.within_noise_per_value]
-        for r in range(S + 1):
-            for c in range(V + 1):
-                if r == S and c == V:
-                    continue
-                x, cmap, vmin, vmax = (
-                    (grid_s[r, c], SCORE_CMAP, lo, hi) if r < S and c < V else (grid_d[r, c], DELTA_CMAP, 0.0, dhi)
-                )
-                if math.isnan(x):
-                    ax.text(c, r, MISSING, ha="center", va="center", fontsize=8, color="#888888")
-                    continue
-                _, fg = colour(cmap, x, vmin, vmax)
-                label = num(x, digits) + (WITHIN_NOISE_MARK if within[r, c] else "")
-                ax.text(c, r, label, ha="center", va="center", fontsize=8, color=fg)
-        ax.axvline(V - 0.5, color="white", lw=3)
-        ax.axhline(S - 0.5, color="white", lw=3)
-        labels = [format_value(v) for v in t.values] + ["Δmax"]
-        long = max(map(len, labels)) > 8  # e.g. trivialaugment, wide_resnet50_2: tilt instead of overlapping
-        ax.set_xticks(range(V + 1), labels, fontsize=8, rotation=25 if long else 0, ha="right" if long else "center")
-        ax.set_yticks(range(S + 1), [format_value(s) for s in t.seeds] + ["Δmax"], fontsize=8)
-        ax.tick_params(length=0)
-        ax.set_title(
-            f"{t.axis}\n{effect_text(t)}", fontsize=9, fontweight="bold" if t.axis_effect.significant else None
-        )
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    axes[0].set_ylabel(f"{sheet.design.seed_param} (changing random seeds)", fontsize=9)
-    fig.colorbar(im_s, ax=list(axes), fraction=0.02, pad=0.01, label=f"{sheet.metric} ({sheet.unit})")
-    fig.colorbar(im_d, ax=list(axes), fraction=0.02, pad=0.01, label="Δmax (pp)")
-    fig.suptitle(
-        f"Multiplicity sheet: {sheet.metric}" + (f" — {sheet.experiment}" if sheet.experiment else ""), fontsize=11
-    )
-    fig.supxlabel(_footer(sheet, digits) + "\n" + NOISE_NOTE, fontsize=8)
-    return fig
-
-
-def _summary_cells(df: pd.DataFrame, digits: int) -> list[list[str]]:
-    out = []
-    for r in df.itertuples(index=False):
-        p = r.top_axis_p_value
-        out.append(
-            [
-                str(r.metric),
-                num(r.delta_max_all, digits),
-                MISSING if pd.isna(r.ratio_to_acc) else f"{r.ratio_to_acc:.1f}×",
-                MISSING if pd.isna(r.top_axis) else str(r.top_axis),
-                MISSING if pd.isna(r.top_axis_eta_squared) else f"{r.top_axis_eta_squared:.2f}",
-                MISSING if pd.isna(p) else format_p(p),
-                num(r.top_axis_delta_max, digits),
-                num(r.noise_floor_all, digits),
-            ]
-        )
-    return out
-
-
-_SUMMARY_HEADERS = ["metric", "Δmax^all (pp)", "× acc", "top axis", "η²", "p", "its Δmax (pp)", "noise floor (pp)"]
-SUMMARY_NOTE = (
-    "top axis = the axis with the largest significant effect beyond seed noise (η², permutation p < 0.05); "
-    "seed = no axis moves the metric more than changing the seed does (its Δmax: the largest between "
-    "seeds of one configuration)"
-)
-
-
-def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
-    """The summary table as csv, markdown, latex, html or json (strict: NaN -> null)."""
-    check_format(fmt)
-    if fmt == "csv":
-        return df.to_csv(index=False)
-    if fmt == "json":
-        return strict_json(df.to_dict(orient="records"))
-    cells = _summary_cells(df, digits)
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(_SUMMARY_HEADERS) + " |", "|---|" + "---:|---:|---|---:|---:|---:|---:|"]
-        lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in cells]
-        return "\n".join(lines + ["", md_escape(SUMMARY_NOTE)]) + "\n"
-    if fmt == "latex":
-        head = [
-            "metric",
-            r"$\Delta^{all}_{\max}$",
-            r"$\times$ acc",
-            "top axis",
-            r"$\eta^2$",
-            "$p$",
-            r"its $\Delta_{\max}$",
-            "noise floor",
-        ]
-        lines = [
-            f"% {SUMMARY_NOTE}",
-            LATEX_PREAMBLE,
-            r"\begin{tabular}{lrrlrrrr}",
-            r"\toprule",
-            " & ".join(head) + r" \\",
-            r"\midrule",
-        ]
-        lines += [
-            " & ".join(
-                latex_escape(c).replace("×", r"$\times$").replace(MISSING, "--").replace("η²", r"$\eta^2$") for c in row
-            )
-            + r" \\"
-            for row in cells
-        ]
-        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
-    esc = html_lib.escape
-    rows = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in _SUMMARY_HEADERS) + "</tr>"]
-    rows += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
-    return html_page(
-        "Multiplicity summary", "<table>\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n'
-    )
-
-
-def rich_summary(df: pd.DataFrame, digits: int = 2):
-    """The summary table for a terminal."""
-    from rich.table import Table as RichTable
-
-    rt = RichTable(title="Multiplicity per metric (Δmax^all)", caption=SUMMARY_NOTE, caption_justify="left")
-    for h in _SUMMARY_HEADERS:
-        if h == "metric":  # metric names are the point of the table: never cut them
-            rt.add_column(h, justify="left", no_wrap=True, min_width=max(map(len, df["metric"]), default=6))
-        else:
-            rt.add_column(h, justify="left" if h == "top axis" else "right")
-    for row in _summary_cells(df, digits):
-        rt.add_row(*row)
-    return rt
