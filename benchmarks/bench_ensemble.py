@@ -41,7 +41,9 @@ def main() -> None:
     pgd = parse(["pgd_linf:0.005"])[0]
     print(f"{args.members} members, {args.threads} threads, digits-skewed test split ({len(data.test)} images), "
           f"PGD 5 steps on {settings.pgd_max_examples} images")  # fmt: skip
-    print(f"{'arch':18} {'clean: alone':>13} {'stacked':>8} {'ratio':>6} {'PGD: alone':>11} {'stacked':>8} {'ratio':>6}")
+    print(
+        f"{'arch':18} {'clean: alone':>13} {'stacked':>8} {'ratio':>6} {'PGD: alone':>11} {'stacked':>8} {'ratio':>6}"
+    )
     for arch in args.arch or ["resnet18", "resnet50"]:
         cfg = RunConfig(arch=arch)
         members = []
