@@ -8,30 +8,28 @@ functions that need it).
 """
 
 from mmtrack.tags import *  # noqa: F403 - tag names are part of the tracking layer's API
+from mmtrack.tracking.artifacts import PREDICTIONS, load_model, load_predictions, predictions_path, stored_populations
 from mmtrack.tracking.runs import (
-    PREDICTIONS,
     REPORTS_SUFFIX,
     WEIGHTS,
     RunLogger,
     can_adopt,
-    drop_cache,
     experiment_id,
     experiment_study,
+    log_report,
+    mark_changed,
+    point_launcher,
+)
+from mmtrack.tracking.search import (
+    drop_cache,
     fail_run,
     find_experiment,
     finished_hashes,
     get_run,
-    load_model,
-    load_predictions,
     load_runs,
     log_launcher_summary,
-    log_report,
-    mark_changed,
-    point_launcher,
-    predictions_path,
     runs_of_config,
     search_all_runs,
-    stored_populations,
 )
 from mmtrack.tracking.stores import (
     LOCAL_UI,

@@ -1,21 +1,18 @@
-"""Runs and experiments in MLflow: creating experiments, logging a run (`RunLogger`), reading runs back (paged,
-never truncated; with an incremental local cache), loading logged models and stored predictions, report runs."""
+"""Runs and experiments in MLflow: creating experiments, logging a run (`RunLogger`), report runs. Reading runs
+back is `search`; a run's stored model and predictions, `artifacts`."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from mmtrack import settings
 from mmtrack.errors import MMTrackError
 from mmtrack.tags import (
     ERROR_TAG,
-    HASH_TAG,
     LAUNCHED_TAG,
     NOTE_TAG,
     REPORT_TAG,
@@ -23,10 +20,10 @@ from mmtrack.tags import (
     REVISION_TAG,
     RUN_NAME_TAG,
     STUDY_TAG,
-    TRUSTED_PICKLE_TAG,
 )
 from mmtrack.tracking.stores import artifact_root
 
+WEIGHTS = "weights"  # artifact folder: model.safetensors + model.json, loadable without executing code
 REPORTS_SUFFIX = "-reports"  # reports of experiment X live in experiment X-reports
 DATASET_RETRIES = 4  # attempts to log a run's dataset input (see RunLogger.log_dataset)
 
@@ -269,48 +266,6 @@ def _version(package: str) -> str:
     return version(package)
 
 
-WEIGHTS = "weights"  # artifact folder: model.safetensors + model.json, loadable without executing code
-
-
-def load_model(client, run_id: str, trust_pickle: bool = False):
-    """The run's model, rebuilt from mmtrack's code and its safetensors weights (`weights/`): loading executes
-    nothing that came from the tracking store. Runs logged before `weights/` existed have only MLflow's pickled
-    model (`model/`), which runs arbitrary code when unpickled: refused unless `trust_pickle` (for a store the
-    user controls; recorded on the run)."""
-    import tempfile
-
-    from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, load_weights
-
-    try:
-        names = {Path(f.path).name for f in client.list_artifacts(run_id, WEIGHTS)}
-    except Exception:  # noqa: BLE001 - MlflowException: no such run
-        raise MMTrackError(f"could not load the model of run {run_id}: no such run in this tracking store") from None
-    if {SPEC_FILE, WEIGHTS_FILE} <= names:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(tmp)
-            for name in (SPEC_FILE, WEIGHTS_FILE):  # only the two files (never anything else in the folder)
-                local = Path(client.download_artifacts(run_id, f"{WEIGHTS}/{name}", tmp)).parent
-            try:
-                return load_weights(local)
-            except MMTrackError as exc:
-                raise MMTrackError(f"run {run_id}: {exc.message}") from None
-    if not trust_pickle:
-        raise MMTrackError(
-            f"run {run_id} has no safe weights ({WEIGHTS}/{WEIGHTS_FILE}): its only model is a "
-            "pickle, which can run code when loaded; retrain the configuration, or pass "
-            "--trust-pickle if you control this tracking store"
-        )
-    import mlflow.pytorch
-
-    client.set_tag(run_id, TRUSTED_PICKLE_TAG, "true")  # the decision is recorded before anything is unpickled
-    try:
-        return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu")
-    except Exception as exc:  # noqa: BLE001
-        raise MMTrackError(
-            f"could not load the model of run {run_id} ({type(exc).__name__}: {exc}); was it logged by mmtrack?"
-        ) from None
-
-
 def can_adopt(client, run_id: str, experiment: str) -> bool:
     """Whether to log into the run `mlflow run` created: it is in this store and in a named experiment (not
     `Default`, where `mlflow run` puts runs unless told `--experiment-name`)."""
@@ -369,190 +324,3 @@ def mark_changed(client, exp_id: str) -> None:
     import uuid
 
     client.set_experiment_tag(exp_id, REVISION_TAG, f"{time.time_ns()}-{uuid.uuid4().hex[:8]}")
-
-
-PREDICTIONS = "predictions/test.parquet"
-PREDICTIONS_DIR = "predictions"
-
-
-def predictions_path(population: str) -> str:
-    """The artifact holding a population's predictions: `predictions/test.parquet`, `predictions/group.parquet`,
-    `predictions/ood/<set>.parquet`, `predictions/pgd_linf/<δ>.parquet`, ..."""
-    return f"{PREDICTIONS_DIR}/{population}.parquet"
-
-
-def stored_populations(client, run_id: str) -> list[str]:
-    """The populations a run stored predictions for (sorted), from its artifact listing."""
-    out, folders = [], [PREDICTIONS_DIR]
-    while folders:
-        folder = folders.pop()
-        try:
-            entries = client.list_artifacts(run_id, folder)
-        except Exception:  # noqa: BLE001 - no predictions folder: nothing stored
-            continue
-        for entry in entries:
-            if entry.is_dir:
-                folders.append(entry.path)
-            elif entry.path.endswith(".parquet"):
-                out.append(entry.path[len(PREDICTIONS_DIR) + 1 : -len(".parquet")])
-    return sorted(out)
-
-
-def load_predictions(
-    client, run_ids: list[str], use_cache: bool = True, population: str = "test"
-) -> dict[str, pd.DataFrame]:
-    """The stored per-example predictions of each run on `population` (`test`, `group`, `ood/<set>`,
-    `pgd_linf/<δ>`, ...); runs without them are left out.
-
-    A run's predictions never change once logged (`mmtrack evaluate` only adds missing populations), so with
-    `use_cache` each file is downloaded once into `<cache dir>/predictions/<run id>/<population>.parquet` and
-    read from there after."""
-    import shutil
-    import tempfile
-
-    out = {}
-    cache = settings.cache_dir() / "predictions"
-    with tempfile.TemporaryDirectory() as tmp:
-        for run_id in run_ids:
-            path = cache / run_id / f"{population}.parquet"
-            if use_cache and path.exists():
-                with contextlib.suppress(Exception):  # a broken cache file is fetched again
-                    out[run_id] = pd.read_parquet(path)
-                    continue
-            try:
-                local = client.download_artifacts(run_id, predictions_path(population), tmp)
-            except Exception:  # noqa: BLE001 - a run without these predictions is reported by the caller
-                continue
-            out[run_id] = pd.read_parquet(local)
-            if use_cache:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, path.with_suffix(f".{os.getpid()}.tmp"))
-                os.replace(path.with_suffix(f".{os.getpid()}.tmp"), path)
-    return out
-
-
-# ------------------------------------------------------------------------------------------------ reading runs
-
-
-def _runs_frame(runs) -> pd.DataFrame:
-    """Runs as a DataFrame in `mlflow.search_runs` format (run_id, status, times, params.*, metrics.*, tags.*)."""
-    rows = []
-    for r in runs:
-        row = {
-            "run_id": r.info.run_id,
-            "run_name": r.info.run_name,
-            "experiment_id": r.info.experiment_id,
-            "status": r.info.status,
-            "start_time": r.info.start_time,
-            "end_time": r.info.end_time,
-        }
-        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in r.data.params.items()})
-        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=["run_id", "run_name", "experiment_id", "status", "start_time", "end_time"])
-    for col in ("start_time", "end_time"):
-        df[col] = pd.to_datetime(df[col], unit="ms", utc=True)
-    return df
-
-
-def search_all_runs(client, exp_id: str, filter_string: str = "") -> list:
-    """Every run of an experiment matching `filter_string`, page by page (never silently truncated)."""
-    out, token = [], None
-    while True:
-        page = client.search_runs([exp_id], filter_string, max_results=50000, page_token=token)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
-
-
-def get_run(client, run_id: str):
-    """The MLflow run `run_id`, or a one-line error naming the store."""
-    try:
-        return client.get_run(run_id)
-    except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise MMTrackError(f"unknown run id {run_id!r} in {client.tracking_uri}") from None
-
-
-def find_experiment(client, name: str) -> str | None:
-    """The id of experiment `name`, or None when it does not exist (nothing is created)."""
-    exp = client.get_experiment_by_name(name)
-    return None if exp is None else exp.experiment_id
-
-
-def finished_hashes(client, exp_id: str) -> set[str]:
-    """Config hashes with a FINISHED run in the experiment (what a sweep skips)."""
-    runs = search_all_runs(client, exp_id, "attributes.status = 'FINISHED'")
-    return {r.data.tags.get(HASH_TAG) for r in runs}
-
-
-def runs_of_config(client, exp_id: str, config_hash: str) -> list:
-    """Every run of one configuration in the experiment, whatever its status."""
-    return search_all_runs(client, exp_id, f"tags.`{HASH_TAG}` = '{config_hash}'")
-
-
-def fail_run(client, run_id: str, reason: str) -> None:
-    """Mark a run FAILED with its reason (a run left RUNNING by a worker that died)."""
-    client.set_tag(run_id, ERROR_TAG, reason)
-    client.set_terminated(run_id, "FAILED")
-
-
-def log_launcher_summary(launcher_uri: str, launcher_run: str, counts: dict[str, int], where: str) -> None:
-    """`mlflow run . -e sweep`: the launcher run (possibly in MLflow's default store) gets the sweep's counts
-    (`sweep/finished`, ...) and a tag saying where the training runs went."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(launcher_uri)
-    for key, n in counts.items():
-        client.log_metric(launcher_run, f"sweep/{key}", n)
-    client.set_tag(launcher_run, LAUNCHED_TAG, where)
-
-
-def load_runs(client, exp_id: str, use_cache: bool = True) -> pd.DataFrame:
-    """Every run of an experiment that has ended (FINISHED, FAILED, KILLED), in `mlflow.search_runs` format.
-
-    With `use_cache`, runs are cached locally (tracking/cache/runs/) and refreshed incrementally: only runs whose
-    end_time is newer than the newest cached one are fetched. When finished runs gained metrics since the cache
-    was written (`mmtrack evaluate` changes the experiment tag `mmtrack.revision`), the cache is rebuilt.
-    Deleted runs stay cached until the cache is dropped (`--refresh`)."""
-    import hashlib
-
-    ended = "attributes.status != 'RUNNING' AND attributes.status != 'SCHEDULED'"
-    if not use_cache:
-        return _runs_frame(search_all_runs(client, exp_id, ended))
-    key = hashlib.sha256(f"{client.tracking_uri}|{exp_id}".encode()).hexdigest()[:16]
-    path = settings.cache_dir() / "runs" / f"{key}.parquet"
-    revision_file = path.with_suffix(".revision")
-    revision = client.get_experiment(exp_id).tags.get(REVISION_TAG, "")
-    cached = None
-    if path.exists() and revision_file.exists() and revision_file.read_text() == revision:
-        try:
-            cached = pd.read_parquet(path)
-        except Exception:  # noqa: BLE001 - a broken cache is rebuilt
-            cached = None
-    if cached is None or cached.empty:
-        fresh = _runs_frame(search_all_runs(client, exp_id, ended))
-        merged = fresh
-    else:
-        since = int(cached["end_time"].max().timestamp() * 1000)
-        # >= : runs ending in the same millisecond as the newest cached one are re-read, never missed
-        fresh = _runs_frame(search_all_runs(client, exp_id, f"{ended} AND attributes.end_time >= {since}"))
-        if fresh.empty:
-            return cached
-        merged = pd.concat([cached[~cached["run_id"].isin(fresh["run_id"])], fresh], ignore_index=True)
-    if not merged.empty:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        merged.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        revision_file.write_text(revision)
-    return merged
-
-
-def drop_cache() -> None:
-    import shutil
-
-    shutil.rmtree(settings.cache_dir() / "runs", ignore_errors=True)
