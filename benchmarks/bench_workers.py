@@ -6,7 +6,7 @@ through Optuna costs per configuration.
                                                                     tracking/start-stack.sh and stopped after)
 
 For each N in --workers, a fresh study (3 learning rates x --seeds seeds of tiny digits-skewed ResNets) is run
-by N local workers exactly as `mmtrack sweep --storage URL --workers N` does (`runner.sweep_with_storage`):
+by N local workers exactly as `mmtrack sweep --storage URL --workers N` does (`launch.sweep_with_storage`):
 configs/min = configurations / wall time. Per configuration it reports the time in `execute` (train, evaluate,
 log to the server) and in claiming it (queue lock, stale check, claim: the trial's `claim_seconds`).
 A no-op loop (--noop configurations, nothing trained) then measures the pure queue cost of one configuration:
@@ -137,7 +137,7 @@ def main() -> None:
     for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from mmtrack.execution import OptunaQueue
-    from mmtrack.execution.runner import sweep_with_storage
+    from mmtrack.execution.launch import sweep_with_storage
 
     root = None
     if args.storage:

@@ -84,7 +84,7 @@ def sweep(
     )
 
     from mmtrack import settings, tracking
-    from mmtrack.execution import runner
+    from mmtrack.execution import launch, runner
     from mmtrack.study import load_study
 
     quiet()
@@ -138,11 +138,11 @@ def sweep(
                     progress.console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
 
         if storage:
-            summary = runner.sweep_with_storage(
+            summary = launch.sweep_with_storage(
                 st, storage, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
             )
         else:
-            summary = runner.sweep(
+            summary = launch.sweep(
                 st, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
             )
     console.print(
@@ -258,7 +258,8 @@ def worker_command(
     import signal
 
     from mmtrack.execution import Event, check_storage
-    from mmtrack.execution.runner import raise_interrupt, run_worker, worker_id
+    from mmtrack.execution.launch import run_worker
+    from mmtrack.execution.runner import raise_interrupt, worker_id
     from mmtrack.study import load_study
     from mmtrack.tracking import redact
 

@@ -1,11 +1,12 @@
 """Running a study's configurations: one work-queue contract (`queue.WorkQueue`), two back ends behind it
 (`local_queue.FileLockQueue`: flock claims on one machine; `optuna_queue.OptunaQueue`: an Optuna study in a
-shared RDB storage, for many machines), and one worker loop that trains whatever a queue hands out
-(`runner`: `execute_group`, `work`, `sweep`, `run_worker`, `sweep_with_storage`).
+shared RDB storage, for many machines), one worker loop that trains whatever a queue hands out (`runner`:
+`execute_group`, `work`) and the entry points that start workers (`launch`: `sweep`, `run_worker`,
+`sweep_with_storage`).
 
 Layering: this package talks to MLflow only through `mmtrack.tracking` and is the only user of Optuna's storages;
 it imports neither `mlflow` nor the command line. Importing the package is cheap (no torch, MLflow or Optuna):
-`mmtrack --help` reads the queue defaults from it; `runner` loads the rest when used.
+`mmtrack --help` reads the queue defaults from it; `runner` and `launch` load the rest when used.
 """
 
 from mmtrack.execution.events import Event, EventKind, Summary

@@ -16,7 +16,7 @@ from mmtrack import tracking
 from mmtrack.config import RunConfig
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention, parse
 from mmtrack.run import run_config
-from mmtrack.tracking import runs as tracking_runs
+from mmtrack.tracking import search as tracking_search
 
 TINY_ARGS = ["--width", "0.0625", "--epochs", "1", "--augment", "none", "--batch-size", "256"]
 
@@ -243,7 +243,7 @@ def test_runs_cache_sees_metrics_added_by_evaluate(capsys, monkeypatch, in_evalu
     assert "metrics.acc/output_noise/3" not in first
     calls = []
     real = tracking.search_all_runs
-    monkeypatch.setattr(tracking_runs, "search_all_runs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    monkeypatch.setattr(tracking_search, "search_all_runs", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     again = tracking.load_runs(ev.client, ev.exp_id)  # cached: only runs ending after the newest cached one
     assert calls and all("end_time >=" in f for f in calls)
     assert sorted(again["run_id"]) == sorted(first["run_id"])

@@ -214,8 +214,6 @@ MAX_LINES = 450
 LONG_MODULES = {
     "data/folder.py": "declared datasets: schema, layouts, groups, plan and decoding in one file; to become "
     "data/declared/ with one module per layout behind a registry (issue 25, item 1)",
-    "execution/runner.py": "the one worker loop, its local and shared-queue launchers and device placement; the "
-    "launchers can move out once the queue contract settles (issue 22 will touch them)",
 }
 
 

@@ -26,7 +26,7 @@ import pytest
 
 from mmtrack.errors import MMTrackError
 from mmtrack.execution import Event, OptunaQueue, check_storage, optuna_queue, runner
-from mmtrack.execution.runner import run_worker, sweep_with_storage
+from mmtrack.execution.launch import run_worker, sweep_with_storage
 from mmtrack.study import parse_study
 
 REPO = Path(__file__).resolve().parents[2]

@@ -209,10 +209,10 @@ def finished_runs(client, name: str) -> dict[int, object]:
 
 def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeypatch):
     from mmtrack import tracking
-    from mmtrack.execution import runner
+    from mmtrack.execution import launch
 
     monkeypatch.setenv("MMTRACK_THREADS", "1")
-    together = runner.sweep(stacked_study("together"), uri=tracking.resolve_uri(None))
+    together = launch.sweep(stacked_study("together"), uri=tracking.resolve_uri(None))
     assert len(together.finished) == len(SEEDS)
     runs = finished_runs(client, "together")
     assert sorted(runs) == list(SEEDS)
@@ -233,7 +233,7 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
     # amplify rounding into a visible difference: training these seeds alone with 2 torch threads instead of 1
     # moves acc by up to 0.011; stacked vs alone measured up to 0.022. A bug (wrong data order, shared
     # augmentation, mixed channels) moves it far more, and the step tests above pin the weights themselves.
-    alone = runner.sweep(stacked_study("alone"), uri=tracking.resolve_uri(None), stack=1)
+    alone = launch.sweep(stacked_study("alone"), uri=tracking.resolve_uri(None), stack=1)
     assert len(alone.finished) == len(SEEDS)
     single = finished_runs(client, "alone")
     assert all(tracking.STACK_TAG not in r.data.tags for r in single.values())
@@ -253,7 +253,7 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
     assert len({runs[s].data.metrics["acc"] for s in SEEDS}) > 1
 
     # again, stacked: exactly the same metrics (reproducible on one machine)
-    runner.sweep(stacked_study("again"), uri=tracking.resolve_uri(None))
+    launch.sweep(stacked_study("again"), uri=tracking.resolve_uri(None))
     again = finished_runs(client, "again")
     for seed in SEEDS:
         keep = {k: v for k, v in runs[seed].data.metrics.items() if not k.startswith(("seconds/", "epoch_seconds"))}
@@ -262,14 +262,14 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
 
 def test_a_stack_with_a_finished_seed_trains_only_the_others(client, monkeypatch):
     from mmtrack import tracking
-    from mmtrack.execution import runner
+    from mmtrack.execution import launch
 
     monkeypatch.setenv("MMTRACK_THREADS", "1")
     study = stacked_study("partly")
     first = study.configs()[0]
-    summary = runner.sweep(parse_seeds(study, [first.seed]), uri=tracking.resolve_uri(None))
+    summary = launch.sweep(parse_seeds(study, [first.seed]), uri=tracking.resolve_uri(None))
     assert len(summary.finished) == 1
-    summary = runner.sweep(study, uri=tracking.resolve_uri(None))
+    summary = launch.sweep(study, uri=tracking.resolve_uri(None))
     assert (len(summary.finished), len(summary.skipped)) == (2, 1)
     runs = finished_runs(client, "partly")
     assert runs[1].data.tags[tracking.STACK_SEEDS_TAG] == "1,2"
