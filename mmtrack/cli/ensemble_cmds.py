@@ -95,7 +95,9 @@ def ensemble(
     results = {}
     for p in todo:
         err.print(f"  evaluating {esc(p.name)} ({len(p.members)} members)")
-        results[p.name] = ensemble_run.log_ensemble(client, exp_id, p, of, experiment, data, ivs, settings)
+        results[p.name] = ensemble_run.log_ensemble(
+            client, exp_id, p, "runs" if runs else of, experiment, data, ivs, settings
+        )
     tracking.mark_changed(client, exp_id)
     _print(results, len(planned) - len(todo), name)
     ui = tracking.ui_base(client.tracking_uri)

@@ -179,6 +179,13 @@ def test_ensemble_command_logs_runs_the_sheets_read(capsys, monkeypatch, trackin
     assert "<th>contested: ensembles</th>" in page  # per group, single models beside ensembles
     r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--of", "selection", "--by", "acc")
     assert r.code == 0 and "top 50% on acc" in r.out and "ens-ensembles-selected" in r.out, r.err
+    chosen = sorted(single)[:2]
+    r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--runs", ",".join(chosen))
+    assert r.code == 0 and "1 ensemble(s) logged in ens-ensembles-selected" in r.out, r.err
+    picked = client.search_runs(
+        [client.get_experiment_by_name("ens-ensembles-selected").experiment_id], "params.`ensemble.of` = 'runs'"
+    )
+    assert len(picked) == 1 and json.loads(picked[0].data.tags["mmtrack.ensemble.members"]) == chosen
     r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens", "--of", "configs")
     assert r.code == 0 and "3 ensemble(s) logged in ens-ensembles-configs" in r.out, r.err  # one per seed
     by_seed = client.search_runs([client.get_experiment_by_name("ens-ensembles-configs").experiment_id])
