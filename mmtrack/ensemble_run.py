@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from mmtrack import tracking
+from mmtrack.analysis.ensembles import config_columns
 from mmtrack.data import Dataset, load_dataset
 from mmtrack.ensembles import Ensemble
 from mmtrack.errors import MMTrackError
@@ -65,7 +66,7 @@ def plan_seed_ensembles(runs: pd.DataFrame, size: int | None = None, draws: int 
     fin = runs[runs["status"] == "FINISHED"]
     if "params.seed" not in fin:
         raise MMTrackError("these runs have no seed param; ensembles over seeds need runs of several seeds")
-    keys = sorted(c for c in fin.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c)
+    keys = config_columns(fin)
     rng = np.random.default_rng(seed)
     out = []
     for _, group in fin.groupby(keys, dropna=False, sort=False):
@@ -92,7 +93,7 @@ def plan_config_ensembles(runs: pd.DataFrame) -> list[Planned]:
     fin = runs[runs["status"] == "FINISHED"]
     if "params.seed" not in fin:
         raise MMTrackError("these runs have no seed param; ensembles over configurations pair runs by seed")
-    keys = sorted(c for c in fin.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c)
+    keys = config_columns(fin)
     out = []
     for seed, group in fin.groupby(fin["params.seed"].astype(int), sort=True):
         if len(group) < 2:

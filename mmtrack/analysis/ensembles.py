@@ -27,10 +27,15 @@ COLUMNS = (
 )
 
 
+def config_columns(runs: pd.DataFrame) -> list[str]:
+    """The param columns that make a configuration: every param but `seed` and the evaluation settings (sorted)."""
+    return sorted(c for c in runs.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c)
+
+
 def one_seed_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The FINISHED runs of each configuration's first seed (a configuration = every param but seed, eval.*)."""
+    """The FINISHED runs of each configuration's first seed (a configuration: `config_columns`)."""
     fin = runs[runs["status"] == "FINISHED"]
-    keys = [c for c in fin.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c]
+    keys = config_columns(fin)
     order = pd.to_numeric(fin["params.seed"], errors="coerce") if "params.seed" in fin else None
     fin = fin.assign(_seed=order).sort_values("_seed") if order is not None else fin
     return fin.drop_duplicates(keys) if keys else fin.head(1)
