@@ -1,4 +1,4 @@
-"""Your own data costs one decode: the first load of a declared dataset (`mmtrack.data.folder`) is limited by
+"""Your own data costs one decode: the first load of a declared dataset (`mmtrack.data.declared`) is limited by
 JPEG decoding, and every later load comes from the decoded cache far faster than training consumes images.
 
     .venv/bin/python benchmarks/bench_decode.py [--n 20000] [--size 64] [--threads 2] [--train-images 1024]
@@ -63,7 +63,7 @@ def main() -> None:
     from PIL import Image
 
     from mmtrack.config import RunConfig
-    from mmtrack.data import DataOptions, folder
+    from mmtrack.data import DataOptions, declared
     from mmtrack.train import train_model
 
     t = time.perf_counter()
@@ -83,20 +83,20 @@ def main() -> None:
     decode_files([str(p) for p in files], args.size)
     decode = args.n / (time.perf_counter() - t)
 
-    spec = folder.normalize(
+    spec = declared.normalize(
         {"name": "bench-decode", "images": str(tmp / "tree"), "image_size": args.size},
         tmp,
         "bench_decode.py",
         "bench-decode",
     )
     t = time.perf_counter()
-    data = folder.load_declared(spec, DataOptions())
+    data = declared.load_declared(spec, DataOptions())
     first = args.n / (time.perf_counter() - t)
     t = time.perf_counter()
-    data = folder.load_declared(spec, DataOptions())
+    data = declared.load_declared(spec, DataOptions())
     later = args.n / (time.perf_counter() - t)
 
-    folder.register_declared(spec, remember=False)
+    declared.register_declared(spec, remember=False)
     m = min(args.train_images, len(data.train))
     small = replace(
         data,

@@ -120,7 +120,40 @@ def build_model(
         zero_init_residual=zero_init_residual,
     )
     layout = memory_format()
-    return Classifier(Normalize(mean, std, layout), net.to(memory_format=MEMORY_FORMATS[layout]))
+    return Classifier(Normalize(mean, std, layout), to_layout(net, layout))
+
+
+# oneDNN 3.12 (torch 2.14) writes past its scratchpad in the weight gradient of a strided 1x1 convolution whose
+# source is channels-last and has fewer input channels than its channel block (8 on AVX2, 16 on AVX-512):
+# uxlfoundation/oneDNN#6035. The heap corruption crashes training later (double free, segfault), at the embedded
+# width (ResNet-18 w0.0625: a 4-channel downsample). Such convolutions run in NCHW instead: the same maths, the
+# other kernel; only convolutions that hit the bug change, and only on CPU.
+_ONEDNN_1X1_IC_BLOCK = 16
+
+
+def _nchw_input(module: nn.Module, args: tuple) -> tuple:
+    x = args[0]
+    return (x.contiguous(),) + args[1:] if x.device.type == "cpu" else args
+
+
+def to_layout(net: nn.Module, layout: str) -> nn.Module:
+    """`net` in memory layout `layout` (`MEMORY_FORMATS`), in place, but for the convolutions oneDNN#6035 breaks
+    in channels-last (see above), which keep NCHW weights and get NCHW inputs on CPU."""
+    net = net.to(memory_format=MEMORY_FORMATS[layout])
+    if layout != "channels_last":
+        return net
+    for m in net.modules():
+        if (
+            isinstance(m, nn.Conv2d)
+            and m.kernel_size == (1, 1)
+            and m.stride != (1, 1)
+            and m.groups == 1
+            and m.in_channels < _ONEDNN_1X1_IC_BLOCK
+            and not m._forward_pre_hooks  # applied once
+        ):
+            m.weight.data = m.weight.data.clone(memory_format=torch.contiguous_format)
+            m.register_forward_pre_hook(_nchw_input)
+    return net
 
 
 def channel_stats(images_uint8: torch.Tensor) -> tuple[list[float], list[float]]:

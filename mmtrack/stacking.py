@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import nn
 
-from mmtrack.models import MEMORY_FORMATS, Normalize
+from mmtrack.models import Normalize, to_layout
 
 
 class StackedLinear(nn.Module):
@@ -107,8 +107,7 @@ def stack(models: list[nn.Sequential]) -> Stack:
             setattr(net.get_submodule(parent) if parent else net, attr, stacked)
         elif not list(module.children()) and (list(module.parameters(False)) or list(module.buffers(False))):
             raise TypeError(f"cannot stack {type(module).__name__} ({name})")
-    layout = MEMORY_FORMATS[getattr(net[0], "memory_format", "contiguous")]
-    return Stack(net[0], net[1].to(memory_format=layout), k=len(models))
+    return Stack(net[0], to_layout(net[1], getattr(net[0], "memory_format", "contiguous")), k=len(models))
 
 
 def member_state(net: Stack, k: int, like: nn.Module) -> dict[str, torch.Tensor]:

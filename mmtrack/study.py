@@ -7,7 +7,7 @@ Designs:
 - `grid`: the full factorial of all axes, crossed with every seed.
 
 `dataset:` names a registered dataset, or declares one from files on disk (a mapping, or a YAML file beside the
-study; see `mmtrack.data.folder`). A declared dataset is checked when the study is read (missing, unreadable or
+study; see `mmtrack.data.declared`). A declared dataset is checked when the study is read (missing, unreadable or
 leaking files fail before anything trains), travels inside the Study as `dataset_spec` (absolute paths), and is
 registered whenever a Study is built or unpickled: spawned sweep workers receive the pickled Study and RunConfigs,
 and RunConfig validates its dataset against the registry. The experiment tag `mmtrack.study` (`to_json`) carries
@@ -61,11 +61,11 @@ class Study:
     eval: dict = field(default_factory=dict)
     description: str = ""
     selection: dict = field(default_factory=dict)  # by, unseen (metric lists), top (percentages): for reports
-    dataset_spec: dict | None = None  # a dataset declared in the study (mmtrack.data.folder), normalised
+    dataset_spec: dict | None = None  # a dataset declared in the study (mmtrack.data.declared), normalised
 
     def __post_init__(self):
         if self.dataset_spec is not None:
-            from mmtrack.data.folder import register_declared
+            from mmtrack.data.declared import register_declared
 
             register_declared(self.dataset_spec)
 
@@ -128,13 +128,12 @@ def register_study_dataset(study: dict | str | None) -> str | None:
     spec = (study or {}).get("dataset_spec")
     if not spec:
         return None
-    from mmtrack.data.folder import register_declared
+    from mmtrack.data.declared import register_declared
 
     return register_declared(spec)
 
 
-def parse_study(raw: dict, source: str = "study") -> Study:
-    """Validate a study mapping (from YAML) and build a Study; errors name the file and the key."""
+def _check_keys(raw, source: str) -> None:
     if not isinstance(raw, dict):
         raise MMTrackError(f"{source}: expected a mapping of keys ({', '.join(KEYS)})")
     unknown = sorted(set(raw) - set(KEYS))
@@ -149,6 +148,10 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     design = raw.get("design", "ofat")
     if design not in ("ofat", "grid"):
         raise MMTrackError(f"{source}: design must be ofat or grid, got {design!r}")
+
+
+def _check_design(raw: dict, source: str) -> None:
+    """axes, default, fixed and seeds, against each other."""
     axes, default = raw["axes"], raw["default"]
     for axis, values in axes.items():
         if axis not in AXES:
@@ -177,14 +180,16 @@ def parse_study(raw: dict, source: str = "study") -> Study:
         or len(set(seeds)) != len(seeds)
     ):
         raise MMTrackError(f"{source}: seeds must be a non-empty list of distinct non-negative integers, got {seeds}")
+
+
+def _check_eval_and_selection(raw: dict, source: str) -> None:
     eval_keys = {f.name for f in fields(EvalSettings)}
     unknown_eval = sorted(set(raw.get("eval", {})) - eval_keys)
     if unknown_eval:
         raise MMTrackError(
             f"{source}: unknown eval setting(s) {', '.join(unknown_eval)}; allowed: {', '.join(sorted(eval_keys))}"
         )
-    selection = raw.get("selection", {})
-    for key, value in selection.items():
+    for key, value in raw.get("selection", {}).items():
         if key not in SELECTION_KEYS:
             raise MMTrackError(f"{source}: unknown selection key {key!r}; allowed: {', '.join(SELECTION_KEYS)}")
         kind = (int, float) if key == "top" else str
@@ -195,34 +200,13 @@ def parse_study(raw: dict, source: str = "study") -> Study:
         ):
             what = "percentages" if key == "top" else "metric names"
             raise MMTrackError(f"{source}: selection.{key} must be a non-empty list of {what}, got {value!r}")
-    name = raw.get("name") or Path(source).stem
-    dataset, spec = raw["dataset"], None
-    from mmtrack.data import folder
 
-    if folder.is_declaration(dataset):  # own data: check the files now, so that bad data trains nothing
-        spec = folder.declaration(
-            dataset, Path(source).parent, str(Path(source).resolve()) if source != "study" else source, name
-        )
-        folder.check(spec, fixed.get("image_size"))
-        dataset = spec["name"]
-    # Axis values must be the types RunConfig expects: ask RunConfig itself (it names allowed values).
-    study = Study(
-        name=name,
-        dataset=dataset,
-        design=design,
-        epochs=raw["epochs"],
-        seeds=list(seeds),
-        default=dict(default),
-        axes=dict(axes),
-        fixed=dict(fixed),
-        interventions=list(raw.get("interventions", DEFAULT_SPECS)),
-        eval=dict(raw.get("eval", {})),
-        description=raw.get("description", ""),
-        selection=dict(selection),
-        dataset_spec=spec,
-    )
-    base = {**fixed, **default, "dataset": study.dataset, "epochs": study.epochs, "seed": seeds[0]}
-    for axis, values in axes.items():
+
+def _check_runnable(study: Study, source: str) -> None:
+    """Every axis value, the interventions and the eval settings as the runs will read them: RunConfig and the
+    intervention parser name what is allowed, so their messages are used (with the study's key in front)."""
+    base = {**study.fixed, **study.default, "dataset": study.dataset, "epochs": study.epochs, "seed": study.seeds[0]}
+    for axis, values in study.axes.items():
         for v in values:
             try:
                 RunConfig(**{**base, axis: v})
@@ -240,6 +224,40 @@ def parse_study(raw: dict, source: str = "study") -> Study:
         study.eval_settings()
     except MMTrackError as exc:
         raise MMTrackError(f"{source}: {exc.message}") from None
+
+
+def parse_study(raw: dict, source: str = "study") -> Study:
+    """Validate a study mapping (from YAML) and build a Study; errors name the file and the key."""
+    _check_keys(raw, source)
+    _check_design(raw, source)
+    _check_eval_and_selection(raw, source)
+    name = raw.get("name") or Path(source).stem
+    fixed = raw.get("fixed", {})
+    dataset, spec = raw["dataset"], None
+    from mmtrack.data import declared
+
+    if declared.is_declaration(dataset):  # own data: check the files now, so that bad data trains nothing
+        spec = declared.declaration(
+            dataset, Path(source).parent, str(Path(source).resolve()) if source != "study" else source, name
+        )
+        declared.check(spec, fixed.get("image_size"))
+        dataset = spec["name"]
+    study = Study(
+        name=name,
+        dataset=dataset,
+        design=raw.get("design", "ofat"),
+        epochs=raw["epochs"],
+        seeds=list(raw["seeds"]),
+        default=dict(raw["default"]),
+        axes=dict(raw["axes"]),
+        fixed=dict(fixed),
+        interventions=list(raw.get("interventions", DEFAULT_SPECS)),
+        eval=dict(raw.get("eval", {})),
+        description=raw.get("description", ""),
+        selection=dict(raw.get("selection", {})),
+        dataset_spec=spec,
+    )
+    _check_runnable(study, source)
     return study
 
 

@@ -106,6 +106,8 @@ def selection_settings(
     return by, unseen, tops
 
 
+# Long: the report's sections assembled in the order the page shows them, each from one analysis call; the
+# function is the table of contents, the statistics live in the functions it calls.
 def build_audit(
     runs: pd.DataFrame,
     design: Design,

@@ -75,7 +75,7 @@ def _declared_in(path: Path) -> dict | None:
     """The normalised declaration a study or declaration file holds (None: it names a built-in dataset)."""
     import yaml
 
-    from mmtrack.data import folder
+    from mmtrack.data import declared
 
     try:
         raw = yaml.safe_load(path.read_text())
@@ -84,9 +84,9 @@ def _declared_in(path: Path) -> dict | None:
     if not isinstance(raw, dict):
         raise MMTrackError(f"{path}: not a study or dataset declaration (a mapping)")
     if "images" in raw or "manifest" in raw:
-        return folder.normalize(raw, path.parent, str(path.resolve()), path.stem)
-    if folder.is_declaration(raw.get("dataset")):
-        return folder.declaration(raw["dataset"], path.parent, str(path.resolve()), raw.get("name") or path.stem)
+        return declared.normalize(raw, path.parent, str(path.resolve()), path.stem)
+    if declared.is_declaration(raw.get("dataset")):
+        return declared.declaration(raw["dataset"], path.parent, str(path.resolve()), raw.get("name") or path.stem)
     return None
 
 
@@ -103,7 +103,7 @@ def _groups_text(groups: dict[str, tuple[str, ...]]) -> str:
 
 
 def _list(paths: list[Path]) -> None:
-    from mmtrack.data import dataset_info, dataset_names, folder
+    from mmtrack.data import dataset_info, dataset_names, declared
 
     table = Table(title="Datasets (metrics: acc/group/<attribute>/<value>, acc/ood/<set>)", show_lines=True)
     for col in ("dataset", "groups", "OOD sets", "fairness group", "data"):
@@ -124,7 +124,7 @@ def _list(paths: list[Path]) -> None:
         if spec is None or (spec["name"], spec["source"]) in seen:
             continue
         seen.add((spec["name"], spec["source"]))
-        info = folder.info(spec)
+        info = declared.info(spec)
         fair = "/".join(info.fairness_group) if info.fairness_group else "-"
         data = spec["manifest"] or spec["images"]
         where = f"declared in {path}\n{'manifest' if spec['manifest'] else 'folder'} {data}"
@@ -153,7 +153,7 @@ class _Notes(logging.Handler):
 
 
 def _dataset_profile(data) -> dict:
-    """The same shape as `folder.Plan.profile()`, from a loaded Dataset."""
+    """The same shape as `declared.Plan.profile()`, from a loaded Dataset."""
     groups = data.group_split
     return {
         "classes": {
@@ -171,7 +171,7 @@ def _dataset_profile(data) -> dict:
 def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple[str, str, dict, int | None]:
     """(dataset name, where it comes from, profile, the study's number of runs or None) of a dataset name, a
     study (file or preset name) or a declaration file."""
-    from mmtrack.data import check_dataset_name, folder, load_dataset
+    from mmtrack.data import check_dataset_name, declared, load_dataset
     from mmtrack.study import load_study, study_path
 
     path = Path(target)
@@ -187,7 +187,7 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
         raw = yaml.safe_load(path.read_text())
         if spec is not None and "images" not in raw and "manifest" not in raw:  # a study declaring its dataset
             study = load_study(path)
-            plan = folder.check(study.dataset_spec, image_size or study.fixed.get("image_size"))
+            plan = declared.check(study.dataset_spec, image_size or study.fixed.get("image_size"))
             return (
                 study.dataset,
                 f"study {path}: {len(study.configs())} runs",
@@ -199,7 +199,7 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
                 len(study.configs()),
             )
         if spec is not None:  # a declaration file
-            plan = folder.check(spec, image_size)
+            plan = declared.check(spec, image_size)
             return (
                 spec["name"],
                 f"declared in {path}",

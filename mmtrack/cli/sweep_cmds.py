@@ -34,6 +34,8 @@ StackOpt = Annotated[
 ]
 
 
+# Long: one command, four modes (--dry-run, --estimate, local workers, --storage) sharing their options and
+# their checks; each mode is one call below (launch.sweep, launch.sweep_with_storage, _print_estimate).
 @app.command()
 def sweep(
     study: StudyArg,

@@ -1,11 +1,11 @@
-"""Datasets: the interface and registry (`base`), one module per dataset, datasets declared in files (`folder`:
+"""Datasets: the interface and registry (`base`), one module per dataset, datasets declared in files (`declared/`:
 your own image folder or CSV manifest, no code) and the decoding cache (`_decode`).
 
 Importing this package registers every built-in dataset (timm-style: dataset modules import the registry,
 this package imports the dataset modules), so the registry is never half-populated.
 """
 
-from mmtrack.data import cifar, digits, folder, utkface  # noqa: F401 - registers the built-in datasets (and resolver)
+from mmtrack.data import cifar, declared, digits, utkface  # noqa: F401 - registers the built-in datasets (and resolver)
 from mmtrack.data.base import (
     SKEW_GROUPS,
     DataOptions,
@@ -20,7 +20,7 @@ from mmtrack.data.base import (
     load_dataset,
     register,
 )
-from mmtrack.data.folder import register_declared
+from mmtrack.data.declared import register_declared
 
 __all__ = [
     "SKEW_GROUPS",

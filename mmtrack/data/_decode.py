@@ -49,17 +49,18 @@ def cache_dir() -> Path:
     return settings.cache_dir() / "datasets"
 
 
-def source_key(kind: str, base: Path, files: list[Path], image_size: int) -> str:
-    """Cache key of `kind` decoded at `image_size` from `files`: sha256 of their names relative to `base`,
-    sizes and mtimes, and of the preprocessing."""
+def source_key(kind: str, base: str | Path, files: Sequence[str | Path], image_size: int) -> str:
+    """Cache key of `kind` decoded at `image_size` from `files` (under `base`): sha256 of their names relative
+    to `base`, sizes and mtimes, and of the preprocessing. On plain strings: pathlib costs seconds per 100k files."""
     h = hashlib.sha256(
         json.dumps(
             {"kind": kind, "size": image_size, "resize": RESIZE, "version": PREPROCESS_VERSION}, sort_keys=True
         ).encode()
     )
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(base).as_posix()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    cut = len(os.path.join(str(base), ""))
+    for f in map(str, files):
+        st = os.stat(f)
+        h.update(f"{f[cut:].replace(os.sep, '/')}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return f"{kind}-{image_size}-{h.hexdigest()[:20]}"
 
 

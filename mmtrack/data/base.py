@@ -104,14 +104,14 @@ class DatasetInfo:
     ood: tuple[str, ...] = ()  # OOD set names (real ones only when their files are present)
     fairness_group: tuple[str, str] | None = None
     needs_data: bool = True  # read from --data-dir / $MMTRACK_DATA (False: built from a package)
-    source: str = ""  # a dataset declared in a file (`mmtrack.data.folder`): that file; "" for built-in ones
+    source: str = ""  # a dataset declared in a file (`mmtrack.data.declared`): that file; "" for built-in ones
 
 
 Loader = Callable[[DataOptions], Dataset]
 _REGISTRY: dict[str, Loader] = {}
 _INFO: dict[str, DatasetInfo] = {}
 # Called with a name the registry lacks; one may register it and return True (declared datasets this machine has
-# seen: `mmtrack.data.folder`), so a later process that knows only the name finds the dataset again.
+# seen: `mmtrack.data.declared`), so a later process that knows only the name finds the dataset again.
 _RESOLVERS: list[Callable[[str], bool]] = []
 
 
@@ -124,6 +124,11 @@ def register(name: str, info: DatasetInfo | None = None):
         return fn
 
     return deco
+
+
+def add_resolver(resolve: Callable[[str], bool]) -> None:
+    """Ask `resolve(name)` about a name the registry lacks; it may register the name and return True."""
+    _RESOLVERS.append(resolve)
 
 
 def dataset_info(name: str) -> DatasetInfo:

@@ -228,6 +228,8 @@ def _latex_effect(t) -> str:
     return rf"$\eta^2$ {e.eta_squared:.2f}, $p$ {format_p(e.p_value)}" + ("$^*$" if e.significant else "")
 
 
+# Long: one HTML page written top to bottom (header, one table per axis, footer); split, it would pass the
+# same dozen local values between pieces that are each used once.
 def _html(sheet: Sheet, digits: int, ui_url: str | None, experiment_id: str | None) -> str:
     esc = html_lib.escape
     lo, hi = score_range(sheet)

@@ -1,4 +1,4 @@
-"""Your own data, declared in a study file (`mmtrack.data.folder`): both layouts (ImageFolder tree, CSV manifest),
+"""Your own data, declared in a study file (`mmtrack.data.declared`): both layouts (ImageFolder tree, CSV manifest),
 split columns / folders / a seeded stratified split, categorical and binned groups with intersections, OOD sets,
 the decode cache, every bad-data case (one `error:` line, nothing trained), `mmtrack datasets list/show`, and a
 tiny study end to end: `sweep --workers 2` (spawned workers), `sheet`, `select`, `evaluate` in a later process."""
@@ -21,7 +21,7 @@ import yaml
 from conftest import run_cli
 from PIL import Image
 
-from mmtrack.data import _decode, base, folder, load_dataset
+from mmtrack.data import _decode, base, declared, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.study import Study, load_study, register_study_dataset
 
@@ -47,10 +47,10 @@ def _isolated(tmp_path, monkeypatch):
 
 def forget() -> None:
     """What a later process knows: no declared dataset registered (the remembered ones stay on disk)."""
-    for name in list(folder._SPECS):
+    for name in list(declared._SPECS):
         base._REGISTRY.pop(name, None)
         base._INFO.pop(name, None)
-        folder._SPECS.pop(name)
+        declared._SPECS.pop(name)
     base.load_dataset.cache_clear()
 
 
@@ -159,22 +159,24 @@ def test_manifest_with_split_column_groups_bins_intersections_and_ood(tmp_path):
 def test_fingerprint_is_content_and_later_loads_decode_nothing(tmp_path, monkeypatch):
     spec = {"manifest": "labels.csv", "image_size": 8, "groups": ["sex"]}
     make_manifest(tmp_path / "a")
-    a = folder.load_declared(folder.normalize(spec, tmp_path / "a", "a", "x"), base.DataOptions())
+    a = declared.load_declared(declared.normalize(spec, tmp_path / "a", "a", "x"), base.DataOptions())
     # the same files, rows in another order, in another folder: the same content, the same fingerprint
     rows = list(csv.DictReader(open(tmp_path / "a" / "labels.csv")))
     make_manifest(tmp_path / "b")
     write_csv(tmp_path / "b" / "labels.csv", rows[::-1])
-    b = folder.load_declared(folder.normalize(spec, tmp_path / "b", "b", "x"), base.DataOptions())
+    b = declared.load_declared(declared.normalize(spec, tmp_path / "b", "b", "x"), base.DataOptions())
     assert a.fingerprint == b.fingerprint and torch.equal(a.test.images, b.test.images)
     jpeg(tmp_path / "b" / "img" / "000.jpg", (1, 2, 3))  # one changed image: another key and fingerprint
     monkeypatch.setattr(_decode, "read_image", lambda *a: pytest.fail("decoded an image"))
-    spec_a = folder.normalize(spec, tmp_path / "a", "a", "x")
-    assert folder.load_declared(spec_a, base.DataOptions()).fingerprint == a.fingerprint  # from the cache
+    spec_a = declared.normalize(spec, tmp_path / "a", "a", "x")
+    assert declared.load_declared(spec_a, base.DataOptions()).fingerprint == a.fingerprint  # from the cache
     monkeypatch.undo()
     monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "cache"))
-    c = folder.load_declared(folder.normalize(spec, tmp_path / "b", "b", "x"), base.DataOptions())
+    c = declared.load_declared(declared.normalize(spec, tmp_path / "b", "b", "x"), base.DataOptions())
     assert c.fingerprint != a.fingerprint
-    d = folder.load_declared(folder.normalize({**spec, "channels": 1}, tmp_path / "a", "a", "x"), base.DataOptions())
+    d = declared.load_declared(
+        declared.normalize({**spec, "channels": 1}, tmp_path / "a", "a", "x"), base.DataOptions()
+    )
     assert d.fingerprint != a.fingerprint
     assert torch.equal(d.train.images[:, 0], d.train.images[:, 1])  # grayscale as 3 equal channels
 
@@ -212,11 +214,11 @@ def test_many_files_decode_in_worker_processes_with_the_same_results(tmp_path, m
     assert results.get(timeout=60) == here.digests
     daemon.join(60)
     (root / "cat" / "broken.jpg").unlink()
-    spec = folder.normalize({"images": str(root), "image_size": 8, "channels": 1}, tmp_path, "t", "t")
-    forked_ds = folder.load_declared(spec, base.DataOptions())
+    spec = declared.normalize({"images": str(root), "image_size": 8, "channels": 1}, tmp_path, "t", "t")
+    forked_ds = declared.load_declared(spec, base.DataOptions())
     monkeypatch.setenv("MMTRACK_CACHE", str(tmp_path / "cache2"))
     monkeypatch.setattr(_decode, "PROCESSES_FROM", 10**9)
-    here_ds = folder.load_declared(spec, base.DataOptions())
+    here_ds = declared.load_declared(spec, base.DataOptions())
     assert forked_ds.fingerprint == here_ds.fingerprint and torch.equal(forked_ds.train.images, here_ds.train.images)
 
 
@@ -269,27 +271,29 @@ def test_folder_with_train_test_folders_and_a_groups_table(tmp_path):
             for i in range(n)
         ],
     )
-    spec = folder.normalize(
+    spec = declared.normalize(
         {"images": "tree", "groups_table": "tree/groups.csv", "groups": ["site"], "image_size": 8},
         tmp_path,
         "s",
         "tree",
     )
-    p = folder.check(spec)
+    p = declared.check(spec)
     assert p.split_how == "folders train/ and test/" and p.classes == CLASSES
     assert p.profile()["groups"] == {"site": {"a": 2, "b": 2}} and (p.profile()["train"], p.profile()["test"]) == (8, 4)
     assert any("skipped 1 file" in n for n in p.notes)
-    ds = folder.load_declared(spec, base.DataOptions(image_size=16))
+    ds = declared.load_declared(spec, base.DataOptions(image_size=16))
     assert ds.image_size == 16 and len(ds.test) == 4 and ds.test.groups["site"].tolist() == [0, 1, 0, 1]
 
 
 def test_stratified_split_is_seeded_and_keeps_every_class(tmp_path):
     make_folder(tmp_path / "tree", n=10, classes=("a", "b", "c"), fmt="PNG", ext=".png")
-    spec = folder.normalize({"images": "tree", "test_fraction": 0.3, "split_seed": 1}, tmp_path, "s", "t")
-    p, q = folder.plan(spec), folder.plan(spec)
+    spec = declared.normalize({"images": "tree", "test_fraction": 0.3, "split_seed": 1}, tmp_path, "s", "t")
+    p, q = declared.plan(spec), declared.plan(spec)
     assert np.array_equal(p.main.split, q.main.split)
     assert p.profile()["classes"] == {"a": (7, 3), "b": (7, 3), "c": (7, 3)}
-    other = folder.plan(folder.normalize({"images": "tree", "test_fraction": 0.3, "split_seed": 2}, tmp_path, "s", "t"))
+    other = declared.plan(
+        declared.normalize({"images": "tree", "test_fraction": 0.3, "split_seed": 2}, tmp_path, "s", "t")
+    )
     assert not np.array_equal(p.main.split, other.main.split)
     assert p.split_how == "stratified 0.3 test, seed 1"
 
@@ -298,10 +302,10 @@ def test_mixed_image_modes_are_converted_with_a_warning(tmp_path, caplog):
     root = make_folder(tmp_path / "tree", n=3, fmt="PNG", ext=".png")
     jpeg(root / "cat" / "gray.png", (90, 90, 90), mode="L", fmt="PNG")
     jpeg(root / "dog" / "alpha.png", (90, 10, 90), mode="RGBA", fmt="PNG")
-    spec = folder.normalize({"images": "tree", "image_size": 8}, tmp_path, "s", "modes")
-    with caplog.at_level(logging.WARNING, logger="mmtrack.data.folder"):
-        folder.check(spec)
-        ds = folder.load_declared(spec, base.DataOptions())
+    spec = declared.normalize({"images": "tree", "image_size": 8}, tmp_path, "s", "modes")
+    with caplog.at_level(logging.WARNING, logger="mmtrack.data.declared"):
+        declared.check(spec)
+        ds = declared.load_declared(spec, base.DataOptions())
     assert "mixed image modes (RGB 6, L 1, RGBA 1 of 8): converted to RGB" in caplog.text
     assert len(ds.train) + len(ds.test) == 8
 
@@ -432,7 +436,7 @@ def test_study_json_and_pickle_carry_the_declaration(tmp_path):
     with pytest.raises(MMTrackError, match="unknown dataset"):
         base.check_dataset_name("nothing-here")
     restored, configs = pickle.loads(blob)  # what a spawned sweep worker does
-    assert "pets" in folder._SPECS and configs[0].dataset == "pets" and restored == study
+    assert "pets" in declared._SPECS and configs[0].dataset == "pets" and restored == study
     forget()
     assert register_study_dataset(as_json) == "pets" and "pets" in base.dataset_names()
     assert Study.from_dict(json.loads(as_json)) == study

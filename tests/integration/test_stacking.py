@@ -231,8 +231,10 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
 
     # the same study trained one seed at a time: the same models up to rounding. An epoch of a tiny network
     # amplify rounding into a visible difference: training these seeds alone with 2 torch threads instead of 1
-    # moves acc by up to 0.011; stacked vs alone measured up to 0.022. A bug (wrong data order, shared
-    # augmentation, mixed channels) moves it far more, and the step tests above pin the weights themselves.
+    # moves acc by up to 0.011; stacked vs alone measured up to 0.022, and 0.053 on an AVX2 machine where a
+    # model alone runs its 4-channel downsample in NCHW (models.to_layout, oneDNN#6035) but the stack runs it
+    # grouped, channels-last. A bug (wrong data order, shared augmentation, mixed channels) moves it more, and
+    # the step tests above pin the weights themselves.
     alone = launch.sweep(stacked_study("alone"), uri=tracking.resolve_uri(None), stack=1)
     assert len(alone.finished) == len(SEEDS)
     single = finished_runs(client, "alone")
@@ -246,7 +248,7 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
             "acc/output_noise/2",
             "acc/input_noise/0.5",
         ):
-            assert abs(a[name] - b[name]) <= 0.05, (seed, name, a[name], b[name])
+            assert abs(a[name] - b[name]) <= 0.08, (seed, name, a[name], b[name])
         # L-inf PGD steps along the sign of the gradient, and the sign of a near-zero gradient is rounding
         assert abs(a["acc/pgd_linf/0.001"] - b["acc/pgd_linf/0.001"]) <= 0.15
     # the seeds are different models

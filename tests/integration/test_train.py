@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -453,3 +457,33 @@ def test_dataset_input_survives_a_concurrent_first_log(client):
     with pytest.raises(RuntimeError, match="permission denied"):
         with tracking.RunLogger.start(client, exp_id, "r2", {}) as logger:
             logger.log_dataset("toy", "abc123", "a toy", {"train": 1})
+
+
+def test_small_strided_1x1_convolutions_train_in_nchw():
+    """oneDNN#6035 (torch 2.14): the weight gradient of a strided 1x1 convolution with a channels-last source of
+    fewer than 8 (AVX2) / 16 (AVX-512) channels writes past its buffer; a few training steps of ResNet-18 at the
+    embedded width then crashed the process (double free). Those convolutions keep NCHW; the model computes the
+    same as in NCHW throughout."""
+    code = (
+        "import torch\n"
+        "from mmtrack.models import build_model\n"
+        "torch.set_num_threads(1)\n"
+        "for seed in range(6):\n"
+        "    torch.manual_seed(seed)\n"
+        "    net = build_model('resnet18', 10, 8, 0.0625).train()\n"
+        "    x, y = torch.rand(64, 3, 8, 8), torch.randint(0, 10, (64,))\n"
+        "    torch.nn.functional.cross_entropy(net(x), y).backward()\n"
+        "print('trained')\n"
+    )
+    env = {**os.environ, "MMTRACK_MEMORY_FORMAT": "channels_last"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "trained" in out.stdout, out.stderr[-2000:]
+    torch.manual_seed(0)
+    net = build_model("resnet18", 10, 8, 0.0625).eval()
+    down = net[1].layer2[0].downsample[0]
+    assert down.weight.stride() == (4, 1, 1, 1) and down._forward_pre_hooks  # NCHW weight, NCHW input
+    assert net[1].layer2[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)  # the rest: channels-last
+    x = torch.rand(4, 3, 8, 8)
+    nchw = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    nchw[0].memory_format = "contiguous"
+    torch.testing.assert_close(net(x), nchw(x), rtol=1e-4, atol=1e-5)
