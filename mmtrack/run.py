@@ -20,13 +20,14 @@ import pandas as pd
 import torch
 
 from mmtrack import interventions as iv_mod
+from mmtrack import settings as mm_settings
 from mmtrack import tracking
 from mmtrack._version import __version__
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split, load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention, SharedForward
-from mmtrack.models import memory_format, model_spec
+from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, memory_format, model_spec
 from mmtrack.study import register_study_dataset
 from mmtrack.train import EpochStats, pick_device, precision, train_model, train_models
 
@@ -155,10 +156,16 @@ def populations(interventions: list[Intervention], data: Dataset, measured: Iter
 
 
 def log_populations(
-    logger: tracking.RunLogger, evaluator: Evaluator, names: list[str], skip: set[str] = frozenset()
+    logger: tracking.RunLogger,
+    evaluator: Evaluator,
+    names: list[str],
+    skip: set[str] = frozenset(),
+    required: bool = False,
 ) -> list[str]:
     """Store `predictions/<population>.parquet` for each population in `names` (not in `skip`), then those the
-    evaluator recorded under interventions; returns the populations stored."""
+    evaluator recorded under interventions; returns the populations stored. With `required` (a training run: it
+    may not be FINISHED without them) a failed upload raises; otherwise (`evaluate` adding to a finished run) it
+    is a warning and the others are still stored."""
     stored = []
     frames = {n: lambda n=n: predictions_frame(*evaluator.population(n)) for n in names}
     for name, (index, pred) in evaluator.recorded.items():
@@ -169,6 +176,8 @@ def log_populations(
         try:
             logger.log_dataframe(frame(), tracking.predictions_path(name))
         except Exception as exc:  # noqa: BLE001 - beyond the test split's, predictions are kept where they can be
+            if required:
+                raise
             log.warning("predictions of %s not stored: %s", name, exc)
             continue
         stored.append(name)
@@ -196,6 +205,7 @@ def log_interventions(
         stage = f"seconds/eval/{iv.kind}"  # summed over the intervention's values (e.g. every PGD budget)
         result.seconds[stage] = result.seconds.get(stage, 0.0) + time.perf_counter() - start
         logger.log_metrics(metrics, to_model=True)
+        mm_settings.crash_point("evaluate")
         if log_seconds:
             logger.log_metrics({stage: result.seconds[stage]})
         result.metrics.update(metrics)
@@ -232,6 +242,7 @@ def _log_epoch(logger: tracking.RunLogger, stats: EpochStats) -> None:
     logger.log_metrics(
         {"train_loss": stats.train_loss, "train_acc": stats.train_acc, "epoch_seconds": stats.seconds}, step=stats.epoch
     )
+    mm_settings.crash_point("train")
 
 
 def _log_trained(
@@ -246,6 +257,7 @@ def _log_trained(
     """Predictions, weights and model, then every intervention, into the active run of `logger`."""
     start = time.perf_counter()
     logger.log_dataframe(predictions_frame(*evaluator.population("test")), tracking.predictions_path("test"))
+    mm_settings.crash_point("artifacts")
     example = data.test.images[:2].float().div(255).numpy()
     logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
     device = next(model.parameters()).device
@@ -254,7 +266,10 @@ def _log_trained(
     result.seconds["seconds/log_model"] = time.perf_counter() - start
     logger.log_metrics(result.seconds)
     log_interventions(logger, evaluator, interventions, result, {})
-    log_populations(logger, evaluator, populations(interventions, data), skip={"test"})
+    stored = log_populations(logger, evaluator, populations(interventions, data), skip={"test"}, required=True)
+    # no FINISHED run without its model and predictions: what was uploaded is listed back before the run ends
+    weights = [f"{tracking.WEIGHTS}/{name}" for name in (WEIGHTS_FILE, SPEC_FILE)]
+    logger.verify_artifacts([*weights, *(tracking.predictions_path(n) for n in ["test", *stored])])
 
 
 def run_config(

@@ -14,6 +14,7 @@ sets a variable before calling sees it.
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
 | `MMTRACK_PRECISION` | `fp32`, or `bf16` (bfloat16 autocast while training on CUDA; CPU always trains in fp32) | `fp32` |
+| `MMTRACK_CRASH_AT` | fault injection for the restart tests: `train`, `evaluate` or `artifacts` kills the process (SIGKILL) at that point of its first run, as a lost machine would | unset |
 | `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
 """
 
@@ -118,6 +119,18 @@ def memory_format() -> str:
 
 
 PRECISIONS = ("fp32", "bf16")
+
+
+CRASH_POINTS = ("train", "evaluate", "artifacts")
+
+
+def crash_point(stage: str) -> None:
+    """Die here (SIGKILL: no clean-up, no hand-back) when $MMTRACK_CRASH_AT names `stage`: the restart tests kill
+    a worker at a known moment instead of racing a timer."""
+    if os.environ.get("MMTRACK_CRASH_AT") == stage:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def precision() -> str:

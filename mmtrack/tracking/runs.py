@@ -183,6 +183,34 @@ class RunLogger:
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    @contextlib.contextmanager
+    def storing(self, path: str):
+        """Upload failures of artifact `path` as one line naming it and why (a full disk, a server error)."""
+        try:
+            yield
+        except MMTrackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MLflow, the file system and HTTP raise many types
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())[:240]
+            raise MMTrackError(
+                f"artifact {path} of run {self.run_id} not stored ({why}); free space in (or fix) the artifact "
+                "store and rerun: the configuration is trained again"
+            ) from exc
+
+    def verify_artifacts(self, paths: list[str]) -> None:
+        """Every artifact in `paths` is on the run and not empty (checked before a run may become FINISHED)."""
+        listed: dict[str, dict[str, int]] = {}
+        for path in paths:
+            parent = str(Path(path).parent)
+            if parent not in listed:
+                files = self.client.list_artifacts(self.run_id, None if parent == "." else parent)
+                listed[parent] = {f.path: f.file_size or 0 for f in files if not f.is_dir}
+            if listed[parent].get(path, 0) <= 0:
+                raise MMTrackError(
+                    f"artifact {path} of run {self.run_id} is missing or empty after its upload; check the "
+                    "artifact store (space, permissions) and rerun: the configuration is trained again"
+                )
+
     def log_model(self, model, input_example) -> None:
         """The model via mlflow.pytorch.log_model under the name `model`, for serving and MLflow's model views.
         It is a pickle: mmtrack never loads it (it loads `weights/`, see `load_model`)."""
@@ -202,14 +230,15 @@ class RunLogger:
         try:
             # step=-1: MLflow links the run's metrics at the given step to the model; none are at -1, so the
             # epoch-0 training metrics are not shown as the model's (final scores are linked as they are logged)
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=input_example,
-                pip_requirements=reqs,
-                serialization_format="pickle",
-                step=-1,
-            )
+            with self.storing("model"):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    input_example=input_example,
+                    pip_requirements=reqs,
+                    serialization_format="pickle",
+                    step=-1,
+                )
             self.model_id = info.model_id
         finally:
             pt_log.setLevel(level)
@@ -248,7 +277,8 @@ class RunLogger:
 
         with tempfile.TemporaryDirectory() as tmp:
             save_weights(model, spec, Path(tmp))
-            self.client.log_artifacts(self.run_id, tmp, WEIGHTS)
+            with self.storing(f"{WEIGHTS}/"):
+                self.client.log_artifacts(self.run_id, tmp, WEIGHTS)
 
     def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
         import tempfile
@@ -257,7 +287,8 @@ class RunLogger:
             local = Path(tmp) / Path(path).name
             df.to_parquet(local, index=False)
             parent = str(Path(path).parent)
-            self.client.log_artifact(self.run_id, str(local), None if parent == "." else parent)
+            with self.storing(path):
+                self.client.log_artifact(self.run_id, str(local), None if parent == "." else parent)
 
 
 def _version(package: str) -> str:

@@ -148,10 +148,10 @@ def subprocess_env(tracking: Path) -> dict[str, str]:
     return env
 
 
-def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = False) -> subprocess.Popen:
+def start_mmtrack(args: list[str], cwd: Path, tracking: Path, one_cpu: bool = False, **env_vars) -> subprocess.Popen:
     """`mmtrack ARGS` in the background; with `one_cpu` a sweep trains with one torch thread in all
-    (MMTRACK_THREADS=1), so two sweeps running at once do not oversubscribe two cores."""
-    env = subprocess_env(tracking)
+    (MMTRACK_THREADS=1), so two sweeps running at once do not oversubscribe two cores; `env_vars` are set too."""
+    env = {**subprocess_env(tracking), **env_vars}
     if one_cpu:
         env["MMTRACK_THREADS"] = "1"
     return subprocess.Popen(
