@@ -14,6 +14,7 @@ sets a variable before calling sees it.
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
 | `MMTRACK_PRECISION` | `fp32`, or `bf16` (bfloat16 autocast while training on CUDA; CPU always trains in fp32) | `fp32` |
+| `MMTRACK_SERVER_WAIT` | seconds a worker waits for an unreachable tracking server before it stops (`--server-wait` wins) | `600` |
 | `MMTRACK_CRASH_AT` | fault injection for the restart tests: `train`, `evaluate` or `artifacts` kills the process (SIGKILL) at that point of its first run, as a lost machine would | unset |
 | `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
 """
@@ -119,6 +120,17 @@ def memory_format() -> str:
 
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def server_wait() -> float:
+    value = os.environ.get("MMTRACK_SERVER_WAIT", "600")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise MMTrackError(f"MMTRACK_SERVER_WAIT must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 CRASH_POINTS = ("train", "evaluate", "artifacts")

@@ -85,3 +85,14 @@ def eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int, inter
         noise_draws=noise_draws,
         intervention_predictions=intervention_predictions,
     )
+
+
+ServerWaitOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--server-wait",
+        metavar="SECONDS",
+        help="How long a worker waits for an unreachable tracking server (a restart) before it stops and hands its "
+        "configuration back; training metrics are kept meanwhile (default $MMTRACK_SERVER_WAIT, 600).",
+    ),
+]

@@ -9,7 +9,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from mmtrack.cli._app import app, console, err, quiet
-from mmtrack.cli._options import DataDir, StudyArg, TrackingUri
+from mmtrack.cli._options import DataDir, ServerWaitOpt, StudyArg, TrackingUri
 from mmtrack.execution import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
 
 StorageOpt = Annotated[
@@ -74,6 +74,7 @@ def sweep(
     ] = 1,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
+    server_wait: ServerWaitOpt = None,
 ):
     """Run every configuration of a study as one MLflow run each (resumable, parallel, seeds stacked)."""
     from rich.progress import (
@@ -141,11 +142,26 @@ def sweep(
 
         if storage:
             summary = launch.sweep_with_storage(
-                st, storage, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
+                st,
+                storage,
+                workers,
+                tracking_uri,
+                on_event,
+                data_dir=data_dir,
+                stack=stack,
+                devices=device_list,
+                server_wait=server_wait,
             )
         else:
             summary = launch.sweep(
-                st, workers, tracking_uri, on_event, data_dir=data_dir, stack=stack, devices=device_list
+                st,
+                workers,
+                tracking_uri,
+                on_event,
+                data_dir=data_dir,
+                stack=stack,
+                devices=device_list,
+                server_wait=server_wait,
             )
     console.print(
         f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
@@ -254,6 +270,7 @@ def worker_command(
     ] = DEFAULT_MAX_RETRY,
     stack: StackOpt = 0,
     data_dir: DataDir = None,
+    server_wait: ServerWaitOpt = None,
 ):
     """Train the study's configurations handed out through --storage until none is left (any number of
     workers, on any machines, logging to one tracking server)."""
@@ -293,6 +310,7 @@ def worker_command(
             max_retry=max_retry,
             data_dir=data_dir,
             stack=stack,
+            server_wait=server_wait,
         )
     except KeyboardInterrupt:
         err.print("[yellow]stopped[/]: the configuration in training went back to the queue")

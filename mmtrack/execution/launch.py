@@ -101,6 +101,7 @@ def _sweep_job(
     data_dir: str | None,
     stack: int,
     device: str | None,
+    server_wait: float | None,
     emit: Emit,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
@@ -120,6 +121,7 @@ def _sweep_job(
                 should_stop=should_stop,
                 stack=stack,
                 device=device,
+                server_wait=server_wait,
             )
     finally:
         queue.close()
@@ -144,6 +146,7 @@ def sweep(
     data_dir: str | None = None,
     stack: int = 0,
     devices: list[str] | None = None,
+    server_wait: float | None = None,
 ) -> Summary:
     """Run the whole study into the experiment named after it, on this machine; returns what happened. Each
     worker trains the seeds of a configuration still to do together (at most `stack`; 0: all of them). With
@@ -166,7 +169,9 @@ def sweep(
     round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
     jobs = [
-        functools.partial(_sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack, device)
+        functools.partial(
+            _sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack, device, server_wait
+        )
         for device in devices[: max(1, processes)]
     ]
     if processes <= 1:
@@ -200,6 +205,7 @@ def run_worker(
     should_stop: Callable[[], bool] = lambda: False,
     stack: int = 0,
     device: str | None = None,
+    server_wait: float | None = None,
 ) -> Summary:
     """One worker: claim the study's next configuration from the queue in `storage_url`, train it into the
     experiment named after the study, repeat until the round has nothing WAITING or RUNNING.
@@ -229,6 +235,7 @@ def run_worker(
             should_stop=should_stop,
             stack=stack,
             device=device,
+            server_wait=server_wait,
         )
     return summary
 
@@ -246,6 +253,7 @@ def sweep_with_storage(
     data_dir: str | None = None,
     stack: int = 0,
     devices: list[str] | None = None,
+    server_wait: float | None = None,
 ) -> Summary:
     """`mmtrack sweep --storage`: start (or join) a round of the study's queue and run `workers` local worker
     processes on it (or one per entry of `devices`, on that device), exactly like `mmtrack worker` on other
@@ -278,6 +286,7 @@ def sweep_with_storage(
                 data_dir=data_dir,
                 stack=stack,
                 device=device,
+                server_wait=server_wait,
             )
             for device in devices or [None] * workers
         ]

@@ -239,10 +239,14 @@ def work(
     should_stop: Callable[[], bool] = lambda: False,
     stack: int = 0,
     device: str | None = None,
+    server_wait: float | None = None,
 ) -> None:
     """One worker: claim a configuration with the seeds of it still in the round (at most `stack` of them; 0: no
     cap), train them together (inside the queue's heartbeats), settle each, until nothing is left in the round.
-    Ctrl-C, SIGTERM or a lost tracking server hand the claimed configurations back before the worker stops."""
+    Ctrl-C, SIGTERM or a lost tracking server hand the claimed configurations back before the worker stops.
+    Its MLflow calls wait up to `server_wait` seconds (default $MMTRACK_SERVER_WAIT, 600) for a server that went
+    away (`tracking.resilience`): a restart within that costs nothing but the wait."""
+    tracking.patient_worker(tracking.server_wait() if server_wait is None else server_wait)
     me = worker_id()
     while not should_stop():
         claims = queue.claim_group(me, stack or None)

@@ -9,6 +9,7 @@ functions that need it).
 
 from mmtrack.tags import *  # noqa: F403 - tag names are part of the tracking layer's API
 from mmtrack.tracking.artifacts import PREDICTIONS, load_model, load_predictions, predictions_path, stored_populations
+from mmtrack.tracking.resilience import TrackingUnavailable, patient_worker, patiently, server_wait, set_server_wait
 from mmtrack.tracking.runs import (
     REPORTS_SUFFIX,
     WEIGHTS,
@@ -59,6 +60,11 @@ __all__ = [
     "UI_VIEW",
     "WEIGHTS",
     "RunLogger",
+    "TrackingUnavailable",
+    "patient_worker",
+    "patiently",
+    "server_wait",
+    "set_server_wait",
     "can_adopt",
     "check_database",
     "check_server",

@@ -21,6 +21,7 @@ from mmtrack.tags import (
     RUN_NAME_TAG,
     STUDY_TAG,
 )
+from mmtrack.tracking.resilience import TrackingUnavailable, is_unreachable, patiently
 from mmtrack.tracking.stores import artifact_root
 
 WEIGHTS = "weights"  # artifact folder: model.safetensors + model.json, loadable without executing code
@@ -65,6 +66,10 @@ class RunLogger:
 
     Used as a context manager: an exception inside leaves the run FAILED with the error recorded in the tag
     `mmtrack.error` (and `error.txt`), then propagates; a normal exit marks it FINISHED.
+
+    Every call waits out an unreachable tracking server (`resilience.patiently`, up to the server wait); training
+    curves (metrics with a step) do not even wait: while the server is away they are kept, in order, and sent
+    before anything else is logged (`flush`), so training goes on through a server restart.
     """
 
     model_id: str | None = None  # the run's logged model, once logged: final metrics are linked to it
@@ -73,6 +78,7 @@ class RunLogger:
     def __init__(self, client, run_id: str):
         """A logger on an existing run, logging through the client only (see `start` and `attach`)."""
         self.client, self.run_id = client, run_id
+        self.pending: list = []  # training metrics not sent yet (the server was unreachable), in order
 
     @classmethod
     def start(
@@ -83,10 +89,11 @@ class RunLogger:
         import mlflow
 
         if run_id:  # launched by `mlflow run`: log into the run it created
-            logger = cls(client, mlflow.start_run(run_id=run_id).info.run_id)
+            logger = cls(client, patiently("the run's start", mlflow.start_run, run_id=run_id).info.run_id)
             logger.set_tags({**tags, RUN_NAME_TAG: run_name})
         else:
-            logger = cls(client, mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags).info.run_id)
+            run = patiently("the run's start", mlflow.start_run, experiment_id=exp_id, run_name=run_name, tags=tags)
+            logger = cls(client, run.info.run_id)
         return logger
 
     @classmethod
@@ -96,14 +103,15 @@ class RunLogger:
         in turn (`resume`) to log its model. `fail` ends one that never became active."""
         from mlflow.tracking.context.registry import resolve_tags
 
-        return cls(client, client.create_run(exp_id, tags=resolve_tags(tags), run_name=run_name).info.run_id)
+        run = patiently("a new run", client.create_run, exp_id, tags=resolve_tags(tags), run_name=run_name)
+        return cls(client, run.info.run_id)
 
     def resume(self) -> RunLogger:
         """Make this run MLflow's active run until the `with` block it opens ends (FINISHED, or FAILED/KILLED with
         the error recorded)."""
         import mlflow
 
-        mlflow.start_run(run_id=self.run_id)
+        patiently(f"run {self.run_id}", mlflow.start_run, run_id=self.run_id)
         return self
 
     def fail(self, exc: BaseException) -> None:
@@ -133,7 +141,10 @@ class RunLogger:
         if mlflow.active_run() is None or mlflow.active_run().info.run_id != self.run_id:
             return False  # an attached logger: nothing to end
         if exc is None:
-            mlflow.end_run("FINISHED")
+            self.flush()
+            patiently("the run's end", self.client.set_terminated, self.run_id, "FINISHED")
+            with contextlib.suppress(Exception):  # FINISHED already; this only closes MLflow's active run
+                mlflow.end_run("FINISHED")
             return False
         self._record_error(exc_type, exc, tb)
         with contextlib.suppress(Exception):
@@ -151,8 +162,9 @@ class RunLogger:
         """Log params; those already on the run (`mlflow run -P ...` logs its own) are kept as they are."""
         from mlflow.entities import Param
 
-        existing = self.client.get_run(self.run_id).data.params
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
+        existing = patiently("params", self.client.get_run, self.run_id).data.params
+        new = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        patiently("params", self.client.log_batch, self.run_id, params=new)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None, to_model: bool = False) -> None:
         """Metrics on the run; with `to_model`, also linked to the run's logged model (MLflow 3 model metrics,
@@ -175,13 +187,35 @@ class RunLogger:
             )
             for k, v in metrics.items()
         ]
+        if step is not None and not to_model:  # a training curve: kept while the server is away
+            self.pending.extend(batch)
+            self.flush(wait=False)
+            return
+        self.flush()
         for i in range(0, len(batch), 500):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 500])
+            patiently("metrics", self.client.log_batch, self.run_id, metrics=batch[i : i + 500])
+
+    def flush(self, wait: bool = True) -> None:
+        """Send the training metrics kept while the server was unreachable, in order. With `wait` (before
+        anything else is logged) wait for the server as any call does; without, leave them for later."""
+        while self.pending:
+            chunk = self.pending[:500]
+            try:
+                if wait:
+                    patiently("buffered training metrics", self.client.log_batch, self.run_id, metrics=chunk)
+                else:
+                    self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as exc:
+                if wait or not is_unreachable(exc):
+                    raise
+                return  # still away: kept for the next call
+            del self.pending[: len(chunk)]
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.flush()
+        patiently("tags", self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     @contextlib.contextmanager
     def storing(self, path: str):
@@ -203,7 +237,9 @@ class RunLogger:
         for path in paths:
             parent = str(Path(path).parent)
             if parent not in listed:
-                files = self.client.list_artifacts(self.run_id, None if parent == "." else parent)
+                files = patiently(
+                    "an artifact listing", self.client.list_artifacts, self.run_id, None if parent == "." else parent
+                )
                 listed[parent] = {f.path: f.file_size or 0 for f in files if not f.is_dir}
             if listed[parent].get(path, 0) <= 0:
                 raise MMTrackError(
@@ -231,7 +267,9 @@ class RunLogger:
             # step=-1: MLflow links the run's metrics at the given step to the model; none are at -1, so the
             # epoch-0 training metrics are not shown as the model's (final scores are linked as they are logged)
             with self.storing("model"):
-                info = mlflow.pytorch.log_model(
+                info = patiently(
+                    "the model",
+                    mlflow.pytorch.log_model,
                     model,
                     name="model",
                     input_example=input_example,
@@ -258,8 +296,10 @@ class RunLogger:
         inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
         for attempt in range(DATASET_RETRIES):
             try:
-                self.client.log_inputs(self.run_id, datasets=inputs)
+                patiently("the dataset input", self.client.log_inputs, self.run_id, datasets=inputs)
                 break
+            except TrackingUnavailable:
+                raise
             except Exception as exc:  # noqa: BLE001 - MLflow wraps the database's error in several types
                 # Two workers logging the same dataset into an experiment at the same moment both try to create
                 # its row; the loser hits the unique constraint. The row exists now: log again, once it is there.
@@ -278,7 +318,7 @@ class RunLogger:
         with tempfile.TemporaryDirectory() as tmp:
             save_weights(model, spec, Path(tmp))
             with self.storing(f"{WEIGHTS}/"):
-                self.client.log_artifacts(self.run_id, tmp, WEIGHTS)
+                patiently(f"{WEIGHTS}/", self.client.log_artifacts, self.run_id, tmp, WEIGHTS)
 
     def log_dataframe(self, df: pd.DataFrame, path: str) -> None:
         import tempfile
@@ -288,7 +328,7 @@ class RunLogger:
             df.to_parquet(local, index=False)
             parent = str(Path(path).parent)
             with self.storing(path):
-                self.client.log_artifact(self.run_id, str(local), None if parent == "." else parent)
+                patiently(path, self.client.log_artifact, self.run_id, str(local), None if parent == "." else parent)
 
 
 def _version(package: str) -> str:

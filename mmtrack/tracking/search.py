@@ -15,6 +15,7 @@ from mmtrack.tags import (
     LAUNCHED_TAG,
     REVISION_TAG,
 )
+from mmtrack.tracking.resilience import patiently
 
 
 def _runs_frame(runs) -> pd.DataFrame:
@@ -68,19 +69,19 @@ def find_experiment(client, name: str) -> str | None:
 
 def finished_hashes(client, exp_id: str) -> set[str]:
     """Config hashes with a FINISHED run in the experiment (what a sweep skips)."""
-    runs = search_all_runs(client, exp_id, "attributes.status = 'FINISHED'")
+    runs = patiently("a runs search", search_all_runs, client, exp_id, "attributes.status = 'FINISHED'")
     return {r.data.tags.get(HASH_TAG) for r in runs}
 
 
 def runs_of_config(client, exp_id: str, config_hash: str) -> list:
     """Every run of one configuration in the experiment, whatever its status."""
-    return search_all_runs(client, exp_id, f"tags.`{HASH_TAG}` = '{config_hash}'")
+    return patiently("a runs search", search_all_runs, client, exp_id, f"tags.`{HASH_TAG}` = '{config_hash}'")
 
 
 def fail_run(client, run_id: str, reason: str) -> None:
     """Mark a run FAILED with its reason (a run left RUNNING by a worker that died)."""
-    client.set_tag(run_id, ERROR_TAG, reason)
-    client.set_terminated(run_id, "FAILED")
+    patiently(f"run {run_id}'s end", client.set_tag, run_id, ERROR_TAG, reason)
+    patiently(f"run {run_id}'s end", client.set_terminated, run_id, "FAILED")
 
 
 def log_launcher_summary(launcher_uri: str, launcher_run: str, counts: dict[str, int], where: str) -> None:

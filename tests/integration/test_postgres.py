@@ -118,6 +118,7 @@ def stack():
                 "tracking_uri": env["MLFLOW_TRACKING_URI"],
                 "storage": env["MMTRACK_STORAGE"],
                 "login": login,
+                "start": argv,  # running it again starts what is not running (a restart after a stop)
             }
             yield _STACK["env"]
         finally:

@@ -1,0 +1,228 @@
+"""A study survives its tracking server going away (issue 22, item 1), against the real stack of test_postgres.py
+(PostgreSQL + `mlflow server` with basic auth, started once per session; skipped outside CI where PostgreSQL
+cannot start, required under CI=true): the server is stopped while a worker trains and started again, and the
+run ends complete, its training metrics sent late but in order; a server away longer than `--server-wait` stops
+the worker with one line, its configuration handed back, and a rerun finishes it. Also the waiting itself
+(`tracking.resilience`) and the buffering of training metrics, on a fake clock and a fake client."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import mmtrack_command
+from test_postgres import stack  # noqa: F401 - the PostgreSQL stack, started once per session
+
+from mmtrack import tracking
+from mmtrack.tracking import resilience
+
+REFUSED = ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded (Connection refused)")
+
+
+class FakeTime:
+    """A clock that moves only when slept on."""
+
+    def __init__(self):
+        self.now, self.slept = 0.0, []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeTime:
+    fake = FakeTime()
+    monkeypatch.setattr(resilience, "time", fake)
+    monkeypatch.setattr(resilience, "_WAIT", {})
+    return fake
+
+
+def flaky(failures: int, error: Exception = REFUSED):
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        if len(calls) <= failures:
+            raise error
+        return x * 2
+
+    return fn, calls
+
+
+def test_a_call_waits_out_an_unreachable_server_with_backoff(clock):
+    resilience.set_server_wait(60)
+    fn, calls = flaky(5)
+    assert resilience.patiently("metrics", fn, 21) == 42
+    assert len(calls) == 6 and clock.slept == [1, 2, 4, 8, 15]
+
+
+def test_beyond_the_server_wait_it_stops_with_one_line(clock):
+    resilience.set_server_wait(20)
+    fn, calls = flaky(100)
+    with pytest.raises(resilience.TrackingUnavailable) as err:
+        resilience.patiently("the model", fn, 1)
+    assert sum(clock.slept) <= 20 and len(calls) == 5  # 1 + 2 + 4 + 8 = 15 s waited; 16 more would pass 20
+    message = err.value.message
+    assert "--server-wait 20 s" in message and "the model" in message and "\n" not in message
+
+
+def test_a_refused_request_is_not_retried(clock):
+    fn, calls = flaky(1, PermissionError("RESOURCE_DOES_NOT_EXIST: run not found"))
+    with pytest.raises(PermissionError):
+        resilience.patiently("tags", fn, 1)
+    assert len(calls) == 1 and clock.slept == []
+
+
+def test_training_metrics_are_kept_while_the_server_is_away_and_sent_in_order(clock):
+    class Client:
+        down = True
+        sent: list = []
+
+        def log_batch(self, run_id, metrics=(), params=(), tags=()):
+            if self.down:
+                raise REFUSED
+            self.sent.extend((m.key, m.step) for m in metrics)
+
+    client = Client()
+    logger = tracking.RunLogger(client, "run-1")
+    for epoch in range(3):  # training goes on: nothing raises, nothing waits
+        logger.log_metrics({"train_loss": 1.0 / (epoch + 1)}, step=epoch)
+    assert clock.slept == [] and [m.step for m in logger.pending] == [0, 1, 2]
+    client.down = False
+    logger.log_metrics({"acc": 0.9})  # the next call sends what was kept first
+    assert client.sent == [("train_loss", 0), ("train_loss", 1), ("train_loss", 2), ("acc", 0)]
+    assert logger.pending == []
+
+
+# ------------------------------------------------------------------------------------- against the real stack
+
+STUDY = {
+    "dataset": "digits-skewed",
+    "design": "ofat",
+    "seeds": [0],
+    "fixed": {"width": 0.0625, "augment": "none", "batch_size": 256},
+    "default": {"lr": 0.1},
+    "axes": {"lr": [0.1]},
+    "interventions": ["acc", "group"],
+}
+
+
+def stop_server(stack) -> None:  # noqa: F811 - the fixture's value
+    pidfile = Path(stack["root"]) / "mlflow-server.pid"
+    pid = int(pidfile.read_text())
+    os.killpg(pid, signal.SIGTERM)  # started with setsid: the pid is the process group
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink()
+
+
+def start_server(stack) -> None:  # noqa: F811
+    out = subprocess.run(
+        stack["start"], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable}
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def start_sweep(stack, tmp_path: Path, name: str, epochs: int, *args: str) -> subprocess.Popen:  # noqa: F811
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "name": name, "epochs": epochs}))
+    env = {**os.environ, **stack["login"], "MMTRACK_THREADS": "1", "MMTRACK_DEVICE": "cpu"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen(
+        [*mmtrack_command(), "sweep", str(path), "--tracking-uri", stack["tracking_uri"], *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def runs_of(client, name: str) -> list:
+    exp = client.get_experiment_by_name(name)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def wait_for_epochs(client, name: str, n: int, proc, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in runs_of(client, name):
+            if len(client.get_metric_history(run.info.run_id, "train_loss")) >= n:
+                return
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before training: {proc.communicate()}")
+        time.sleep(0.3)
+    pytest.fail("training did not start in time")
+
+
+def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path):  # noqa: F811
+    client = tracking.connect(stack["tracking_uri"])
+    name, epochs = f"outage-{uuid.uuid4().hex[:8]}", 60
+    proc = start_sweep(stack, tmp_path, name, epochs, "--server-wait", "300")
+    try:
+        wait_for_epochs(client, name, 2, proc)
+        stop_server(stack)
+        down = time.time() * 1000
+        time.sleep(15)  # training goes on meanwhile; its metrics are kept
+        start_server(stack)
+        up = time.time() * 1000
+        out, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if not (Path(stack["root"]) / "mlflow-server.pid").exists():
+            start_server(stack)  # leave the shared stack running for the other tests
+    assert proc.returncode == 0, out + err
+    (run,) = runs_of(client, name)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == list(range(epochs))  # every epoch once: none lost, none twice
+    in_outage = [m for m in history if down < m.timestamp < up]
+    assert in_outage, "no epoch was trained while the server was down (make the study longer)"
+    assert [m.step for m in sorted(history, key=lambda m: m.timestamp)] == list(range(epochs))  # in order
+    sizes = {f.path: f.file_size for f in client.list_artifacts(run.info.run_id, "predictions")}
+    assert sizes.get("predictions/test.parquet", 0) > 0 and sizes.get("predictions/group.parquet", 0) > 0
+    assert "acc" in client.get_run(run.info.run_id).data.metrics
+
+
+def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_finishes(
+    stack,  # noqa: F811
+    tmp_path,
+):
+    client = tracking.connect(stack["tracking_uri"])
+    name, epochs = f"gone-{uuid.uuid4().hex[:8]}", 30
+    proc = start_sweep(stack, tmp_path, name, epochs, "--server-wait", "5")
+    try:
+        wait_for_epochs(client, name, 1, proc)
+        stop_server(stack)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        start_server(stack)
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "unreachable" in lines[0] and "went back to the queue" in lines[0], err
+    rerun = start_sweep(stack, tmp_path, name, epochs)
+    out, err = rerun.communicate(timeout=400)
+    assert rerun.returncode == 0, out + err
+    runs = runs_of(client, name)
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the cut-short run is marked FAILED
