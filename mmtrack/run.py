@@ -21,7 +21,7 @@ import torch
 
 from mmtrack import interventions as iv_mod
 from mmtrack import settings as mm_settings
-from mmtrack import tracking
+from mmtrack import spool, tracking
 from mmtrack._version import __version__
 from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split, load_dataset
@@ -272,6 +272,12 @@ def _log_trained(
     logger.verify_artifacts([*weights, *(tracking.predictions_path(n) for n in ["test", *stored])])
 
 
+def _kept(exc: tracking.TrackingUnavailable, path) -> tracking.TrackingUnavailable:
+    return tracking.TrackingUnavailable(
+        f"{exc.message}; the trained weights are kept in {path} (a rerun on this machine logs them without training)"
+    )
+
+
 def run_config(
     cfg: RunConfig,
     client,
@@ -287,27 +293,47 @@ def run_config(
     device: str | None = None,
 ) -> RunResult:
     """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
-    one `mlflow run` created) and return its metrics."""
+    one `mlflow run` created) and return its metrics. A model of `cfg` that this machine trained before but could
+    not log (`mmtrack.spool`) is logged instead of trained again; one that cannot be logged now is kept there."""
     start = time.perf_counter()
     data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = torch.device(device) if device else pick_device()
     tags = _tags(cfg, data, device, extra_tags)
+    spooled = spool.take(cfg, data)
+    if spooled is not None:
+        tags[tracking.SPOOLED_TAG] = str(spooled.folder)
     with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
         result = RunResult(logger.run_id)
         _log_inputs(logger, cfg, data, settings, interventions)
+        epochs: list[EpochStats] = []
 
         def epoch_logged(stats: EpochStats) -> None:
+            epochs.append(stats)
             _log_epoch(logger, stats)
             if on_epoch is not None:
                 on_epoch(stats)
 
-        start = time.perf_counter()
-        model = train_model(cfg, data, device, on_epoch=epoch_logged)
-        result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
-        _log_trained(logger, cfg, model, Evaluator(model, data, settings), data, interventions, result)
+        if spooled is not None:  # the curves as they were measured, then the model as it was trained
+            for stats in spooled.epochs:
+                epoch_logged(stats)
+            model = spooled.model.to(device).eval()
+            result.seconds.update(spooled.seconds)
+        else:
+            start = time.perf_counter()
+            model = train_model(cfg, data, device, on_epoch=epoch_logged)
+            result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
+        try:
+            _log_trained(logger, cfg, model, Evaluator(model, data, settings), data, interventions, result)
+        except tracking.TrackingUnavailable as exc:
+            raise _kept(exc, spool.keep(cfg, data, model, epochs, _train_seconds(result))) from None
+    spool.drop(cfg)
     return result
+
+
+def _train_seconds(result: RunResult) -> dict[str, float]:
+    return {k: v for k, v in result.seconds.items() if k in ("seconds/data", "seconds/train", "seconds/train_stack")}
 
 
 def run_configs(
@@ -346,11 +372,18 @@ def run_configs(
             )
             _log_inputs(loggers[-1], cfg, data, settings, interventions)
         start = time.perf_counter()
-        models = train_models(cfgs, data, device, on_epoch=lambda k, stats: _log_epoch(loggers[k], stats))
+        epochs: list[list[EpochStats]] = [[] for _ in cfgs]
+
+        def epoch_logged(k: int, stats: EpochStats) -> None:
+            epochs[k].append(stats)
+            _log_epoch(loggers[k], stats)
+
+        models = train_models(cfgs, data, device, on_epoch=epoch_logged)
         train_seconds = time.perf_counter() - start
         live = [m for m in models if not isinstance(m, Exception)]
         shared = SharedForward(live, settings.batch_size) if live else None
         results: list[RunResult | Exception] = []
+        gone: tracking.TrackingUnavailable | None = None
         for k, (cfg, logger, model) in enumerate(zip(cfgs, loggers, models)):
             ended.add(k)
             if isinstance(model, Exception):
@@ -367,12 +400,21 @@ def run_configs(
                 }
             )
             evaluator = Evaluator(model, data, settings, shared=shared, member=live.index(model))
+            if gone is not None:  # the server is away: keep the model without waiting for it once more
+                logger.fail(gone)
+                results.append(_kept(gone, spool.keep(cfg, data, model, epochs[k], _train_seconds(result))))
+                continue
             try:
                 with logger.resume():
                     _log_trained(logger, cfg, model, evaluator, data, interventions, result)
+            except tracking.TrackingUnavailable as exc:  # kept locally, so that a retry need not train it again
+                gone = exc
+                results.append(_kept(exc, spool.keep(cfg, data, model, epochs[k], _train_seconds(result))))
+                continue
             except Exception as exc:  # noqa: BLE001 - its run is FAILED with the error; the others go on
                 results.append(exc)
                 continue
+            spool.drop(cfg)
             results.append(result)
         return results
     except BaseException as exc:

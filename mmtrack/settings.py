@@ -14,7 +14,8 @@ sets a variable before calling sees it.
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
 | `MMTRACK_PRECISION` | `fp32`, or `bf16` (bfloat16 autocast while training on CUDA; CPU always trains in fp32) | `fp32` |
-| `MMTRACK_SERVER_WAIT` | seconds a worker waits for an unreachable tracking server before it stops (`--server-wait` wins) | `600` |
+| `MMTRACK_SERVER_WAIT` | seconds a worker waits for an unreachable tracking server or Optuna storage before it stops (`--server-wait` wins) | `600` |
+| `MMTRACK_SPOOL` | trained weights whose run could not be logged (the tracking server was away too long), kept until a rerun on this machine logs them | `<tracking dir>/spool` |
 | `MMTRACK_CRASH_AT` | fault injection for the restart tests: `train`, `evaluate` or `artifacts` kills the process (SIGKILL) at that point of its first run, as a lost machine would | unset |
 | `MLFLOW_TRACKING_URI`, `MLFLOW_RUN_ID`, `MLFLOW_TRACKING_USERNAME/PASSWORD` | MLflow's own | |
 """
@@ -80,6 +81,13 @@ def cache_dir() -> Path:
     """Root of mmtrack's local caches: $MMTRACK_CACHE, else the tracking directory's `cache/`."""
     env = os.environ.get("MMTRACK_CACHE")
     return Path(env).expanduser() if env else tracking_dir() / "cache"
+
+
+def spool_dir() -> Path:
+    """Where trained weights wait for their run to be logged (`mmtrack.spool`): $MMTRACK_SPOOL, else the
+    tracking directory's `spool/`."""
+    env = os.environ.get("MMTRACK_SPOOL")
+    return Path(env).expanduser() if env else tracking_dir() / "spool"
 
 
 def lock_dir() -> Path:

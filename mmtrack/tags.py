@@ -22,6 +22,7 @@ COMMAND_TAG = "mmtrack.command"
 PRECISION_TAG = "mmtrack.precision"  # fp32, or bf16 (autocast while training on CUDA)
 STACK_TAG = "mmtrack.stack"  # runs trained together as one stacked network share this id
 STACK_SEEDS_TAG = "mmtrack.stack_seeds"  # the seeds of that stack, e.g. "0,1,2,3,4" (one seed: trained alone)
+SPOOLED_TAG = "mmtrack.spooled_weights"  # logged from weights kept locally while the server was away (mmtrack.spool)
 TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"  # evaluate loaded the run's pickled model (--trust-pickle)
 # on report runs and experiments
 REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model

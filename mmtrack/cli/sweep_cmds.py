@@ -57,7 +57,9 @@ def sweep(
     storage: Annotated[
         Optional[str],
         typer.Option(
-            metavar="URL", help="Optuna RDB storage URL shared by workers on several machines (e.g. postgresql://...)."
+            metavar="URL",
+            help="Optuna RDB storage URL shared by workers on several machines (e.g. postgresql://...); with "
+            "--dry-run, what its queue says of each configuration, checked against MLflow.",
         ),
     ] = None,
     stack: StackOpt = 0,
@@ -94,19 +96,7 @@ def sweep(
     st = load_study(study)
     configs = st.configs()
     if dry_run:
-        status = _config_status(st.name, tracking_uri)
-        table = Table(title=f"{esc(st.name)}: {len(configs)} configurations ({st.design}, {len(st.seeds)} seeds)")
-        for col in ("#", "run name", "config hash", "status"):
-            table.add_column(col)
-        styles = {"finished": "green", "failed": "red", "running": "yellow", "to do": "default"}
-        for i, cfg in enumerate(configs):
-            state = status.get(cfg.hash, "to do")
-            table.add_row(str(i), esc(cfg.run_name), cfg.hash, f"[{styles[state]}]{state}[/]")
-        console.print(table)
-        counts = {k: sum(status.get(c.hash, "to do") == k for c in configs) for k in styles}
-        console.print(
-            ", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)"
-        )
+        _print_dry_run(st, tracking_uri, storage)
         return
     if estimate:
         _print_estimate(st, workers, stack, data_dir)
@@ -222,28 +212,79 @@ def _print_estimate(st, workers: int, stack: int, data_dir: str | None) -> None:
     )
 
 
-def _config_status(experiment: str, tracking_uri: str | None) -> dict[str, str]:
+def _print_dry_run(st, tracking_uri: str | None, storage: str | None) -> None:
+    """The configurations and their state in MLflow; with --storage, what the queue says of each beside it, and
+    whether the two agree (each configuration the queue settled as finished has exactly one FINISHED run)."""
+    from mmtrack.execution import queue_states
+
+    configs = st.configs()
+    status, finished_runs = _config_status(st.name, tracking_uri)
+    queue = queue_states(st, storage) if storage else None
+    table = Table(title=f"{esc(st.name)}: {len(configs)} configurations ({st.design}, {len(st.seeds)} seeds)")
+    for col in ("#", "run name", "config hash", "status", *(["queue"] if storage else [])):
+        table.add_column(col)
+    styles = {"finished": "green", "failed": "red", "running": "yellow", "to do": "default"}
+    disagree = []
+    for i, cfg in enumerate(configs):
+        state, n = status.get(cfg.hash, "to do"), finished_runs.get(cfg.hash, 0)
+        shown = f"[{styles[state]}]{state}[/]" + (f" [red]x{n}[/]" if n > 1 else "")
+        row = [str(i), esc(cfg.run_name), cfg.hash, shown]
+        if storage:
+            said = (queue or {}).get(cfg.hash, "-")
+            row.append(said)
+            if n > 1:
+                disagree.append(f"{cfg.run_name}: {n} FINISHED runs")
+            elif n == 0 and said in ("finished", "skipped"):
+                disagree.append(f"{cfg.run_name}: the queue says {said}, MLflow has no FINISHED run")
+            elif n == 1 and said == "failed":
+                disagree.append(f"{cfg.run_name}: the queue says failed, MLflow has a FINISHED run")
+        table.add_row(*row)
+    console.print(table)
+    counts = {k: sum(status.get(c.hash, "to do") == k for c in configs) for k in styles}
+    console.print(", ".join(f"{n} {k}" for k, n in counts.items() if n) + " (the sweep trains what is not finished)")
+    if not storage:
+        return
+    if queue is None:
+        console.print(f"no queue for {esc(st.name)} in {esc(_redact(storage))} yet (a sweep --storage starts one)")
+    if disagree:
+        for line in disagree:
+            err.print(f"[red]disagree[/] {esc(line)}")
+        raise typer.Exit(1)
+    console.print(f"MLflow and the queue agree: {counts['finished']} configuration(s) finished, each exactly once")
+
+
+def _redact(url: str) -> str:
+    from mmtrack.tracking import redact
+
+    return redact(url)
+
+
+def _config_status(experiment: str, tracking_uri: str | None) -> tuple[dict[str, str], dict[str, int]]:
     """config hash -> finished | running | failed, from the experiment's runs (a missing store or experiment:
-    nothing yet). FINISHED wins over RUNNING over FAILED/KILLED, as the sweep decides what to train."""
+    nothing yet), and config hash -> its number of FINISHED runs. FINISHED wins over RUNNING over FAILED/KILLED,
+    as the sweep decides what to train."""
     from pathlib import Path as _Path
 
     from mmtrack import tracking
 
     uri = tracking.resolve_uri(tracking_uri)
     if tracking.is_local_sqlite(uri) and not _Path(uri[len("sqlite:///") :]).exists():
-        return {}  # a dry run creates no store
+        return {}, {}  # a dry run creates no store
     client = tracking.connect(uri)
     exp_id = tracking.find_experiment(client, experiment)
     if exp_id is None:
-        return {}
+        return {}, {}
     rank = {"FINISHED": ("finished", 3), "RUNNING": ("running", 2), "FAILED": ("failed", 1), "KILLED": ("failed", 1)}
     out: dict[str, tuple[str, int]] = {}
+    finished: dict[str, int] = {}
     for run in tracking.search_all_runs(client, exp_id):
         key = run.data.tags.get(tracking.HASH_TAG)
         state = rank.get(run.info.status)
+        if key and run.info.status == "FINISHED":
+            finished[key] = finished.get(key, 0) + 1
         if key and state and state[1] > out.get(key, ("", 0))[1]:
             out[key] = state
-    return {k: v[0] for k, v in out.items()}
+    return {k: v[0] for k, v in out.items()}, finished
 
 
 @app.command("worker")

@@ -19,6 +19,7 @@ from mmtrack.execution.optuna_queue import (
     TrialClaim,
     check_storage,
     queue_name,
+    queue_states,
 )
 from mmtrack.execution.queue import Claim, WorkQueue, relative_cost
 
@@ -38,5 +39,6 @@ __all__ = [
     "check_storage",
     "lock_dir",
     "queue_name",
+    "queue_states",
     "relative_cost",
 ]

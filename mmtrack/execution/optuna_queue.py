@@ -22,9 +22,13 @@ How it keeps the contract of `mmtrack.execution.queue`:
   `RetryHeartbeatStaleTrialCallback(max_retry)` enqueues a copy (at most `max_retry` times, default 3). A live
   worker's claim expires only if its heartbeat thread stalls for `grace` seconds: keep grace >= 3 x heartbeat.
 - Hand-back: the trial is told FAIL (user attribute `outcome: handed back: <why>`) and the index re-enqueued.
-- Unreachable storage: checked before anything starts, and every database error while talking to it becomes
-  one line naming the URL (password hidden). A run is logged to MLflow before its trial is told, so losing the
-  storage afterwards loses nothing: the trial expires and whoever retries it finds the FINISHED run.
+- Unreachable storage: checked before anything starts (one line naming the URL, password hidden). Later, a
+  storage that goes away (a PostgreSQL restart, a dropped connection) is waited for with backoff, up to the
+  worker's `--server-wait` (`_patiently`), and each queue operation is then tried again whole (each is safe to
+  repeat: see each); beyond that wait, one line naming the URL. Heartbeats missed meanwhile do not expire live
+  claims: no claim is expired within `grace` seconds of the storage being back (`_fail_stale`). A run is logged
+  to MLflow before its trial is told, so losing the storage afterwards loses nothing: the trial expires and
+  whoever retries it finds the FINISHED run.
 
 What Optuna's public API does not give, kept here with the reason at each place: the queue lock (`_Lock`), the
 heartbeat recorded before the claim, and a heartbeat thread that survives storage hiccups (`_Heartbeat`).
@@ -85,10 +89,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
-def _unreachable(url: str, exc: BaseException | None = None) -> MMTrackError:
+def _unreachable(url: str, exc: BaseException | None = None, seconds: float | None = None) -> MMTrackError:
     why = f" ({_first_line(exc)})" if exc is not None else ""
+    waited = f" for {seconds:.0f} s (--server-wait)" if seconds is not None else ""
     return MMTrackError(
-        f"Optuna storage {_redact(url)} is unreachable{why}; start it (tracking/start-stack.sh) "
+        f"Optuna storage {_redact(url)} is unreachable{waited}{why}; start it (tracking/start-stack.sh) "
         "or fix --storage / $MMTRACK_STORAGE (finished runs are kept in MLflow)"
     )
 
@@ -122,19 +127,28 @@ def check_storage(url: str, timeout: int = 5) -> None:
         )
 
 
-@contextlib.contextmanager
-def _storage_errors(url: str) -> Iterator[None]:
-    """Database errors while talking to the storage become one line naming it."""
+def _connection_lost(exc: BaseException) -> BaseException | None:
+    """The driver error behind `exc` when it says the storage cannot be reached (down, restarting, a dropped
+    connection), else None."""
     import sqlalchemy.exc
     from optuna.exceptions import StorageInternalError
 
-    try:
-        yield
-    except (sqlalchemy.exc.DBAPIError, StorageInternalError) as exc:
-        cause = exc if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc.__cause__
-        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            raise _unreachable(url, cause) from None
-        raise
+    if not isinstance(exc, (sqlalchemy.exc.DBAPIError, StorageInternalError)):
+        return None
+    cause = exc if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc.__cause__
+    return cause if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) else None
+
+
+def _patiently(url: str, what: str, fn, on_down=lambda: None):
+    """`fn()`, tried again while the storage is unreachable (a PostgreSQL restart), for up to the server wait
+    (`tracking.wait_out`); then one line naming the URL."""
+    from mmtrack import tracking
+
+    def gone(seconds: float, exc: BaseException) -> MMTrackError:
+        return _unreachable(url, _connection_lost(exc), seconds)
+
+    trouble = f"Optuna storage {_redact(url)} unreachable while {what}"
+    return tracking.wait_out(trouble, fn, lambda exc: _connection_lost(exc) is not None, gone, on_down)
 
 
 class _Lock:
@@ -183,15 +197,17 @@ class _Heartbeat:
     `HeartbeatThread` is private (`optuna.storages._heartbeat`) and ends at the first storage error; a storage
     hiccup here is retried at the next beat, so a claim expires only when its worker is really gone."""
 
-    def __init__(self, storage, trial_id: int, interval: int):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+    def __init__(self, storage, trial_id: int, interval: int, on_down=lambda: None):
+        self.storage, self.trial_id, self.interval, self.on_down = storage, trial_id, interval, on_down
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="mmtrack-heartbeat", daemon=True)
 
     def _run(self) -> None:
         while True:
-            with contextlib.suppress(Exception):
+            try:
                 self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                self.on_down()
             if self.stop.wait(self.interval):
                 return
 
@@ -238,18 +254,23 @@ class OptunaQueue(WorkQueue):
         self.heartbeat_s, self.grace = heartbeat, grace
         self.poll = poll if poll is not None else min(heartbeat, 5)
         self.lock = _Lock(storage_url, self.name)
-        with _storage_errors(storage_url), self.lock(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
-            # Under the lock: the first workers on an empty database would race on creating Optuna's tables.
-            self.storage = optuna.storages.RDBStorage(
-                driver_url(storage_url),
-                engine_kwargs=self._engine_kwargs(storage_url),
-                heartbeat_interval=heartbeat,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry),
-            )
-            self.study = optuna.create_study(storage=self.storage, study_name=self.name, load_if_exists=True)
-            self.study.set_user_attr("mmtrack.study", study.to_json())
+        self.trouble_at = -float("inf")  # time.monotonic() of the last storage error this process saw
+
+        def open_queue() -> None:
+            with self.lock(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
+                # Under the lock: the first workers on an empty database would race on creating Optuna's tables.
+                self.storage = optuna.storages.RDBStorage(
+                    driver_url(storage_url),
+                    engine_kwargs=self._engine_kwargs(storage_url),
+                    heartbeat_interval=heartbeat,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry),
+                )
+                self.study = optuna.create_study(storage=self.storage, study_name=self.name, load_if_exists=True)
+                self.study.set_user_attr("mmtrack.study", study.to_json())
+
+        self._call("opening the queue", open_queue)
 
     @staticmethod
     def _engine_kwargs(url: str) -> dict:
@@ -257,15 +278,38 @@ class OptunaQueue(WorkQueue):
             return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
         return {"connect_args": {"timeout": 60}}  # SQLite: wait for other writers instead of failing
 
+    def _call(self, what: str, fn):
+        """`fn()` through a storage that may be restarting (`_patiently`), noting when it was last away."""
+        return _patiently(self.url, what, fn, self._note_trouble)
+
+    def _note_trouble(self) -> None:
+        self.trouble_at = time.monotonic()
+
     def _trials(self, *states) -> list:
         return self.study.get_trials(deepcopy=False, states=states or None)
 
     def _fail_stale(self) -> None:
+        """Expire the claims of dead workers (see the module docstring), except shortly after the storage was
+        away: then every live worker's last heartbeat is old too (it could not beat meanwhile), and expiring its
+        claim would have its configuration trained twice at once. So not within `grace` seconds of PostgreSQL's
+        start (a restart) or of a storage error this process saw: by then every live claim has beaten again."""
         import optuna
+
+        if time.monotonic() - self.trouble_at < self.grace or self._restarted_within(self.grace):
+            return
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental
             optuna.storages.fail_stale_trials(self.study)
+
+    def _restarted_within(self, seconds: float) -> bool:
+        if not self.url.startswith("postgres"):
+            return False
+        import sqlalchemy
+
+        with self.storage.engine.connect() as conn:
+            age = conn.execute(sqlalchemy.text("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())"))
+            return float(age.scalar_one()) < seconds
 
     def current_round(self) -> int:
         return int(self.study.user_attrs.get("round", 0))
@@ -275,19 +319,22 @@ class OptunaQueue(WorkQueue):
     def prepare(self, finished: set[str], new_round: bool = True) -> int:
         from optuna.trial import TrialState
 
-        with _storage_errors(self.url), self.lock():
-            self._fail_stale()
-            current = self.current_round()
-            if not new_round or self._trials(TrialState.WAITING, TrialState.RUNNING):
+        def seed() -> int:
+            with self.lock():
+                self._fail_stale()
+                current = self.current_round()
+                if not new_round or self._trials(TrialState.WAITING, TrialState.RUNNING):
+                    return current
+                current += 1
+                for i, cfg in by_cost(self.configs):
+                    if cfg.hash not in finished:
+                        self.study.enqueue_trial(
+                            {PARAM: i}, user_attrs={"round": current, "hash": cfg.hash, "run_name": cfg.run_name}
+                        )
+                self.study.set_user_attr("round", current)
                 return current
-            current += 1
-            for i, cfg in by_cost(self.configs):
-                if cfg.hash not in finished:
-                    self.study.enqueue_trial(
-                        {PARAM: i}, user_attrs={"round": current, "hash": cfg.hash, "run_name": cfg.run_name}
-                    )
-            self.study.set_user_attr("round", current)
-            return current
+
+        return self._call("seeding a round", seed)
 
     def claim(self, worker: str) -> TrialClaim | None:
         claims = self.claim_group(worker, 1)
@@ -299,19 +346,25 @@ class OptunaQueue(WorkQueue):
         from optuna.trial import TrialState
 
         start = time.perf_counter()
-        with _storage_errors(self.url), self.lock(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ask() warns that heartbeats are meant for Study.optimize
-            self._fail_stale()
-            waiting = self._trials(TrialState.WAITING)
-            if not waiting:
-                return []  # ask() would create a new, empty trial
-            key = self._stack_key(waiting[0])
-            group = [waiting[0]]
-            for t in waiting[1:]:
-                if (limit is not None and len(group) >= limit) or key is None or self._stack_key(t) != key:
-                    break
-                group.append(t)
-            return [self._pop(worker, t, start) for t in group]
+
+        def pop_group() -> list[TrialClaim]:
+            # Tried again whole if the storage goes away meanwhile: a trial popped before that is RUNNING with a
+            # heartbeat and no worker, so it expires and is retried like a dead worker's.
+            with self.lock(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ask() warns that heartbeats are meant for Study.optimize
+                self._fail_stale()
+                waiting = self._trials(TrialState.WAITING)
+                if not waiting:
+                    return []  # ask() would create a new, empty trial
+                key = self._stack_key(waiting[0])
+                group = [waiting[0]]
+                for t in waiting[1:]:
+                    if (limit is not None and len(group) >= limit) or key is None or self._stack_key(t) != key:
+                        break
+                    group.append(t)
+                return [self._pop(worker, t, start) for t in group]
+
+        return self._call("claiming a configuration", pop_group)
 
     def _stack_key(self, trial) -> str | None:
         index = self.by_hash.get(trial.user_attrs.get("hash", ""))
@@ -356,13 +409,12 @@ class OptunaQueue(WorkQueue):
     # ---------------------------------------------------------------------------------------- outside the lock
 
     def heartbeat(self, claim: TrialClaim) -> _Heartbeat:
-        return _Heartbeat(self.storage, claim.trial_id, self.heartbeat_s)
+        return _Heartbeat(self.storage, claim.trial_id, self.heartbeat_s, self._note_trouble)
 
     def active(self) -> bool:
         from optuna.trial import TrialState
 
-        with _storage_errors(self.url):
-            return bool(self._trials(TrialState.WAITING, TrialState.RUNNING))
+        return self._call("reading the queue", lambda: bool(self._trials(TrialState.WAITING, TrialState.RUNNING)))
 
     def finish(self, claim: TrialClaim, ev: Event, seconds: float) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -377,7 +429,8 @@ class OptunaQueue(WorkQueue):
         if ev.error:
             attrs["error"] = ev.error[:1000]
         state = TrialState.FAIL if ev.kind == "failed" else TrialState.COMPLETE
-        with _storage_errors(self.url):
+
+        def tell() -> bool:  # tried again whole: user attributes and a skip_if_finished tell are idempotent
             try:
                 for key, value in attrs.items():
                     claim.trial.set_user_attr(key, value)
@@ -388,11 +441,12 @@ class OptunaQueue(WorkQueue):
                 return False  # expired meanwhile (heartbeat stalled for longer than the grace period)
             return told.state == state
 
+        return self._call("settling a configuration", tell)
+
     def outcomes(self, round_: int) -> list[Event]:
         from optuna.trial import TrialState
 
-        with _storage_errors(self.url):
-            trials = [t for t in self._trials() if t.user_attrs.get("round") == round_]
+        trials = [t for t in self._call("reading the queue", self._trials) if t.user_attrs.get("round") == round_]
         best: dict[int, Event] = {}
         for t in sorted(trials, key=lambda t: t.number):
             index = self.by_hash.get(t.user_attrs.get("hash", ""))
@@ -418,3 +472,41 @@ class OptunaQueue(WorkQueue):
             self.storage.remove_session()
             self.storage.engine.dispose()
         self.lock.close()
+
+
+def queue_states(study: Study, storage_url: str) -> dict[str, str] | None:
+    """What the queue in `storage_url` last says of each configuration of `study` (by hash): its latest trial's
+    "finished" or "skipped" (COMPLETE), "failed", "handed back", "running" or "waiting"; None when the study has
+    no queue there. Read only: nothing is created (`mmtrack sweep --dry-run --storage`)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_storage(storage_url)
+
+    def read() -> list | None:
+        try:
+            queue = optuna.load_study(study_name=queue_name(study), storage=driver_url(storage_url))
+        except KeyError:  # no such study in the storage
+            return None
+        return queue.get_trials(deepcopy=False)
+
+    trials = _patiently(storage_url, "reading the queue", read)
+    if trials is None:
+        return None
+    names = {
+        TrialState.RUNNING: "running",
+        TrialState.WAITING: "waiting",
+        TrialState.FAIL: "failed",
+        TrialState.COMPLETE: "skipped",
+    }
+    states: dict[str, str] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        outcome = str(t.user_attrs.get("outcome", ""))
+        state = names.get(t.state, t.state.name.lower())
+        if outcome.startswith(HANDED_BACK):
+            state = "handed back"
+        elif t.state == TrialState.COMPLETE and outcome == "finished":
+            state = "finished"
+        states[t.user_attrs.get("hash", "")] = state
+    return states

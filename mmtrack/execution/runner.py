@@ -141,8 +141,11 @@ def _to_train(cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int) ->
     """Whether a claimed configuration is still to train: not when it is FINISHED (reported skipped) or FAILED
     already in this round, which started at `since_ms` (0: no such check; reported failed). Runs left RUNNING by
     a worker that died are marked FAILED: we hold the claim, so they are not running any more."""
+    from mmtrack import spool
+
     runs = tracking.runs_of_config(client, exp_id, cfg.hash)
     if any(r.info.status == "FINISHED" for r in runs):
+        spool.drop(cfg)  # a model kept here that another worker has logged meanwhile
         emit(Event("skipped", cfg.run_name, cfg.hash))
         return False
     failed_now = [r for r in runs if r.info.status == "FAILED" and r.info.start_time >= since_ms > 0]
@@ -169,6 +172,7 @@ def execute_group(
     """Train claimed configurations that differ only in their seed: those still to train (`_to_train`) as one
     stacked network, each into its own run (`run.run_configs`); one alone exactly as `mmtrack train` does
     (`run.run_config`). Report what happened to each through `emit`."""
+    from mmtrack import spool
     from mmtrack.interventions import parse
     from mmtrack.run import run_config, run_configs
 
@@ -185,21 +189,26 @@ def execute_group(
         extra_tags={tracking.STUDY_NAME_TAG: study.name},
         device=device,
     )
-    start = time.perf_counter()
-    try:
-        if len(todo) == 1:
-            results = [run_config(todo[0], client, exp_id, run_name=todo[0].short_name(reference), **common)]
-        else:
-            names = [cfg.short_name(reference) for cfg in todo]
-            results = run_configs(todo, client, exp_id, run_names=names, **common)
-    except Exception as exc:  # noqa: BLE001 - recorded FAILED on the runs; the sweep goes on
-        results = [exc] * len(todo)
-    seconds = time.perf_counter() - start
-    for cfg, result in zip(todo, results):
-        if isinstance(result, Exception):
-            emit(Event("failed", cfg.run_name, cfg.hash, error=f"{type(result).__name__}: {result}", seconds=seconds))
-        else:
-            emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=seconds))
+    # a configuration with a model this machine trained but could not log is logged alone, without training
+    spooled = [cfg for cfg in todo if spool.folder(cfg).is_dir()]
+    groups = [[cfg] for cfg in spooled] + ([rest] if (rest := [c for c in todo if c not in spooled]) else [])
+    for group in groups:
+        start = time.perf_counter()
+        try:
+            if len(group) == 1:
+                results = [run_config(group[0], client, exp_id, run_name=group[0].short_name(reference), **common)]
+            else:
+                names = [cfg.short_name(reference) for cfg in group]
+                results = run_configs(group, client, exp_id, run_names=names, **common)
+        except Exception as exc:  # noqa: BLE001 - recorded FAILED on the runs; the sweep goes on
+            results = [exc] * len(group)
+        seconds = time.perf_counter() - start
+        for cfg, result in zip(group, results):
+            if isinstance(result, Exception):
+                error = f"{type(result).__name__}: {result}"
+                emit(Event("failed", cfg.run_name, cfg.hash, error=error, seconds=seconds))
+            else:
+                emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=seconds))
 
 
 def _tracking_problem(uri: str) -> MMTrackError | None:
@@ -214,6 +223,17 @@ def _tracking_problem(uri: str) -> MMTrackError | None:
             f"{exc.message} (finished runs are kept; this worker's configuration went back to the queue)"
         )
     return None
+
+
+def _with_kept(problem: MMTrackError, cfgs: list[RunConfig]) -> MMTrackError:
+    """The lost-server line, saying where the models trained before it went away wait to be logged."""
+    from mmtrack import spool
+
+    kept = [str(spool.folder(cfg)) for cfg in cfgs if spool.folder(cfg).is_dir()]
+    if not kept:
+        return problem
+    where = kept[0] if len(kept) == 1 else f"{spool.folder(cfgs[0]).parent}/ ({len(kept)} models)"
+    return MMTrackError(f"{problem.message}; trained weights kept in {where}: a rerun on this machine logs them")
 
 
 # ------------------------------------------------------------------------------------------------ the worker loop
@@ -274,7 +294,7 @@ def work(
         if any(ev.kind == "failed" for ev in outcome.values()) and (problem := _tracking_problem(uri)) is not None:
             for claim in claims:
                 queue.hand_back(claim, "tracking server unreachable")
-            raise problem
+            raise _with_kept(problem, [c.config for c in claims])
         for claim in claims:
             ev = outcome[claim.config.hash]
             emit(ev)

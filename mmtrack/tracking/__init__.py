@@ -9,7 +9,14 @@ functions that need it).
 
 from mmtrack.tags import *  # noqa: F403 - tag names are part of the tracking layer's API
 from mmtrack.tracking.artifacts import PREDICTIONS, load_model, load_predictions, predictions_path, stored_populations
-from mmtrack.tracking.resilience import TrackingUnavailable, patient_worker, patiently, server_wait, set_server_wait
+from mmtrack.tracking.resilience import (
+    TrackingUnavailable,
+    patient_worker,
+    patiently,
+    server_wait,
+    set_server_wait,
+    wait_out,
+)
 from mmtrack.tracking.runs import (
     REPORTS_SUFFIX,
     WEIGHTS,
@@ -65,6 +72,7 @@ __all__ = [
     "patiently",
     "server_wait",
     "set_server_wait",
+    "wait_out",
     "can_adopt",
     "check_database",
     "check_server",

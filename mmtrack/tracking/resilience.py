@@ -6,6 +6,7 @@ again with backoff (1, 2, 4, ... 15 s) until the server answers or the worker's 
 MLflow's own HTTP retries are made short (`patient_worker`: each attempt gives up within seconds), so this loop,
 not MLflow's, decides how long to wait, and training metrics can be buffered instead of blocking training
 (`RunLogger.log_metrics`). Calls that fail for another reason (a bad request, a permission) fail at once.
+The same loop (`wait_out`) rides out a restart of the Optuna storage (`execution.optuna_queue`).
 Re-sending is safe: MLflow keeps one copy of a metric logged twice with the same step and timestamp, params and
 tags are idempotent, artifacts are overwritten.
 """
@@ -80,25 +81,46 @@ def is_unreachable(exc: BaseException) -> bool:
 
 def patiently(what: str, fn: Callable[..., T], *args, **kwargs) -> T:
     """`fn(*args, **kwargs)`, tried again while the tracking server is unreachable, for up to the server wait."""
+
+    def gone(seconds: float, exc: BaseException) -> Exception:
+        return TrackingUnavailable(
+            f"tracking server unreachable for {seconds:.0f} s (--server-wait {server_wait():g} s) while logging "
+            f"{what}: {' '.join(str(exc).split())[:160]}"
+        )
+
+    return wait_out(
+        f"tracking server unreachable while logging {what}", lambda: fn(*args, **kwargs), is_unreachable, gone
+    )
+
+
+def wait_out(
+    what: str,
+    fn: Callable[[], T],
+    down: Callable[[BaseException], bool],
+    gone: Callable[[float, BaseException], Exception],
+    on_down: Callable[[], None] = lambda: None,
+) -> T:
+    """`fn()`, tried again with backoff (1, 2, 4, ... 15 s) while it fails with an error `down` says means "the
+    service cannot be reached", for up to the server wait; then `gone(seconds unreachable, last error)` is raised.
+    Other errors propagate at once. `what` names the trouble in the two warnings (away, back); `on_down` is told
+    of every failed attempt. Shared by the MLflow calls (`patiently`) and the Optuna storage's."""
     deadline = time.monotonic() + server_wait()
     delay, first = 1.0, None
     while True:
         try:
-            result = fn(*args, **kwargs)
+            result = fn()
         except Exception as exc:
-            if not is_unreachable(exc):
+            if not down(exc):
                 raise
+            on_down()
             if first is None:
                 first = time.monotonic()
-                log.warning("tracking server unreachable while logging %s; retrying for %.0f s", what, server_wait())
+                log.warning("%s; retrying for %.0f s", what, server_wait())
             if time.monotonic() + delay > deadline:
-                raise TrackingUnavailable(
-                    f"tracking server unreachable for {time.monotonic() - first:.0f} s (--server-wait "
-                    f"{server_wait():g} s) while logging {what}: {' '.join(str(exc).split())[:160]}"
-                ) from None
+                raise gone(time.monotonic() - first, exc) from None
             time.sleep(delay)
             delay = min(2 * delay, BACKOFF_MAX)
             continue
         if first is not None:
-            log.warning("tracking server back after %.0f s; logged %s", time.monotonic() - first, what)
+            log.warning("back after %.0f s (%s)", time.monotonic() - first, what)
         return result

@@ -4,7 +4,7 @@ Layers, lowest first; a module may import its own layer and the layers below it,
 
     base         errors, settings, tags, metrics, _version
     domain       config, models, stacking, data, interventions.specs, study, analysis      (no torch in study/analysis)
-    compute      train, interventions (evaluator), report, ensembles
+    compute      train, interventions (evaluator), report, ensembles, spool
     tracking     tracking                       (the only importer of mlflow)
     run          run, ensemble_run
     execution    execution                      (work queues, the worker loop)
@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mmtrack"
 LAYERS = [
     ("base", ("errors", "settings", "tags", "metrics", "_version")),
     ("domain", ("config", "models", "stacking", "data", "interventions.specs", "study", "analysis")),
-    ("compute", ("train", "interventions", "report", "ensembles")),
+    ("compute", ("train", "interventions", "report", "ensembles", "spool")),
     ("tracking", ("tracking",)),
     ("run", ("run", "ensemble_run")),
     ("execution", ("execution",)),

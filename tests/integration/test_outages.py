@@ -226,3 +226,123 @@ def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_
     assert rerun.returncode == 0, out + err
     runs = runs_of(client, name)
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the cut-short run is marked FAILED
+
+
+# ------------------------------------------------------------------ PostgreSQL restarts (issue 22, item 2)
+
+
+def stop_postgres(stack) -> float:  # noqa: F811
+    """Stop the stack's PostgreSQL (both MLflow's database and the Optuna queue's); returns when it stopped."""
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path("pg_ctl")]
+    argv = [str(pg_ctl[-1]), "-D", str(Path(stack["root"]) / "pgdata"), "-m", "fast", "-w", "stop"]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return time.monotonic()
+
+
+def restart_postgres_after(stack, seconds: float) -> None:  # noqa: F811
+    stop_postgres(stack)
+    time.sleep(seconds)
+    start_server(stack)  # start-stack.sh starts what is not running: here PostgreSQL
+
+
+def tiny_study(name: str, **changes):
+    from mmtrack.study import parse_study
+
+    return parse_study({**STUDY, "name": name, "epochs": 1, "axes": {"lr": [0.1, 0.05]}, **changes})
+
+
+def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack, monkeypatch):  # noqa: F811
+    """A claim asked for while PostgreSQL is down waits for it; a claim whose worker could not beat while it was
+    down is not expired in the first `grace` seconds after the restart (a fresh worker that saw no outage knows
+    from PostgreSQL's start time), and a claim that stays silent longer still expires."""
+    import threading
+
+    from optuna.trial import TrialState
+
+    from mmtrack.execution import OptunaQueue
+
+    monkeypatch.setattr(resilience, "_WAIT", {"seconds": 120.0})
+    study, grace = tiny_study(f"pg-restart-{uuid.uuid4().hex[:8]}"), 10
+    first, second = OptunaQueue(study, stack["storage"], 1, grace), OptunaQueue(study, stack["storage"], 1, grace)
+    fresh = None
+    try:
+        first.prepare(set())
+        (a,) = first.claim_group("w1", 1)  # its heartbeat is recorded now, and never again: no thread beats it
+        down = stop_postgres(stack)
+        got: list = []
+        waiting = threading.Thread(target=lambda: got.extend(second.claim_group("w2", 1)))
+        waiting.start()
+        time.sleep(grace + 1)  # a's last heartbeat is now older than the grace period
+        start_server(stack)
+        waiting.join(timeout=120)
+        (b,) = got  # the claim asked for during the outage, answered after it
+        assert b.index != a.index and time.monotonic() - down > grace
+        fresh = OptunaQueue(study, stack["storage"], 1, grace)  # saw no outage itself
+        assert fresh.claim_group("w3", 1) == []  # nothing WAITING, and a not expired: its worker may be alive
+        assert fresh.study.trials[a.number].state == TrialState.RUNNING
+        time.sleep(grace + 1)  # PostgreSQL has been up longer than the grace period; a is silent still
+        retried = fresh.claim_group("w3", 1)
+        assert fresh.study.get_trials(deepcopy=False)[a.number].state == TrialState.FAIL  # expired at last
+        assert retried and retried[0].index in (a.index, b.index)  # its copy (or b's, as silent) handed out again
+    finally:
+        if not (Path(stack["root"]) / "pgdata" / "postmaster.pid").exists():
+            start_server(stack)
+        for q in (first, second, fresh):
+            if q is not None:
+                q.close()
+
+
+def start_workers(stack, tmp_path: Path, name: str, epochs: int, n: int) -> list[subprocess.Popen]:  # noqa: F811
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "name": name, "epochs": epochs, "axes": {"lr": [0.1, 0.05]}}))
+    env = {**os.environ, **stack["login"], "MMTRACK_THREADS": "1", "MMTRACK_DEVICE": "cpu"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    argv = [*mmtrack_command(), "worker", str(path), "--storage", stack["storage"]]
+    argv += ["--tracking-uri", stack["tracking_uri"], "--threads", "1", "--heartbeat", "1", "--grace", "6"]
+    argv += ["--server-wait", "300"]
+    return [
+        subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(n)
+    ]
+
+
+def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(stack, tmp_path):  # noqa: F811
+    client = tracking.connect(stack["tracking_uri"])
+    name, epochs = f"pg-down-{uuid.uuid4().hex[:8]}", 40
+    workers = start_workers(stack, tmp_path, name, epochs, 2)
+    try:
+        deadline = time.monotonic() + 240
+        while sum(len(client.get_metric_history(r.info.run_id, "train_loss")) > 1 for r in runs_of(client, name)) < 2:
+            assert time.monotonic() < deadline, "both workers did not start training in time"
+            assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
+            time.sleep(0.3)
+        restart_postgres_after(stack, 15)  # longer than --grace 6: every heartbeat is stale when it is back
+        outputs = [w.communicate(timeout=400) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        if not (Path(stack["root"]) / "pgdata" / "postmaster.pid").exists():
+            start_server(stack)
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    runs = runs_of(client, name)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]  # one run per configuration, no retry
+    assert len({r.data.tags[tracking.HASH_TAG] for r in runs}) == 2
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "train_loss")
+        assert sorted(m.step for m in history) == list(range(epochs))
+        artifacts = {f.path for f in client.list_artifacts(run.info.run_id, "predictions")}
+        assert {"predictions/test.parquet", "predictions/group.parquet"} <= artifacts
+    env = {**os.environ, **stack["login"]}
+    check = subprocess.run(
+        [*mmtrack_command(), "sweep", str(tmp_path / f"{name}.yaml"), "--dry-run", "--storage", stack["storage"]]
+        + ["--tracking-uri", stack["tracking_uri"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "MLflow and the queue agree: 2 configuration(s) finished, each exactly once" in " ".join(check.stdout.split())
