@@ -7,6 +7,8 @@ the worker with one line, its configuration handed back, and a rerun finishes it
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -145,6 +147,7 @@ def start_sweep(stack, tmp_path: Path, name: str, epochs: int, *args: str) -> su
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**STUDY, "name": name, "epochs": epochs}))
     env = {**os.environ, **stack["login"], "MMTRACK_THREADS": "1", "MMTRACK_DEVICE": "cpu"}
+    env.update(MMTRACK_SPOOL=str(tmp_path / "spool"))
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(
         [*mmtrack_command(), "sweep", str(path), "--tracking-uri", stack["tracking_uri"], *args],
@@ -219,13 +222,22 @@ def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_
             proc.kill()
         start_server(stack)
     assert proc.returncode != 0
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    lines = [" ".join(line.split()) for line in err.split("error:")[1:]]  # one error, wrapped by rich
     assert len(lines) == 1 and "unreachable" in lines[0] and "went back to the queue" in lines[0], err
+    (kept,) = list((tmp_path / "spool").iterdir())  # training went on; the model waits here to be logged
+    assert "".join(f"trained weights kept in {kept}".split()) in "".join(err.split()), err
+    spooled = json.loads((kept / "spool.json").read_text())
     rerun = start_sweep(stack, tmp_path, name, epochs)
     out, err = rerun.communicate(timeout=400)
     assert rerun.returncode == 0, out + err
     runs = runs_of(client, name)
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the cut-short run is marked FAILED
+    (done,) = [r for r in runs if r.info.status == "FINISHED"]
+    assert done.data.tags[tracking.SPOOLED_TAG] == str(kept)  # logged from the spool, not trained again
+    history = sorted(client.get_metric_history(done.info.run_id, "train_loss"), key=lambda m: m.step)
+    assert [m.step for m in history] == list(range(epochs))
+    assert [m.value for m in history] == [e["train_loss"] for e in spooled["epochs"]]  # as they were measured
+    assert "acc" in done.data.metrics and not kept.exists()  # evaluated, logged, then dropped from the spool
 
 
 # ------------------------------------------------------------------ PostgreSQL restarts (issue 22, item 2)
@@ -345,4 +357,71 @@ def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(sta
         timeout=120,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "MLflow and the queue agree: 2 configuration(s) finished, each exactly once" in " ".join(check.stdout.split())
+    assert "MLflow and the queue agree: 2 configuration(s) finished, each exactly once" in " ".join(
+        check.stdout.split()
+    )
+
+
+# ------------------------------------------------------------------ the spool (issue 22, item 1: weights kept)
+
+
+def test_a_spooled_model_comes_back_as_it_was_trained_and_only_for_its_own_data(
+    digits, tiny_model, tmp_path, monkeypatch
+):
+    import torch
+
+    from mmtrack import spool
+    from mmtrack.config import RunConfig
+    from mmtrack.train import EpochStats
+
+    monkeypatch.setenv("MMTRACK_SPOOL", str(tmp_path / "spool"))
+    cfg = RunConfig(width=0.0625, epochs=2, augment="none", batch_size=256)
+    epochs = [EpochStats(0, 2.1, 0.3, 1.5), EpochStats(1, 1.2, 0.6, 1.4)]
+    path = spool.keep(cfg, digits, tiny_model, epochs, {"seconds/train": 2.9})
+    assert path == tmp_path / "spool" / cfg.hash and not path.with_name(path.name + ".tmp").exists()
+    back = spool.take(cfg, digits)
+    assert back is not None and back.epochs == epochs and back.seconds == {"seconds/train": 2.9}
+    x = digits.test.images[:16].float().div(255)
+    with torch.no_grad():
+        assert torch.equal(back.model.eval()(x), tiny_model(x))
+    assert spool.take(RunConfig(width=0.0625, epochs=2, augment="none", batch_size=256, seed=1), digits) is None
+    other = dataclasses.replace(digits, fingerprint="something-else")
+    assert spool.take(cfg, other) is None and not path.exists()  # other data: ignored and removed
+
+
+def test_seeds_trained_together_are_all_kept_when_the_server_is_gone_and_logged_by_the_rerun(
+    capsys, monkeypatch, tmp_path, tracking_dir, client
+):
+    """The first seed's upload finds the server gone (past --server-wait): every seed of the stack is kept
+    without waiting again; the rerun logs each from the spool into its own run, training nothing."""
+    from conftest import run_cli
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MMTRACK_SPOOL", str(tmp_path / "spool"))
+    monkeypatch.setenv("MMTRACK_THREADS", "1")
+    path = tmp_path / "kept.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "name": "kept", "epochs": 2, "seeds": [0, 1]}))
+    upload, calls = MlflowClient.log_artifact, []
+
+    def gone(self, run_id, local_path, artifact_path=None):
+        calls.append(local_path)
+        raise resilience.TrackingUnavailable("tracking server unreachable for 5 s (--server-wait 5 s)")
+
+    monkeypatch.setattr(MlflowClient, "log_artifact", gone)
+    res = run_cli(capsys, monkeypatch, "sweep", path)
+    uploads = [c for c in calls if not c.endswith("error.txt")]  # (recording the errors failed too)
+    assert res.code == 1 and len(uploads) == 1  # the second seed did not wait for the server once more
+    kept = sorted((tmp_path / "spool").iterdir())
+    assert len(kept) == 2 and "the trained weights are kept in" in res.err
+    curves = {p.name: json.loads((p / "spool.json").read_text())["epochs"] for p in kept}
+    monkeypatch.setattr(MlflowClient, "log_artifact", upload)
+    res = run_cli(capsys, monkeypatch, "sweep", path)
+    assert res.code == 0, res.out + res.err
+    runs = client.search_runs([client.get_experiment_by_name("kept").experiment_id], "attributes.status = 'FINISHED'")
+    assert len(runs) == 2 and not list((tmp_path / "spool").iterdir())
+    for run in runs:
+        key = run.data.tags[tracking.HASH_TAG]
+        assert run.data.tags[tracking.SPOOLED_TAG] == str(tmp_path / "spool" / key)
+        history = sorted(client.get_metric_history(run.info.run_id, "train_loss"), key=lambda m: m.step)
+        assert [m.value for m in history] == [e["train_loss"] for e in curves[key]]
+        assert "acc" in run.data.metrics
