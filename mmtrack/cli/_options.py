@@ -92,7 +92,8 @@ ServerWaitOpt = Annotated[
     typer.Option(
         "--server-wait",
         metavar="SECONDS",
-        help="How long a worker waits for an unreachable tracking server (a restart) before it stops and hands its "
-        "configuration back; training metrics are kept meanwhile (default $MMTRACK_SERVER_WAIT, 600).",
+        help="How long a worker waits for an unreachable tracking server or Optuna storage (a restart) before it "
+        "stops and hands its configuration back; training metrics are kept meanwhile, and a model trained by then "
+        "is kept in $MMTRACK_SPOOL for the rerun (default $MMTRACK_SERVER_WAIT, 600).",
     ),
 ]

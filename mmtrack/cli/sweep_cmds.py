@@ -130,29 +130,11 @@ def sweep(
                 elif ev.kind == "finished":
                     progress.console.print(f"  [green]finished[/] {esc(ev.config)} ({ev.seconds:.0f}s)")
 
+        options = dict(data_dir=data_dir, stack=stack, devices=device_list, server_wait=server_wait)
         if storage:
-            summary = launch.sweep_with_storage(
-                st,
-                storage,
-                workers,
-                tracking_uri,
-                on_event,
-                data_dir=data_dir,
-                stack=stack,
-                devices=device_list,
-                server_wait=server_wait,
-            )
+            summary = launch.sweep_with_storage(st, storage, workers, tracking_uri, on_event, **options)
         else:
-            summary = launch.sweep(
-                st,
-                workers,
-                tracking_uri,
-                on_event,
-                data_dir=data_dir,
-                stack=stack,
-                devices=device_list,
-                server_wait=server_wait,
-            )
+            summary = launch.sweep(st, workers, tracking_uri, on_event, **options)
     console.print(
         f"[bold]{esc(st.name)}[/]: {len(summary.finished)} finished, {len(summary.skipped)} skipped "
         f"(already finished), {len(summary.failed)} failed, of {len(configs)} configurations"

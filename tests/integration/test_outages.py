@@ -243,6 +243,9 @@ def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_
 # ------------------------------------------------------------------ PostgreSQL restarts (issue 22, item 2)
 
 
+PG_DOWN_S = int(os.environ.get("MMTRACK_TEST_PG_DOWN", "15"))  # seconds PostgreSQL is down mid-study (issue: 30)
+
+
 def stop_postgres(stack) -> float:  # noqa: F811
     """Stop the stack's PostgreSQL (both MLflow's database and the Optuna queue's); returns when it stopped."""
     pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path("pg_ctl")]
@@ -330,7 +333,7 @@ def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(sta
             assert time.monotonic() < deadline, "both workers did not start training in time"
             assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
             time.sleep(0.3)
-        restart_postgres_after(stack, 15)  # longer than --grace 6: every heartbeat is stale when it is back
+        restart_postgres_after(stack, PG_DOWN_S)  # longer than --grace 6: every heartbeat is stale when it is back
         outputs = [w.communicate(timeout=400) for w in workers]
     finally:
         for w in workers:
