@@ -206,6 +206,26 @@ def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_
     assert not (tmp_path / "tracking").exists()  # a dry run creates no store
 
 
+def test_dry_run_with_storage_checks_the_queue_against_mlflow(capsys, monkeypatch, tmp_path, tracking_dir, client):
+    path = write_study(tmp_path, name="agree", seeds=[0])
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run", "--storage", storage)
+    assert res.code == 0 and "no queue for agree" in res.out, res.out + res.err  # nothing created by looking
+    assert run_cli(capsys, monkeypatch, "sweep", path, "--storage", storage).code == 0
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run", "--storage", storage)
+    assert res.code == 0, res.out + res.err
+    assert "MLflow and the queue agree: 2 configuration(s) finished, each exactly once" in " ".join(res.out.split())
+    assert re.findall(r"finished\s+│\s+finished", res.out) and "queue" in res.out
+    # a second FINISHED run of one configuration (trained twice): named, exit 1
+    (cfg,) = [c for c in load_study(path).configs() if c.lr == 0.05]
+    exp_id = client.get_experiment_by_name("agree").experiment_id
+    twice = client.create_run(exp_id, tags={tracking.HASH_TAG: cfg.hash})
+    client.set_terminated(twice.info.run_id, "FINISHED")
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run", "--storage", storage)
+    assert res.code == 1 and f"disagree {cfg.run_name}: 2 FINISHED runs" in " ".join(res.err.split()), res.err
+    assert "x2" in res.out
+
+
 # ------------------------------------------------------------------------------------------------ sweeping
 
 
