@@ -139,7 +139,7 @@ def evaluate(
 ):
     """Add intervention metrics to already-logged runs (reloads each model; other metrics are untouched)."""
     from mmtrack import tracking
-    from mmtrack.run import evaluate_run
+    from mmtrack.evaluate_run import evaluate_run
 
     quiet()
     if (run_id is None) == (experiment is None):

@@ -1,8 +1,8 @@
 """Running a study's configurations: one work-queue contract (`queue.WorkQueue`), two back ends behind it
 (`local_queue.FileLockQueue`: flock claims on one machine; `optuna_queue.OptunaQueue`: an Optuna study in a
-shared RDB storage, for many machines), one worker loop that trains whatever a queue hands out (`runner`:
-`execute_group`, `work`) and the entry points that start workers (`launch`: `sweep`, `run_worker`,
-`sweep_with_storage`).
+shared RDB storage, for many machines, `storage` its URLs and its restarts), one worker loop that trains whatever
+a queue hands out (`runner`: `execute_group`, `work`) and the entry points that start workers (`launch`:
+`sweep`, `run_worker`, `sweep_with_storage`).
 
 Layering: this package talks to MLflow only through `mmtrack.tracking` and is the only user of Optuna's storages;
 it imports neither `mlflow` nor the command line. Importing the package is cheap (no torch, MLflow or Optuna):
@@ -17,11 +17,11 @@ from mmtrack.execution.optuna_queue import (
     DEFAULT_MAX_RETRY,
     OptunaQueue,
     TrialClaim,
-    check_storage,
     queue_name,
     queue_states,
 )
 from mmtrack.execution.queue import Claim, WorkQueue, relative_cost
+from mmtrack.execution.storage import check_storage
 
 __all__ = [
     "DEFAULT_GRACE",

@@ -18,7 +18,6 @@ from mmtrack.execution.optuna_queue import (
     DEFAULT_HEARTBEAT,
     DEFAULT_MAX_RETRY,
     OptunaQueue,
-    check_storage,
 )
 from mmtrack.execution.runner import (
     Emit,
@@ -32,6 +31,7 @@ from mmtrack.execution.runner import (
     torch_threads,
     work,
 )
+from mmtrack.execution.storage import check_storage
 from mmtrack.study import Study
 
 # ------------------------------------------------------------------------------------------------ processes

@@ -24,7 +24,7 @@ How it keeps the contract of `mmtrack.execution.queue`:
 - Hand-back: the trial is told FAIL (user attribute `outcome: handed back: <why>`) and the index re-enqueued.
 - Unreachable storage: checked before anything starts (one line naming the URL, password hidden). Later, a
   storage that goes away (a PostgreSQL restart, a dropped connection) is waited for with backoff, up to the
-  worker's `--server-wait` (`_patiently`), and each queue operation is then tried again whole (each is safe to
+  worker's `--server-wait` (`storage.patiently`), and each queue operation is then tried again whole (each is safe to
   repeat: see each); beyond that wait, one line naming the URL. Heartbeats missed meanwhile do not expire live
   claims: no claim is expired within `grace` seconds of the storage being back (`_fail_stale`). A run is logged
   to MLflow before its trial is told, so losing the storage afterwards loses nothing: the trial expires and
@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from mmtrack.errors import MMTrackError
 from mmtrack.execution.events import Event
 from mmtrack.execution.queue import Claim, WorkQueue, by_cost
+from mmtrack.execution.storage import check_storage, driver_url, patiently
 
 # optuna, sqlalchemy and the tracking layer (pandas) are imported where used: `mmtrack --help` reads the defaults
 # below without loading them.
@@ -68,87 +69,6 @@ def queue_name(study: Study) -> str:
     """The Optuna study behind a mmtrack study: its name plus a digest of its configurations."""
     digest = hashlib.sha256(" ".join(c.hash for c in study.configs()).encode()).hexdigest()[:8]
     return f"{study.name}:{digest}"
-
-
-def driver_url(url: str) -> str:
-    """`postgresql://` means psycopg (v3), mmtrack's one PostgreSQL driver, whatever SQLAlchemy's default is."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + rest
-    return url
-
-
-def _redact(url: str) -> str:
-    from mmtrack import tracking
-
-    return tracking.redact(url)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0].strip() if text else type(exc).__name__
-
-
-def _unreachable(url: str, exc: BaseException | None = None, seconds: float | None = None) -> MMTrackError:
-    why = f" ({_first_line(exc)})" if exc is not None else ""
-    waited = f" for {seconds:.0f} s (--server-wait)" if seconds is not None else ""
-    return MMTrackError(
-        f"Optuna storage {_redact(url)} is unreachable{waited}{why}; start it (tracking/start-stack.sh) "
-        "or fix --storage / $MMTRACK_STORAGE (finished runs are kept in MLflow)"
-    )
-
-
-def check_storage(url: str, timeout: int = 5) -> None:
-    """Fail fast, in one line naming the URL, when the storage cannot be reached."""
-    if not url.startswith(("postgresql", "postgres://", "sqlite:///")):
-        raise MMTrackError(
-            f"--storage must be a postgresql://user:password@host:port/db URL (or sqlite:///file "
-            f"for one machine), got {_redact(url)}"
-        )
-    if url.startswith("sqlite:///"):
-        parent = Path(url[len("sqlite:///") :]).parent
-        if not parent.is_dir():
-            raise MMTrackError(f"Optuna storage {url}: folder {parent} does not exist")
-        return
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(driver_url(url), connect_args={"connect_timeout": timeout})
-        with engine.connect() as conn:
-            inspector = sqlalchemy.inspect(conn)
-            mlflow_db = inspector.has_table("experiments") and inspector.has_table("runs")
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
-        raise _unreachable(url, exc) from None
-    if mlflow_db:  # Optuna and MLflow both keep an `alembic_version` table: they cannot share a database
-        raise MMTrackError(
-            f"Optuna storage {_redact(url)} is MLflow's database; give Optuna a database of its "
-            "own on the same server (tracking/start-stack.sh creates `mmtrack_optuna`)"
-        )
-
-
-def _connection_lost(exc: BaseException) -> BaseException | None:
-    """The driver error behind `exc` when it says the storage cannot be reached (down, restarting, a dropped
-    connection), else None."""
-    import sqlalchemy.exc
-    from optuna.exceptions import StorageInternalError
-
-    if not isinstance(exc, (sqlalchemy.exc.DBAPIError, StorageInternalError)):
-        return None
-    cause = exc if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc.__cause__
-    return cause if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) else None
-
-
-def _patiently(url: str, what: str, fn, on_down=lambda: None):
-    """`fn()`, tried again while the storage is unreachable (a PostgreSQL restart), for up to the server wait
-    (`tracking.wait_out`); then one line naming the URL."""
-    from mmtrack import tracking
-
-    def gone(seconds: float, exc: BaseException) -> MMTrackError:
-        return _unreachable(url, _connection_lost(exc), seconds)
-
-    trouble = f"Optuna storage {_redact(url)} unreachable while {what}"
-    return tracking.wait_out(trouble, fn, lambda exc: _connection_lost(exc) is not None, gone, on_down)
 
 
 class _Lock:
@@ -279,8 +199,8 @@ class OptunaQueue(WorkQueue):
         return {"connect_args": {"timeout": 60}}  # SQLite: wait for other writers instead of failing
 
     def _call(self, what: str, fn):
-        """`fn()` through a storage that may be restarting (`_patiently`), noting when it was last away."""
-        return _patiently(self.url, what, fn, self._note_trouble)
+        """`fn()` through a storage that may be restarting (`storage.patiently`), noting when it was last away."""
+        return patiently(self.url, what, fn, self._note_trouble)
 
     def _note_trouble(self) -> None:
         self.trouble_at = time.monotonic()
@@ -491,7 +411,7 @@ def queue_states(study: Study, storage_url: str) -> dict[str, str] | None:
             return None
         return queue.get_trials(deepcopy=False)
 
-    trials = _patiently(storage_url, "reading the queue", read)
+    trials = patiently(storage_url, "reading the queue", read)
     if trials is None:
         return None
     names = {

@@ -6,7 +6,7 @@ Layers, lowest first; a module may import its own layer and the layers below it,
     domain       config, models, stacking, data, interventions.specs, study, analysis      (no torch in study/analysis)
     compute      train, interventions (evaluator), report, ensembles, spool
     tracking     tracking                       (the only importer of mlflow)
-    run          run, ensemble_run
+    run          run, ensemble_run, evaluate_run
     execution    execution                      (work queues, the worker loop)
     api          mmtrack, mmtrack.api (the public API for notebooks)
     cli          cli                            (nothing imports it)
@@ -27,7 +27,7 @@ LAYERS = [
     ("domain", ("config", "models", "stacking", "data", "interventions.specs", "study", "analysis")),
     ("compute", ("train", "interventions", "report", "ensembles", "spool")),
     ("tracking", ("tracking",)),
-    ("run", ("run", "ensemble_run")),
+    ("run", ("run", "ensemble_run", "evaluate_run")),
     ("execution", ("execution",)),
     ("api", ("", "api")),
     ("cli", ("cli",)),

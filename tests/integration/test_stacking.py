@@ -87,7 +87,9 @@ def test_a_stacked_training_is_the_separate_trainings(small):
     networks, with gradients of 10 or more, amplify rounding step after step; one step agrees for every arch.)"""
     cfgs = configs(epochs=2, augment="randaugment")
     for cfg, model in zip(cfgs, train_models(cfgs, small, CPU)):
-        close(model.state_dict(), train_model(cfg, small, CPU).state_dict())
+        # 4 steps of rounding: up to 6.9e-5 apart on AVX-512 (oneDNN kernels differ per ISA); other augmentation
+        # draws from the same initialisation move a weight by 0.2
+        close(model.state_dict(), train_model(cfg, small, CPU).state_dict(), atol=2e-4)
 
 
 def test_epochs_are_reported_per_model_and_repeat_exactly(small):
