@@ -120,6 +120,9 @@ STUDY = {
 }
 
 
+SERVER_DOWN_S = int(os.environ.get("MMTRACK_TEST_SERVER_DOWN", "15"))  # seconds the server is down (issue: 60)
+
+
 def stop_server(stack) -> None:  # noqa: F811 - the fixture's value
     pidfile = Path(stack["root"]) / "mlflow-server.pid"
     pid = int(pidfile.read_text())
@@ -184,7 +187,7 @@ def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path): 
         wait_for_epochs(client, name, 2, proc)
         stop_server(stack)
         down = time.time() * 1000
-        time.sleep(15)  # training goes on meanwhile; its metrics are kept
+        time.sleep(SERVER_DOWN_S)  # training goes on meanwhile; its metrics are kept
         start_server(stack)
         up = time.time() * 1000
         out, err = proc.communicate(timeout=400)
