@@ -46,6 +46,12 @@ _UNREACHABLE = (
     "too many 504 error responses",
 )
 
+# Of those, the ones only a server that is up but not serving says (a proxy, or MLflow with its database down):
+# always an outage. The others (a connection refused, reset or aborted) are an outage only while the server's
+# /health does not answer either: a server that answers it but resets one upload (a full disk) fails that request.
+_UNAVAILABLE = ("bad gateway", "service unavailable", "gateway timeout", "502 error", "503 error", "504 error")
+REQUEST_RETRIES = 2  # tries more of a call that fails on a connection the healthy server reset
+
 _WAIT: dict[str, float] = {}  # this process's server wait, once a worker set it
 
 
@@ -79,8 +85,32 @@ def is_unreachable(exc: BaseException) -> bool:
     return any(marker in text for marker in _UNREACHABLE)
 
 
+def _server_answers() -> bool:
+    """Whether the tracking server (MLflow's current tracking URI) answers /health within 3 s."""
+    import urllib.request
+
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return False
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def request_failed(exc: BaseException) -> bool:
+    """Whether an unreachable-looking `exc` is this request's own failure: the connection was cut (not refused
+    by a server that is down, not a 5xx of one that cannot serve) and the server answers /health."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return not any(marker in text for marker in _UNAVAILABLE) and _server_answers()
+
+
 def patiently(what: str, fn: Callable[..., T], *args, **kwargs) -> T:
-    """`fn(*args, **kwargs)`, tried again while the tracking server is unreachable, for up to the server wait."""
+    """`fn(*args, **kwargs)`, tried again while the tracking server is unreachable, for up to the server wait;
+    a call whose connection a healthy server cuts (an upload to a full disk) fails after `REQUEST_RETRIES`."""
 
     def gone(seconds: float, exc: BaseException) -> Exception:
         return TrackingUnavailable(
@@ -89,7 +119,11 @@ def patiently(what: str, fn: Callable[..., T], *args, **kwargs) -> T:
         )
 
     return wait_out(
-        f"tracking server unreachable while logging {what}", lambda: fn(*args, **kwargs), is_unreachable, gone
+        f"tracking server unreachable while logging {what}",
+        lambda: fn(*args, **kwargs),
+        is_unreachable,
+        gone,
+        request_failed=request_failed,
     )
 
 
@@ -99,19 +133,27 @@ def wait_out(
     down: Callable[[BaseException], bool],
     gone: Callable[[float, BaseException], Exception],
     on_down: Callable[[], None] = lambda: None,
+    request_failed: Callable[[BaseException], bool] = lambda exc: False,
 ) -> T:
     """`fn()`, tried again with backoff (1, 2, 4, ... 15 s) while it fails with an error `down` says means "the
     service cannot be reached", for up to the server wait; then `gone(seconds unreachable, last error)` is raised.
     Other errors propagate at once. `what` names the trouble in the two warnings (away, back); `on_down` is told
-    of every failed attempt. Shared by the MLflow calls (`patiently`) and the Optuna storage's."""
+    of every failed attempt. An error `request_failed` blames on the request, not the service, is raised after
+    `REQUEST_RETRIES` more tries. Shared by the MLflow calls (`patiently`) and the Optuna storage's."""
     deadline = time.monotonic() + server_wait()
-    delay, first = 1.0, None
+    delay, first, strikes = 1.0, None, 0
     while True:
         try:
             result = fn()
         except Exception as exc:
             if not down(exc):
                 raise
+            if request_failed(exc):
+                strikes += 1
+                if strikes > REQUEST_RETRIES:
+                    raise
+                time.sleep(1.0)
+                continue
             on_down()
             if first is None:
                 first = time.monotonic()

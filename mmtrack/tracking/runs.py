@@ -226,6 +226,10 @@ class RunLogger:
             raise
         except Exception as exc:  # noqa: BLE001 - MLflow, the file system and HTTP raise many types
             why = " ".join(f"{type(exc).__name__}: {exc}".split())[:240]
+            if is_unreachable(exc):  # cut off by a server that answers otherwise (`resilience.request_failed`)
+                why = (
+                    "the tracking server cut the upload off, though it answers: is its artifact disk full? see its log"
+                )
             raise MMTrackError(
                 f"artifact {path} of run {self.run_id} not stored ({why}); free space in (or fix) the artifact "
                 "store and rerun: the configuration is trained again"

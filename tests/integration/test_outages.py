@@ -79,6 +79,34 @@ def test_beyond_the_server_wait_it_stops_with_one_line(clock):
     assert "--server-wait 20 s" in message and "the model" in message and "\n" not in message
 
 
+CUT = ConnectionError(
+    "Max retries exceeded (Caused by ProtocolError('Connection aborted.', ConnectionResetError(104)))"
+)
+BUSY = ConnectionError("Max retries exceeded (Caused by ResponseError('too many 503 error responses'))")
+
+
+@pytest.mark.parametrize(
+    ("error", "answers", "outage"),
+    [(CUT, True, False), (CUT, False, True), (BUSY, True, True), (REFUSED, False, True)],
+    ids=["cut-by-a-healthy-server", "cut-and-no-health", "503-with-health", "refused"],
+)
+def test_a_connection_a_healthy_server_cuts_fails_soon_an_outage_is_waited_for(
+    clock, monkeypatch, error, answers, outage
+):
+    """A full artifact disk makes the server reset the upload while /health answers: that request fails after
+    REQUEST_RETRIES more tries, not after the server wait; a server that is down or serves 503s (its database
+    restarting) is an outage, waited for."""
+    monkeypatch.setattr(resilience, "_server_answers", lambda: answers)
+    resilience.set_server_wait(60)
+    fn, calls = flaky(100, error)
+    with pytest.raises(resilience.TrackingUnavailable if outage else ConnectionError):
+        resilience.patiently("weights/", fn, 1)
+    if outage:
+        assert sum(clock.slept) > 30 and len(calls) > resilience.REQUEST_RETRIES + 1
+    else:
+        assert len(calls) == resilience.REQUEST_RETRIES + 1 and sum(clock.slept) <= 2
+
+
 def test_a_refused_request_is_not_retried(clock):
     fn, calls = flaky(1, PermissionError("RESOURCE_DOES_NOT_EXIST: run not found"))
     with pytest.raises(PermissionError):
