@@ -152,18 +152,27 @@ SERVER_DOWN_S = int(os.environ.get("MMTRACK_TEST_SERVER_DOWN", "15"))  # seconds
 
 
 def stop_server(stack) -> None:  # noqa: F811 - the fixture's value
+    """Stop the stack's `mlflow server` (SIGTERM, SIGKILL after 20 s) and remove its pid file, so that
+    `start_server` starts it again; uvicorn finishes its requests in flight first, which takes a while on a busy
+    machine."""
     pidfile = Path(stack["root"]) / "mlflow-server.pid"
     pid = int(pidfile.read_text())
-    os.killpg(pid, signal.SIGTERM)  # started with setsid: the pid is the process group
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def signal_group(sig: int) -> bool:
         try:
-            os.killpg(pid, 0)
+            os.killpg(pid, sig)  # started with setsid: the pid is the process group
         except ProcessLookupError:
-            break
+            return False
+        return True
+
+    signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while signal_group(0) and time.monotonic() < deadline:
         time.sleep(0.2)
-    else:
-        os.killpg(pid, signal.SIGKILL)
+    if signal_group(signal.SIGKILL):
+        deadline = time.monotonic() + 10
+        while signal_group(0) and time.monotonic() < deadline:  # (a zombie nobody reaps stays listed)
+            time.sleep(0.1)
     pidfile.unlink()
 
 
@@ -222,8 +231,7 @@ def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path): 
     finally:
         if proc.poll() is None:
             proc.kill()
-        if not (Path(stack["root"]) / "mlflow-server.pid").exists():
-            start_server(stack)  # leave the shared stack running for the other tests
+        start_server(stack)  # leave the shared stack running for the other tests (it starts what is not running)
     assert proc.returncode == 0, out + err
     (run,) = runs_of(client, name)
     assert run.info.status == "FINISHED"
@@ -287,6 +295,22 @@ def stop_postgres(stack) -> float:  # noqa: F811
     return time.monotonic()
 
 
+def start_postgres(stack) -> float:  # noqa: F811
+    """Start the stack's PostgreSQL again, as start-stack.sh does but without its other steps (which take
+    seconds of their own); returns when it accepts connections."""
+    import urllib.parse
+
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path("pg_ctl")]
+    port = urllib.parse.urlsplit(stack["storage"]).port
+    options = f"-c listen_addresses='127.0.0.1' -p {port} -c unix_socket_directories='' -c max_connections=200"
+    root = Path(stack["root"])
+    argv = [str(pg_ctl[-1]), "-D", str(root / "pgdata"), "-l", str(root / "postgres.log"), "-w", "-o", options]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run([*argv, "start"], check=True, capture_output=True, timeout=60)
+    return time.monotonic()
+
+
 def restart_postgres_after(stack, seconds: float) -> None:  # noqa: F811
     stop_postgres(stack)
     time.sleep(seconds)
@@ -310,26 +334,29 @@ def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack,
     from mmtrack.execution import OptunaQueue
 
     monkeypatch.setattr(resilience, "_WAIT", {"seconds": 120.0})
-    study, grace = tiny_study(f"pg-restart-{uuid.uuid4().hex[:8]}"), 10
+    monkeypatch.setattr(resilience, "BACKOFF_MAX", 1.0)  # the waiting claim is answered within 1 s of the restart
+    study, grace = tiny_study(f"pg-restart-{uuid.uuid4().hex[:8]}"), 15
     first, second = OptunaQueue(study, stack["storage"], 1, grace), OptunaQueue(study, stack["storage"], 1, grace)
     fresh = None
     try:
         first.prepare(set())
         (a,) = first.claim_group("w1", 1)  # its heartbeat is recorded now, and never again: no thread beats it
-        down = stop_postgres(stack)
+        beat = time.monotonic()
+        stop_postgres(stack)
         got: list = []
         waiting = threading.Thread(target=lambda: got.extend(second.claim_group("w2", 1)))
         waiting.start()
         time.sleep(grace + 1)  # a's last heartbeat is now older than the grace period
-        start_server(stack)
+        up = start_postgres(stack)
         waiting.join(timeout=120)
         (b,) = got  # the claim asked for during the outage, answered after it
-        assert b.index != a.index and time.monotonic() - down > grace
+        assert b.index != a.index
         fresh = OptunaQueue(study, stack["storage"], 1, grace)  # saw no outage itself
         assert fresh.claim_group("w3", 1) == []  # nothing WAITING, and a not expired: its worker may be alive
+        assert time.monotonic() - beat > grace and time.monotonic() - up < grace  # (what the claim above tested)
         assert fresh.study.trials[a.number].state == TrialState.RUNNING
-        time.sleep(grace + 1)  # PostgreSQL has been up longer than the grace period; a is silent still
-        retried = fresh.claim_group("w3", 1)
+        time.sleep(max(0.0, up + grace + 1 - time.monotonic()))  # PostgreSQL has been up longer than the grace
+        retried = fresh.claim_group("w3", 1)  # period, and a is silent still
         assert fresh.study.get_trials(deepcopy=False)[a.number].state == TrialState.FAIL  # expired at last
         assert retried and retried[0].index in (a.index, b.index)  # its copy (or b's, as silent) handed out again
     finally:
