@@ -386,7 +386,7 @@ def run_configs(
             ended.add(k)
             if isinstance(model, Exception):
                 logger.fail(model)
-                results.append(model)
+                results.append(tracking.failed_run(model, logger.run_id))
                 continue
             result = RunResult(logger.run_id)
             # the stack's training time, and each run's share of it (what the run cost)
@@ -400,14 +400,16 @@ def run_configs(
             evaluator = Evaluator(model, data, settings, shared=shared, member=live.index(model))
             if gone is not None:  # the server is away: keep the model without waiting for it once more
                 logger.fail(gone)
-                results.append(_kept(gone, spool.keep(cfg, data, model, epochs[k], _train_seconds(result))))
+                kept = _kept(gone, spool.keep(cfg, data, model, epochs[k], _train_seconds(result)))
+                results.append(tracking.failed_run(kept, logger.run_id))
                 continue
             try:
                 with logger.resume():
                     _log_trained(logger, cfg, model, evaluator, data, interventions, result)
             except tracking.TrackingUnavailable as exc:  # kept locally, so that a retry need not train it again
                 gone = exc
-                results.append(_kept(exc, spool.keep(cfg, data, model, epochs[k], _train_seconds(result))))
+                kept = _kept(exc, spool.keep(cfg, data, model, epochs[k], _train_seconds(result)))
+                results.append(tracking.failed_run(kept, logger.run_id))
                 continue
             except Exception as exc:  # noqa: BLE001 - its run is FAILED with the error; the others go on
                 results.append(exc)

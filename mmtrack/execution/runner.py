@@ -201,12 +201,15 @@ def execute_group(
                 names = [cfg.short_name(reference) for cfg in group]
                 results = run_configs(group, client, exp_id, run_names=names, **common)
         except Exception as exc:  # noqa: BLE001 - recorded FAILED on the runs; the sweep goes on
-            results = [exc] * len(group)
+            results, shared = [exc] * len(group), len(group) > 1
+        else:
+            shared = False
         seconds = time.perf_counter() - start
         for cfg, result in zip(group, results):
             if isinstance(result, Exception):
                 error = f"{type(result).__name__}: {result}"
-                emit(Event("failed", cfg.run_name, cfg.hash, error=error, seconds=seconds))
+                run_id = None if shared else getattr(result, "run_id", None)  # the run this error FAILED
+                emit(Event("failed", cfg.run_name, cfg.hash, run_id, error=error, seconds=seconds))
             else:
                 emit(Event("finished", cfg.run_name, cfg.hash, result.run_id, seconds=seconds))
 

@@ -61,6 +61,15 @@ def experiment_study(client, exp_id: str) -> dict | None:
 # ------------------------------------------------------------------------------------------------ one run
 
 
+def failed_run(exc: BaseException, run_id: str) -> BaseException:
+    """`exc`, marked (attribute `run_id`, unless it has one) as the error the run `run_id` FAILED with: what the
+    sweep's "failed" lines name."""
+    if getattr(exc, "run_id", None) is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.run_id = run_id
+    return exc
+
+
 class RunLogger:
     """Logs one configuration into one MLflow run: a new one, or `run_id` (the run `mlflow run` created).
 
@@ -149,6 +158,7 @@ class RunLogger:
         self._record_error(exc_type, exc, tb)
         with contextlib.suppress(Exception):
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        failed_run(exc, self.run_id)
         return False
 
     def _record_error(self, exc_type, exc, tb) -> None:

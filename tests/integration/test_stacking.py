@@ -182,7 +182,7 @@ def test_pgd_on_the_stack_is_each_models_own_pgd(small, digits):
 # ------------------------------------------------------------------------------------------------ sweeps
 
 
-def stacked_study(name: str):
+def stacked_study(name: str, **changes):
     from mmtrack.study import parse_study
 
     return parse_study(
@@ -196,6 +196,7 @@ def stacked_study(name: str):
             "axes": {"lr": [0.05]},
             "interventions": ["acc", "group", "ood", "output_noise:2", "input_noise:0.5", "pgd_linf:0.001"],
             "eval": {"pgd_max_examples": 256},
+            **changes,
         }
     )
 
@@ -262,6 +263,22 @@ def test_a_sweep_trains_the_seeds_together_each_into_its_own_run(client, monkeyp
     for seed in SEEDS:
         keep = {k: v for k, v in runs[seed].data.metrics.items() if not k.startswith(("seconds/", "epoch_seconds"))}
         assert {k: again[seed].data.metrics[k] for k in keep} == keep
+
+
+def test_the_failed_seeds_of_a_stack_each_name_their_own_run(client, monkeypatch):
+    from mmtrack import tracking
+    from mmtrack.execution import launch
+
+    monkeypatch.setenv("MMTRACK_THREADS", "1")
+    study = stacked_study("diverged", default={"lr": 1e6}, axes={"lr": [1e6]}, interventions=["acc"])
+    summary = launch.sweep(study, uri=tracking.resolve_uri(None))
+    assert len(summary.failed) == len(SEEDS) and not summary.finished
+    exp = client.get_experiment_by_name("diverged")
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
+    named = {ev.run_id for ev in summary.failed}  # what the sweep's "failed ... (run <id>)" lines show
+    assert named == set(runs) and all(r.info.status == "FAILED" for r in runs.values())
+    for ev in summary.failed:
+        assert runs[ev.run_id].info.run_name.endswith(f"s{ev.config.rsplit('-s', 1)[1]}")  # its own seed's run
 
 
 def test_a_stack_with_a_finished_seed_trains_only_the_others(client, monkeypatch):

@@ -248,6 +248,7 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(
     assert [r.info.status for r in runs[adam.hash]] == ["FINISHED"]
     (failed,) = runs[bad.hash]
     assert failed.info.status == "FAILED"
+    assert "".join(f"(run {failed.info.run_id})".split()) in "".join(res.err.split())  # the failed line names it
     assert failed.data.tags["mmtrack.error"].startswith("FloatingPointError: training diverged")
     assert failed.data.tags["mmtrack.study_name"] == "fails"
     # run names say how each configuration differs from the study's default, then the seed
