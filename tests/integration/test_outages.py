@@ -212,7 +212,7 @@ def wait_for_epochs(client, name: str, n: int, proc, timeout: float = 240) -> No
                 return
         if proc.poll() is not None:
             pytest.fail(f"the sweep ended before training: {proc.communicate()}")
-        time.sleep(0.3)
+        time.sleep(1.0)  # each poll is requests the basic-auth server checks: not too often
     pytest.fail("training did not start in time")
 
 
@@ -390,7 +390,7 @@ def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(sta
         while sum(len(client.get_metric_history(r.info.run_id, "train_loss")) > 1 for r in runs_of(client, name)) < 2:
             assert time.monotonic() < deadline, "both workers did not start training in time"
             assert all(w.poll() is None for w in workers), [w.communicate() for w in workers]
-            time.sleep(0.3)
+            time.sleep(1.0)
         restart_postgres_after(stack, PG_DOWN_S)  # longer than --grace 6: every heartbeat is stale when it is back
         outputs = [w.communicate(timeout=400) for w in workers]
     finally:
