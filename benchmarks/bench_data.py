@@ -45,9 +45,9 @@ def main() -> None:
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # gigabytes otherwise, run after run
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     make_folder(tmp / "data", args.images)
-    from mmtrack.config import RunConfig
     from mmtrack.data import DataOptions, utkface
-    from mmtrack.train import train_model
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_model
 
     opts = DataOptions(data_dir=str(tmp / "data"), image_size=args.size)
     t = time.perf_counter()

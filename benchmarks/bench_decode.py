@@ -62,9 +62,9 @@ def main() -> None:
     os.environ["MMTRACK_CACHE"] = str(tmp / "cache")
     from PIL import Image
 
-    from mmtrack.config import RunConfig
     from mmtrack.data import DataOptions, declared
-    from mmtrack.train import train_model
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_model
 
     t = time.perf_counter()
     files = make_tree(tmp / "tree", args.n)

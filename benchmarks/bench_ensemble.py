@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from mmtrack.config import RunConfig
 from mmtrack.data import load_dataset
-from mmtrack.ensembles import Ensemble
 from mmtrack.interventions import EvalSettings, Evaluator, parse
 from mmtrack.models import build_model
+from mmtrack.models.ensemble import Ensemble
+from mmtrack.training.config import RunConfig
 
 
 def timed(fn, repeats: int = 2) -> float:

@@ -23,10 +23,10 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from mmtrack.config import RunConfig
     from mmtrack.data import load_dataset
     from mmtrack.interventions import DEFAULT_SPECS, Evaluator, parse
-    from mmtrack.train import train_model
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_model
 
     data = load_dataset("digits-skewed")
     epochs: list[float] = []

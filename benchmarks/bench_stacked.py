@@ -18,11 +18,11 @@ import time
 
 import torch
 
-from mmtrack.config import RunConfig
 from mmtrack.data import load_dataset
 from mmtrack.interventions import EvalSettings, Evaluator, SharedForward, parse
 from mmtrack.models import ARCHS
-from mmtrack.train import train_model, train_models
+from mmtrack.training.config import RunConfig
+from mmtrack.training.train import train_model, train_models
 
 STACKED = ["acc", "group", "ood", "output_noise:1,2,3,4,5", "input_noise:0.5,1", "pgd_linf:0.001,0.01"]
 

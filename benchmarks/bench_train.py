@@ -22,9 +22,9 @@ def bare_loop(cfg, data) -> float:
     """The same training, written as a plain PyTorch loop: no MLflow, no callbacks."""
     import math
 
-    from mmtrack.config import RECIPE
     from mmtrack.models import build_model, channel_stats
-    from mmtrack.train import Augmenter, lr_factor, make_optimizer, seed_everything
+    from mmtrack.training.config import RECIPE
+    from mmtrack.training.train import Augmenter, lr_factor, make_optimizer, seed_everything
 
     start = time.perf_counter()
     seed_everything(cfg.seed)
@@ -32,7 +32,7 @@ def bare_loop(cfg, data) -> float:
     model = build_model(cfg.arch, data.num_classes, data.image_size, cfg.width, mean, std)
     opt = make_optimizer(cfg, model.parameters())
     x, y = data.train.images, data.train.labels
-    steps = math.ceil(len(y) / cfg.batch_size)  # warm-up, then per-step cosine, as mmtrack.train
+    steps = math.ceil(len(y) / cfg.batch_size)  # warm-up, then per-step cosine, as mmtrack.training.train
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lr_factor(steps * cfg.epochs, round(RECIPE["warmup_epochs"] * steps))
     )
@@ -69,10 +69,10 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     from mmtrack import tracking
-    from mmtrack.config import RunConfig
     from mmtrack.data import load_dataset
     from mmtrack.interventions import parse
-    from mmtrack.run import run_config
+    from mmtrack.jobs.train_run import run_config
+    from mmtrack.training.config import RunConfig
 
     cfg = RunConfig(epochs=args.epochs)
     data = load_dataset(cfg.dataset)

@@ -22,7 +22,7 @@ import torch
 
 from mmtrack import analysis, api, tracking
 from mmtrack.interventions import parse
-from mmtrack.run import run_configs
+from mmtrack.jobs.train_run import run_configs
 from mmtrack.study import load_study
 
 METRICS = ("acc", "acc/group/skew/gs-minority", "acc/ood/digits-warped", "acc/output_noise/5")

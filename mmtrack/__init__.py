@@ -20,7 +20,7 @@ _API = {
     "build_sheet": "mmtrack.analysis",
     "summary": "mmtrack.analysis",
     "load_study": "mmtrack.study",
-    "RunConfig": "mmtrack.config",
+    "RunConfig": "mmtrack.training.config",
     "MMTrackError": "mmtrack.errors",
 }
 __all__ = ["__version__", *_API]

@@ -92,7 +92,7 @@ class Experiment:
     def ensembles(self, size: int | None = None) -> pd.DataFrame:
         """The runs of the experiment's ensembles (`mmtrack ensemble [--size K]`, experiment `<name>-ensembles[-kK]`):
         the frame `mmtrack sheet --ensembles` assigns to cells, one row per ensemble, `params.seed` = its draw."""
-        from mmtrack.ensemble_run import experiment_name
+        from mmtrack.analysis.ensembles import experiment_name
 
         return open_experiment(experiment_name(self.name, size), self.client.tracking_uri).runs
 

@@ -84,7 +84,7 @@ def cache_dir() -> Path:
 
 
 def spool_dir() -> Path:
-    """Where trained weights wait for their run to be logged (`mmtrack.spool`): $MMTRACK_SPOOL, else the
+    """Where trained weights wait for their run to be logged (`mmtrack.jobs.spool`): $MMTRACK_SPOOL, else the
     tracking directory's `spool/`."""
     env = os.environ.get("MMTRACK_SPOOL")
     return Path(env).expanduser() if env else tracking_dir() / "spool"

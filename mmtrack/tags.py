@@ -22,8 +22,15 @@ COMMAND_TAG = "mmtrack.command"
 PRECISION_TAG = "mmtrack.precision"  # fp32, or bf16 (autocast while training on CUDA)
 STACK_TAG = "mmtrack.stack"  # runs trained together as one stacked network share this id
 STACK_SEEDS_TAG = "mmtrack.stack_seeds"  # the seeds of that stack, e.g. "0,1,2,3,4" (one seed: trained alone)
-SPOOLED_TAG = "mmtrack.spooled_weights"  # logged from weights kept locally while the server was away (mmtrack.spool)
+SPOOLED_TAG = (
+    "mmtrack.spooled_weights"  # logged from weights kept locally while the server was away (mmtrack.jobs.spool)
+)
 TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"  # evaluate loaded the run's pickled model (--trust-pickle)
+# on ensemble runs (`mmtrack ensemble`)
+KIND_TAG = "mmtrack.kind"  # "ensemble" on an ensemble run
+MEMBERS_TAG = "mmtrack.ensemble.members"  # JSON list of the members' run ids
+MEMBER_SEEDS_TAG = "mmtrack.ensemble.seeds"  # the members' seeds, e.g. "0,1,2,3,4"
+OF_TAG = "mmtrack.ensemble.of"  # the experiment the members come from
 # on report runs and experiments
 REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
 REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on

@@ -6,13 +6,13 @@ multiplicity left on unseen metrics; ``multiplicity`` measures prediction multip
 scipy (and Optuna's public API for the Pareto front, lazily), never torch, MLflow, matplotlib or rich, so it can be
 used and tested without a training stack or a tracking server."""
 
-from mmtrack.analysis._runs import finished_run_ids
 from mmtrack.analysis.audit import Audit, build_audit
 from mmtrack.analysis.cells import Cells, Design, assign_cells, choose_design, infer_design, sheet_metrics
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
 from mmtrack.analysis.ensembles import EnsembleFindings, ensemble_comparison, ensemble_findings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
-from mmtrack.analysis.noise import noise_floor
+from mmtrack.analysis.noise_floor import noise_floor
+from mmtrack.analysis.run_table import finished_run_ids
 from mmtrack.analysis.selection import (
     RangeStats,
     Selection,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from mmtrack.analysis._runs import finished_run_ids
 from mmtrack.analysis.cells import Cells, Design, assign_cells, format_value, sheet_metrics
 from mmtrack.analysis.ensembles import EnsembleFindings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity
+from mmtrack.analysis.run_table import finished_run_ids
 from mmtrack.analysis.selection import SelectionReport, analyse
 from mmtrack.analysis.sheet import Sheet, sheet_stats, summary
 from mmtrack.errors import MMTrackError
@@ -54,7 +54,7 @@ class Audit:
     ensembles: EnsembleFindings | None = None  # "Does ensembling help?", when the experiment has ensembles
 
     def to_dict(self) -> dict:
-        from mmtrack.analysis._runs import jsonable
+        from mmtrack.analysis.run_table import jsonable
 
         return jsonable(
             {

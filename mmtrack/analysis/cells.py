@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmtrack.analysis._runs import finished_mask, metric_column, norm_series, normalise, param_names, sort_key
-from mmtrack.config import AXES
+from mmtrack.analysis.run_table import finished_mask, metric_column, norm_series, normalise, param_names, sort_key
 from mmtrack.errors import MMTrackError
+from mmtrack.training.config import AXES
 
 AXIS_ORDER = AXES  # the paper's table order
 MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)

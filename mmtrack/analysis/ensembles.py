@@ -4,14 +4,17 @@ what is left is more than test-set sampling. Pure pandas, like the sheets it com
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
 from mmtrack.analysis.sheet import Sheet
+from mmtrack.errors import MMTrackError
 
 COLUMNS = (
     "metric",
@@ -30,6 +33,77 @@ COLUMNS = (
 def config_columns(runs: pd.DataFrame) -> list[str]:
     """The param columns that make a configuration: every param but `seed` and the evaluation settings (sorted)."""
     return sorted(c for c in runs.columns if c.startswith("params.") and c != "params.seed" and ".eval." not in c)
+
+
+SUFFIX = "-ensembles"  # the ensembles of experiment X live in experiment X-ensembles
+
+
+def experiment_name(experiment: str, size: int | None = None, selected: bool | str = False) -> str:
+    """Where ensembles of `experiment` go: `-ensembles` (each configuration's seeds, all of them), `-ensembles-k<K>`
+    (K of them, several draws), `-ensembles-configs` (every configuration, one per seed), `-ensembles-selected`
+    (of a selection, or of given runs). One kind and size per experiment, so its sheets have one cell per
+    configuration and draw."""
+    if selected:
+        return f"{experiment}{SUFFIX}-{selected if isinstance(selected, str) else 'selected'}"
+    return f"{experiment}{SUFFIX}" + (f"-k{size}" if size else "")
+
+
+@dataclass
+class Planned:
+    """One ensemble to build: its run name, the params its members share (`seed` = the draw), its members."""
+
+    name: str
+    params: dict[str, str]
+    members: list[str]
+    seeds: list[int]
+    draw: int
+
+
+def plan_seed_ensembles(runs: pd.DataFrame, size: int | None = None, draws: int = 5, seed: int = 0) -> list[Planned]:
+    """Ensembles over the seeds of each configuration of `runs` (FINISHED runs; a configuration = every param but
+    `seed` and `eval.*`): one of all its seeds, or with `size` K up to `draws` ensembles of K distinct seeds
+    (every K-subset when there are no more than `draws`, else a fixed-seed draw of them)."""
+    fin = runs[runs["status"] == "FINISHED"]
+    if "params.seed" not in fin:
+        raise MMTrackError("these runs have no seed param; ensembles over seeds need runs of several seeds")
+    keys = config_columns(fin)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _, group in fin.groupby(keys, dropna=False, sort=False):
+        group = group.assign(_seed=group["params.seed"].astype(int)).sort_values("_seed")
+        ids, seeds = group["run_id"].astype(str).tolist(), group["_seed"].tolist()
+        k = size or len(ids)
+        if k > len(ids) or len(ids) < 2:
+            continue
+        combos = list(itertools.combinations(range(len(ids)), k))
+        if len(combos) > draws:
+            combos = [combos[i] for i in sorted(rng.choice(len(combos), draws, replace=False))]
+        first = group.iloc[0]
+        label = str(first.get("tags.mlflow.runName") or first["run_id"]).split(" · ")[0]
+        params = {c[len("params.") :]: str(first[c]) for c in keys if pd.notna(first[c])}
+        for d, combo in enumerate(combos):
+            name = f"{label} · ens{k}" + (f" #{d}" if len(combos) > 1 else "")
+            out.append(Planned(name, params, [ids[i] for i in combo], [seeds[i] for i in combo], d))
+    return out
+
+
+def plan_config_ensembles(runs: pd.DataFrame) -> list[Planned]:
+    """One ensemble per seed over every configuration's run of that seed (architectures may differ: the members
+    then run one after the other), `seed` = that seed."""
+    fin = runs[runs["status"] == "FINISHED"]
+    if "params.seed" not in fin:
+        raise MMTrackError("these runs have no seed param; ensembles over configurations pair runs by seed")
+    keys = config_columns(fin)
+    out = []
+    for seed, group in fin.groupby(fin["params.seed"].astype(int), sort=True):
+        if len(group) < 2:
+            continue
+        shared = {c[len("params.") :]: str(group[c].iloc[0]) for c in keys if group[c].nunique(dropna=False) == 1}
+        ids = group["run_id"].astype(str).tolist()
+        out.append(
+            Planned(f"every configuration · s{seed} · ens{len(ids)}", shared, ids, [int(seed)] * len(ids), int(seed))
+        )
+    return out
 
 
 def one_seed_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +168,7 @@ class EnsembleFindings:
     eval_seconds: dict[str, float] = field(default_factory=dict)  # "single", "ensemble": median seconds per run
 
     def to_dict(self) -> dict:
-        from mmtrack.analysis._runs import jsonable
+        from mmtrack.analysis.run_table import jsonable
 
         return jsonable(
             {

@@ -49,7 +49,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mmtrack.analysis._runs import (
+from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
+from mmtrack.analysis.run_table import (
     FINISHED,
     PP_DECIMALS,
     available_metrics,
@@ -61,7 +62,6 @@ from mmtrack.analysis._runs import (
     scaled,
     strip_metric,
 )
-from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
 from mmtrack.errors import MMTrackError
 
 TOLERANCE = 1e-9  # float-equality tolerance for ties and within-eps comparisons (on fractions / pp)

@@ -46,12 +46,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mmtrack.analysis._runs import (
-    PP_DECIMALS,
-    jsonable,
-    metric_column,
-    normalise,
-)
 from mmtrack.analysis.cells import (
     AXIS_ORDER,
     MISSING,
@@ -65,7 +59,13 @@ from mmtrack.analysis.cells import (
 )
 from mmtrack.analysis.effects import AxisEffect, axis_effect
 from mmtrack.analysis.effects import top_axis as effects_top_axis
-from mmtrack.analysis.noise import NOISE_LEVEL, noise_floor, range_quantile
+from mmtrack.analysis.noise_floor import NOISE_LEVEL, noise_floor, range_quantile
+from mmtrack.analysis.run_table import (
+    PP_DECIMALS,
+    jsonable,
+    metric_column,
+    normalise,
+)
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy, scale
 

@@ -8,6 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from mmtrack.errors import MMTrackError
+from mmtrack.interventions.specs import EvalSettings
+
+EVAL = EvalSettings()  # the eval options' defaults are EvalSettings'
 
 TrackingUri = Annotated[
     Optional[str],
@@ -75,8 +78,6 @@ InterventionPredictions = Annotated[
 
 
 def eval_settings(pgd_steps: int, pgd_max_examples: int, noise_draws: int, intervention_predictions: bool = False):
-    from mmtrack.interventions import EvalSettings
-
     if min(pgd_steps, pgd_max_examples, noise_draws) <= 0:  # named as the user typed them
         raise MMTrackError("--pgd-steps, --pgd-max-examples and --noise-draws must be positive")
     return EvalSettings(
@@ -96,4 +97,16 @@ ServerWaitOpt = Annotated[
         "stops and hands its configuration back; training metrics are kept meanwhile, and a model trained by then "
         "is kept in $MMTRACK_SPOOL for the rerun (default $MMTRACK_SERVER_WAIT, 600).",
     ),
+]
+
+DevicesOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="LIST",
+        help="Devices to train on, e.g. cuda:0,cuda:1: --workers-per-device workers on each (replaces "
+        "--workers; default: one device, $MMTRACK_DEVICE or CUDA when present).",
+    ),
+]
+WorkersPerDeviceOpt = Annotated[
+    int, typer.Option(metavar="INTEGER", help="Workers on each of --devices (stacks trained at once per device).")
 ]

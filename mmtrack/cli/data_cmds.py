@@ -250,7 +250,7 @@ def show(
     for a Δmax over the study's models: is a group large enough to show anything, before training?"""
     import numpy as np
 
-    from mmtrack.analysis.noise import NOISE_LEVEL, noise_floor
+    from mmtrack.analysis.noise_floor import NOISE_LEVEL, noise_floor
 
     if not 0 < accuracy < 1:
         raise MMTrackError(f"--accuracy must be between 0 and 1 (exclusive), got {accuracy}")

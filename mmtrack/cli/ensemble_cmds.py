@@ -49,9 +49,11 @@ def ensemble(
     """Ensembles (mean of softmax) of logged runs, without retraining: each one an MLflow run with the metrics of a
     training run, PGD attacking the ensemble itself. Ensembles of all seeds go to <experiment>-ensembles, of K
     seeds to <experiment>-ensembles-k<K>, of a selection or of --runs to <experiment>-ensembles-selected."""
-    from mmtrack import analysis, ensemble_run, tracking
+    from mmtrack import analysis, tracking
+    from mmtrack.analysis import ensembles as planning
     from mmtrack.api import open_experiment
     from mmtrack.interventions import DEFAULT_SPECS, EvalSettings, parse
+    from mmtrack.jobs import ensemble_run
 
     quiet()
     if of not in OF:
@@ -71,11 +73,11 @@ def ensemble(
         planned = [ensemble_run.explicit(client, kept.run_ids)]
         planned[0].name = f"{kept.label} on {by} · ens{kept.n_selected}"
     elif of == "configs":
-        planned = ensemble_run.plan_config_ensembles(exp.runs)
+        planned = planning.plan_config_ensembles(exp.runs)
         if not planned:
             raise MMTrackError(f"experiment {experiment!r} has no seed with 2+ FINISHED configurations to ensemble")
     else:
-        planned = ensemble_run.plan_seed_ensembles(exp.runs, size, draws)
+        planned = planning.plan_seed_ensembles(exp.runs, size, draws)
         if not planned:
             raise MMTrackError(
                 f"experiment {experiment!r} has no configuration with {size or 2}+ FINISHED seeds to ensemble"
@@ -85,7 +87,7 @@ def ensemble(
     )
     settings = EvalSettings(**(study or {}).get("eval", {}))
     kind = "selected" if runs or of == "selection" else ("configs" if of == "configs" else False)
-    name = ensemble_run.experiment_name(experiment, None if kind else size, kind)
+    name = planning.experiment_name(experiment, None if kind else size, kind)
     ens_study = _ensembles_study(study, name, max(p.draw for p in planned) + 1) if of == "seeds" and not runs else None
     exp_tags = {tracking.STUDY_TAG: ens_study} if ens_study else None
     exp_id = tracking.experiment_id(client, name, create=True, tags=exp_tags)
@@ -134,7 +136,7 @@ def _print(results: dict, skipped: int, name: str) -> None:
 def ensemble_sheets(experiment: str, size: int | None, metrics: list[str], tracking_uri: str | None, refresh: bool):
     """The sheets of `<experiment>-ensembles` (or `-ensembles-k<size>`) for `metrics` (those its runs have)."""
     from mmtrack import analysis
-    from mmtrack.ensemble_run import experiment_name
+    from mmtrack.analysis.ensembles import experiment_name
 
     name = experiment_name(experiment, size)
     try:
@@ -149,7 +151,7 @@ def ensemble_sheets(experiment: str, size: int | None, metrics: list[str], track
 def ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri, refresh):
     """The report's "Does ensembling help?" when `<experiment>-ensembles` exists (None otherwise)."""
     from mmtrack import analysis, tracking
-    from mmtrack.ensemble_run import experiment_name
+    from mmtrack.analysis.ensembles import experiment_name
 
     name = experiment_name(experiment)
     try:

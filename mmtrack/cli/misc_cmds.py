@@ -84,7 +84,7 @@ def info(tracking_uri: TrackingUri = None):
 
     from mmtrack import __version__, settings, tracking
     from mmtrack.study import preset_dir
-    from mmtrack.train import pick_device
+    from mmtrack.training.train import pick_device
 
     uri = tracking.resolve_uri(tracking_uri)
     where, origin = settings.tracking_dir_origin()

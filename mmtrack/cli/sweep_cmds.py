@@ -9,7 +9,7 @@ from rich.markup import escape as esc
 from rich.table import Table
 
 from mmtrack.cli._app import app, console, err, quiet
-from mmtrack.cli._options import DataDir, ServerWaitOpt, StudyArg, TrackingUri
+from mmtrack.cli._options import DataDir, DevicesOpt, ServerWaitOpt, StudyArg, TrackingUri, WorkersPerDeviceOpt
 from mmtrack.execution import DEFAULT_GRACE, DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY
 
 StorageOpt = Annotated[
@@ -63,17 +63,8 @@ def sweep(
         ),
     ] = None,
     stack: StackOpt = 0,
-    devices: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="LIST",
-            help="Devices to train on, e.g. cuda:0,cuda:1: --workers-per-device workers on each (replaces "
-            "--workers; default: one device, $MMTRACK_DEVICE or CUDA when present).",
-        ),
-    ] = None,
-    workers_per_device: Annotated[
-        int, typer.Option(metavar="INTEGER", help="Workers on each of --devices (stacks trained at once per device).")
-    ] = 1,
+    devices: DevicesOpt = None,
+    workers_per_device: WorkersPerDeviceOpt = 1,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
     server_wait: ServerWaitOpt = None,
@@ -163,7 +154,7 @@ def _print_estimate(st, workers: int, stack: int, data_dir: str | None) -> None:
     from mmtrack import settings
     from mmtrack.execution.estimate import estimate
     from mmtrack.execution.runner import check_stack
-    from mmtrack.train import pick_device
+    from mmtrack.training.train import pick_device
 
     check_stack(stack)
     if workers < 1:

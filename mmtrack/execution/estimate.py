@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmtrack.config import RunConfig
 from mmtrack.study import Study
+from mmtrack.training.config import RunConfig
 
 
 @dataclass
@@ -52,7 +52,7 @@ def estimate(study: Study, workers: int = 1, stack: int = 0, data_dir: str | Non
 
     from mmtrack.data import load_dataset
     from mmtrack.interventions import SharedForward, parse
-    from mmtrack.train import pick_device, step_seconds
+    from mmtrack.training.train import pick_device, step_seconds
 
     device = pick_device()
     ivs = parse(study.interventions)

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO
 
 from mmtrack import settings
-from mmtrack.config import RunConfig
 from mmtrack.execution.events import Event
 from mmtrack.execution.queue import Claim, WorkQueue, by_cost
+from mmtrack.training.config import RunConfig
 
 
 def lock_dir(exp_id: str) -> Path:

@@ -45,8 +45,8 @@ import contextlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from mmtrack.config import RunConfig
 from mmtrack.execution.events import Event
+from mmtrack.training.config import RunConfig
 
 ARCH_COST = {"resnet18": 1.0, "resnet50": 2.0, "wide_resnet50_2": 3.0}  # measured, relative, on CPU
 

@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable, Iterator
 
 from mmtrack import tracking
-from mmtrack.config import RunConfig
 from mmtrack.errors import MMTrackError
 from mmtrack.execution.events import Event, Summary
 from mmtrack.execution.queue import ARCH_COST, WorkQueue, relative_cost
 from mmtrack.study import Study
+from mmtrack.training.config import RunConfig
 
 __all__ = [
     "ARCH_COST",
@@ -141,7 +141,7 @@ def _to_train(cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int) ->
     """Whether a claimed configuration is still to train: not when it is FINISHED (reported skipped) or FAILED
     already in this round, which started at `since_ms` (0: no such check; reported failed). Runs left RUNNING by
     a worker that died are marked FAILED: we hold the claim, so they are not running any more."""
-    from mmtrack import spool
+    from mmtrack.jobs import spool
 
     runs = tracking.runs_of_config(client, exp_id, cfg.hash)
     if any(r.info.status == "FINISHED" for r in runs):
@@ -172,9 +172,9 @@ def execute_group(
     """Train claimed configurations that differ only in their seed: those still to train (`_to_train`) as one
     stacked network, each into its own run (`run.run_configs`); one alone exactly as `mmtrack train` does
     (`run.run_config`). Report what happened to each through `emit`."""
-    from mmtrack import spool
     from mmtrack.interventions import parse
-    from mmtrack.run import run_config, run_configs
+    from mmtrack.jobs import spool
+    from mmtrack.jobs.train_run import run_config, run_configs
 
     todo = [cfg for cfg in cfgs if _to_train(cfg, client, exp_id, emit, since_ms)]
     if not todo:
@@ -230,7 +230,7 @@ def _tracking_problem(uri: str) -> MMTrackError | None:
 
 def _with_kept(problem: MMTrackError, cfgs: list[RunConfig]) -> MMTrackError:
     """The lost-server line, saying where the models trained before it went away wait to be logged."""
-    from mmtrack import spool
+    from mmtrack.jobs import spool
 
     kept = [str(spool.folder(cfg)) for cfg in cfgs if spool.folder(cfg).is_dir()]
     if not kept:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtrack import stacking
 from mmtrack.data import Dataset, Split
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import KIND_REGISTRY, EvalSettings, Intervention
+from mmtrack.models import stacking
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -27,7 +27,7 @@ def _fixed_subset(n: int, k: int, seed: int) -> torch.Tensor:
 
 
 class SumOfLosses(nn.Module):
-    """The loss of K networks stacked (`mmtrack.stacking.Stack`, logits (N, K, classes)) on one label each:
+    """The loss of K networks stacked (`mmtrack.models.stacking.Stack`, logits (N, K, classes)) on one label each:
     the sum of their mean cross-entropies. Network k reads only its own input channels, so the gradient of
     the sum with respect to those channels is network k's own loss gradient, and ART's PGD on the stack (sign
     of the gradient, projection and clipping all element by element) runs the K per-model attacks at once."""
@@ -40,7 +40,7 @@ class SumOfLosses(nn.Module):
 
 class SharedForward:
     """The forward passes of models trained together, made once for all of them: the models stacked
-    (`mmtrack.stacking`) see each batch of inputs side by side, and the logits (K, N, classes) are kept per input
+    (`mmtrack.models.stacking`) see each batch of inputs side by side, and the logits (K, N, classes) are kept per input
     set, so the evaluators of the K models (`Evaluator(..., shared=, member=k)`) each read their slice. One model
     alone is its own "stack" of one. The stack takes `batch_size // K` images per pass, the activation memory of
     one model's batch (on 2 CPU threads also the fastest: 1.2-1.3x over K separate passes of `batch_size`,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mmtrack.interventions.evaluator import Evaluator, _fixed_subset
-from mmtrack.train import predict_logits
+from mmtrack.models import predict_logits
 
 
 def mia(ev: Evaluator, attack: str | None):

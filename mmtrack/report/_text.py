@@ -9,8 +9,8 @@ import json
 import math
 from typing import Any
 
-from mmtrack.analysis._runs import jsonable
 from mmtrack.analysis.cells import MISSING
+from mmtrack.analysis.run_table import jsonable
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("csv", "markdown", "latex", "html", "json")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from mmtrack.analysis.cells import MISSING, format_value
 from mmtrack.analysis.effects import format_p
-from mmtrack.analysis.noise import NOISE_LEVEL
+from mmtrack.analysis.noise_floor import NOISE_LEVEL
 from mmtrack.analysis.sheet import Sheet
 from mmtrack.errors import MMTrackError
 from mmtrack.report._colour import DELTA_CMAP, SCORE_CMAP, colour

@@ -90,8 +90,8 @@ def client(tracking_dir):
 @pytest.fixture(scope="session")
 def tiny_model(digits):
     """resnet18 at width 1/16 trained 2 epochs on digits-skewed (about 70% test accuracy), in eval mode."""
-    from mmtrack.config import RunConfig
-    from mmtrack.train import train_model
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_model
 
     cfg = RunConfig(**{**TINY, "epochs": 2})
     return train_model(cfg, digits, torch.device("cpu"))

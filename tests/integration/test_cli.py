@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import TINY, mmtrack_command, module_store, run_cli, subprocess_env
 
-from mmtrack import run as run_mod
 from mmtrack import tracking
-from mmtrack.config import RunConfig
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention, parse
-from mmtrack.run import run_config
+from mmtrack.jobs import train_run as run_mod
+from mmtrack.jobs.train_run import run_config
 from mmtrack.tracking import search as tracking_search
+from mmtrack.training.config import RunConfig
 
 TINY_ARGS = ["--width", "0.0625", "--epochs", "1", "--augment", "none", "--batch-size", "256"]
 

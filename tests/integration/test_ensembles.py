@@ -15,9 +15,9 @@ from conftest import TINY, run_cli
 from torch import nn
 
 from mmtrack import tracking
-from mmtrack.ensembles import Ensemble, mean_softmax
 from mmtrack.interventions import EvalSettings, Evaluator, parse
 from mmtrack.models import Normalize
+from mmtrack.models.ensemble import Ensemble, mean_softmax
 
 CHEAP = EvalSettings(noise_draws=2, pgd_steps=3, pgd_max_examples=64, mia_examples=200)
 SPECS = ["acc", "group", "ood", "output_noise:2", "input_noise:0.5", "pgd_linf:0.01", "mia"]
@@ -60,8 +60,8 @@ def test_stacked_and_one_after_the_other_agree(trio, digits):
 @pytest.fixture(scope="module")
 def trio(digits):
     """Three tiny models of one configuration (seeds 0-2), trained together."""
-    from mmtrack.config import RunConfig
-    from mmtrack.train import train_models
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_models
 
     cfgs = [RunConfig(**{**TINY, "epochs": 2, "seed": s}) for s in range(3)]
     return train_models(cfgs, digits, torch.device("cpu"))

@@ -13,14 +13,14 @@ from torch import nn
 
 from mmtrack import interventions as iv_mod
 from mmtrack import tracking
-from mmtrack.config import RunConfig
 from mmtrack.data import Dataset, Split
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import DEFAULT_SPECS, EvalSettings, Evaluator, Intervention, check_available, parse
 from mmtrack.interventions import evaluator as iv_eval
-from mmtrack.models import Classifier, Normalize
-from mmtrack.run import run_config
-from mmtrack.train import predict_logits, train_model
+from mmtrack.jobs.train_run import run_config
+from mmtrack.models import Classifier, Normalize, predict_logits
+from mmtrack.training.config import RunConfig
+from mmtrack.training.train import train_model
 
 CPU = torch.device("cpu")
 

@@ -431,9 +431,9 @@ def test_a_spooled_model_comes_back_as_it_was_trained_and_only_for_its_own_data(
 ):
     import torch
 
-    from mmtrack import spool
-    from mmtrack.config import RunConfig
-    from mmtrack.train import EpochStats
+    from mmtrack.jobs import spool
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import EpochStats
 
     monkeypatch.setenv("MMTRACK_SPOOL", str(tmp_path / "spool"))
     cfg = RunConfig(width=0.0625, epochs=2, augment="none", batch_size=256)

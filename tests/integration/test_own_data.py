@@ -394,7 +394,7 @@ def test_bad_data_fails_when_the_study_is_read(tmp_path, case):
 
 
 def test_bad_data_is_one_error_line_and_nothing_trained(tmp_path, capsys, monkeypatch):
-    from mmtrack import run as run_mod
+    from mmtrack.jobs import train_run as run_mod
 
     monkeypatch.setattr(run_mod, "train_model", lambda *a, **k: pytest.fail("trained despite bad data"))
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(tmp_path / "tracking"))

@@ -119,7 +119,7 @@ def test_evaluate_adds_predictions_to_runs_logged_without_them(capsys, monkeypat
 
 def test_many_classes_keep_the_top_k(digits):
     from mmtrack.data import Split
-    from mmtrack.run import MAX_PROB_CLASSES, TOP_K, predictions_frame
+    from mmtrack.jobs.record import MAX_PROB_CLASSES, TOP_K, predictions_frame
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(40, 30, generator=g)

@@ -208,8 +208,9 @@ def test_unreadable_cache_is_rebuilt(tmp_path, cache):
 
 
 def test_training_run_on_tiny_utkface(tmp_path):
-    from mmtrack.config import RunConfig
-    from mmtrack.train import predict_logits, train_model
+    from mmtrack.models import predict_logits
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import train_model
 
     make_utkface(tmp_path)
     data = load_utk(tmp_path)

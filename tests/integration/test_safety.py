@@ -11,9 +11,9 @@ import torch
 from conftest import TINY, run_cli
 
 from mmtrack import tracking
-from mmtrack.config import RunConfig
 from mmtrack.interventions import parse
-from mmtrack.run import run_config
+from mmtrack.jobs.train_run import run_config
+from mmtrack.training.config import RunConfig
 
 
 class Payload:

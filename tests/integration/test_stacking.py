@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmtrack import stacking
-from mmtrack.config import RunConfig
 from mmtrack.data import Split
 from mmtrack.interventions import Intervention
-from mmtrack.models import ARCHS, build_model
-from mmtrack.train import predict_logits, train_model, train_models
+from mmtrack.models import ARCHS, build_model, predict_logits, stacking
+from mmtrack.training.config import RunConfig
+from mmtrack.training.train import train_model, train_models
 
 CPU = torch.device("cpu")
 SEEDS = (0, 1, 2)

@@ -18,14 +18,14 @@ import torchvision
 from conftest import TINY, module_store
 from torch import nn
 
-from mmtrack import run as run_mod
 from mmtrack import tracking
-from mmtrack.config import RECIPE, RunConfig
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, parse
-from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_stats
-from mmtrack.run import run_config
-from mmtrack.train import predict_logits, train_model
+from mmtrack.jobs import train_run as run_mod
+from mmtrack.jobs.train_run import run_config
+from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_stats, predict_logits
+from mmtrack.training.config import RECIPE, RunConfig
+from mmtrack.training.train import train_model
 
 CPU = torch.device("cpu")
 
@@ -98,8 +98,9 @@ def test_channel_stats_in_unit_range():
 def test_the_three_architecture_tables_agree():
     """config.ARCHS (what a RunConfig accepts), models.ARCHS (what can be built) and execution.ARCH_COST (what a
     sweep orders work by) name the same architectures."""
-    from mmtrack import config, models
+    from mmtrack import models
     from mmtrack.execution.queue import ARCH_COST
+    from mmtrack.training import config
 
     assert set(config.ARCHS) == set(models.ARCHS) == set(ARCH_COST)
 
@@ -163,7 +164,7 @@ def test_config_hash_name_and_params():
 
 
 def test_learning_rate_warms_up_then_anneals_per_step():
-    from mmtrack.train import lr_factor
+    from mmtrack.training.train import lr_factor
 
     f = lr_factor(total_steps=100, warmup_steps=10)
     assert [f(i) for i in range(3)] == pytest.approx([0.1, 0.2, 0.3])

@@ -6,7 +6,7 @@ mean of the members' softmax, so `argmax` is the ensemble's prediction, `softmax
 cross-entropy on the output is the ensemble's own loss. So every intervention, PGD through ART included, runs on
 the ensemble itself, by the same `Evaluator` as a single model; for one member the output is that member's own
 logits (whose softmax is the same distribution), so an ensemble of one scores exactly as its member. Members of one
-architecture run as one stacked network (`mmtrack.stacking`), others one after the other.
+architecture run as one stacked network (`mmtrack.models.stacking`), others one after the other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from mmtrack import stacking
+from mmtrack.models import stacking
 
 
 class Ensemble(nn.Module):

@@ -23,10 +23,10 @@ import torch
 
 from mmtrack import settings
 from mmtrack._version import __version__
-from mmtrack.config import RunConfig
 from mmtrack.data import Dataset
 from mmtrack.models import load_weights, model_spec, save_weights
-from mmtrack.train import EpochStats
+from mmtrack.training.config import RunConfig
+from mmtrack.training.train import EpochStats
 
 log = logging.getLogger(__name__)
 STATE = "spool.json"

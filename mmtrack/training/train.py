@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtrack import settings, stacking
-from mmtrack.config import RECIPE, RunConfig
+from mmtrack import settings
 from mmtrack.data import Dataset
-from mmtrack.models import build_model, channel_stats
+from mmtrack.models import build_model, channel_stats, stacking
+from mmtrack.training.config import RECIPE, RunConfig
 
 log = logging.getLogger("mmtrack")
 
@@ -118,7 +118,7 @@ def train_models(
     device: torch.device | None = None,
     on_epoch: Callable[[int, EpochStats], None] | None = None,
 ) -> list[nn.Module | Exception]:
-    """Train configurations that differ only in their seed, together as one stacked network (`mmtrack.stacking`),
+    """Train configurations that differ only in their seed, together as one stacked network (`mmtrack.models.stacking`),
     and return model k of `cfgs[k]` (in eval mode), or the error it stopped on (a model whose loss diverged
     stops being reported; the others train on: their channels never mix).
 
@@ -278,12 +278,3 @@ def precision(device: torch.device) -> str:
 
 def precision_context(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(device) == "bf16")
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Logits (N, C) for uint8 images, batched on the model's device, returned on the CPU."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = [model(chunk.to(device).float().div_(255)).float().cpu() for chunk in images.split(batch_size)]
-    return torch.cat(out) if out else torch.empty(0)

@@ -10,9 +10,9 @@ from mmtrack import tracking
 from mmtrack.data import load_dataset
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
-from mmtrack.run import RunResult, log_interventions, log_populations, populations
+from mmtrack.jobs.record import RunResult, log_interventions, log_populations, populations
 from mmtrack.study import register_study_dataset
-from mmtrack.train import pick_device
+from mmtrack.training.train import pick_device
 
 
 def evaluate_run(

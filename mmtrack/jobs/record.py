@@ -1,6 +1,6 @@
-"""One configuration, one MLflow run: load the data, train, log the model and predictions, then compute and
-log every intervention (each logged as soon as it is computed; a failing intervention is recorded and the
-others are kept)."""
+"""What every run-producing job records, and how: the run's result, its tags (configuration, data, machine,
+versions), inputs, per-epoch curves, clean predictions of each population, and the intervention metrics with the
+predictions they are measured on. `train_run`, `evaluate_run` and `ensemble_run` all record through here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,15 +18,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmtrack import interventions as iv_mod
 from mmtrack import settings as mm_settings
-from mmtrack import spool, tracking
+from mmtrack import tracking
 from mmtrack._version import __version__
-from mmtrack.config import RunConfig
-from mmtrack.data import Dataset, Split, load_dataset
-from mmtrack.interventions import EvalSettings, Evaluator, Intervention, SharedForward
-from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, memory_format, model_spec
-from mmtrack.train import EpochStats, pick_device, precision, train_model, train_models
+from mmtrack.data import Dataset, Split
+from mmtrack.interventions import EvalSettings, Evaluator, Intervention
+from mmtrack.models import memory_format
+from mmtrack.training.config import RunConfig
+from mmtrack.training.train import EpochStats, precision
 
 log = logging.getLogger("mmtrack")
 
@@ -213,212 +211,40 @@ def log_interventions(
         logger.set_tags({tracking.FAILED_INTERVENTIONS_TAG: json.dumps(result.failed_interventions)})
 
 
-def _tags(cfg: RunConfig, data: Dataset, device: torch.device, extra_tags: dict | None) -> dict[str, str]:
+def run_env_tags(data: Dataset, device: torch.device) -> dict[str, str]:
+    """What every run that computes metrics records about how: its data, device, threads, memory layout,
+    precision, command line, package versions and machine."""
     return {
-        tracking.HASH_TAG: cfg.hash,
         tracking.DATA_FINGERPRINT_TAG: data.fingerprint,
         tracking.DEVICE_TAG: str(device),
         tracking.THREADS_TAG: str(torch.get_num_threads()),
         tracking.MEMORY_FORMAT_TAG: memory_format(),
         tracking.PRECISION_TAG: precision(device),
         tracking.COMMAND_TAG: " ".join(sys.argv)[:500],
-        tracking.CONFIG_NAME_TAG: cfg.run_name,
         **versions(),
         **environment(device),
+    }
+
+
+def run_tags(cfg: RunConfig, data: Dataset, device: torch.device, extra_tags: dict | None) -> dict[str, str]:
+    """A training run's tags: its configuration's hash and full name, how it was computed, and `extra_tags`."""
+    return {
+        tracking.HASH_TAG: cfg.hash,
+        tracking.CONFIG_NAME_TAG: cfg.run_name,
+        **run_env_tags(data, device),
         **(extra_tags or {}),
     }
 
 
-def _log_inputs(
+def log_inputs(
     logger: tracking.RunLogger, cfg: RunConfig, data: Dataset, settings: EvalSettings, interventions: list[Intervention]
 ) -> None:
     logger.log_params({**cfg.params(), **settings.params(), "eval.interventions": ";".join(map(str, interventions))})
     logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
 
 
-def _log_epoch(logger: tracking.RunLogger, stats: EpochStats) -> None:
+def log_epoch(logger: tracking.RunLogger, stats: EpochStats) -> None:
     logger.log_metrics(
         {"train_loss": stats.train_loss, "train_acc": stats.train_acc, "epoch_seconds": stats.seconds}, step=stats.epoch
     )
     mm_settings.crash_point("train")
-
-
-def _log_trained(
-    logger: tracking.RunLogger,
-    cfg: RunConfig,
-    model: torch.nn.Module,
-    evaluator: Evaluator,
-    data: Dataset,
-    interventions: list[Intervention],
-    result: RunResult,
-) -> None:
-    """Predictions, weights and model, then every intervention, into the active run of `logger`."""
-    start = time.perf_counter()
-    logger.log_dataframe(predictions_frame(*evaluator.population("test")), tracking.predictions_path("test"))
-    mm_settings.crash_point("artifacts")
-    example = data.test.images[:2].float().div(255).numpy()
-    logger.log_weights(model, model_spec(cfg.arch, data.num_classes, data.image_size, cfg.width))
-    device = next(model.parameters()).device
-    logger.log_model(model.cpu(), example)
-    model.to(device)
-    result.seconds["seconds/log_model"] = time.perf_counter() - start
-    logger.log_metrics(result.seconds)
-    log_interventions(logger, evaluator, interventions, result, {})
-    stored = log_populations(logger, evaluator, populations(interventions, data), skip={"test"}, required=True)
-    # no FINISHED run without its model and predictions: what was uploaded is listed back before the run ends
-    weights = [f"{tracking.WEIGHTS}/{name}" for name in (WEIGHTS_FILE, SPEC_FILE)]
-    logger.verify_artifacts([*weights, *(tracking.predictions_path(n) for n in ["test", *stored])])
-
-
-def _kept(exc: tracking.TrackingUnavailable, path) -> tracking.TrackingUnavailable:
-    return tracking.TrackingUnavailable(
-        f"{exc.message}; the trained weights are kept in {path} (a rerun on this machine logs them without training)"
-    )
-
-
-def run_config(
-    cfg: RunConfig,
-    client,
-    exp_id: str | None,
-    interventions: list[Intervention],
-    settings: EvalSettings = EvalSettings(),
-    data_dir: str | None = None,
-    data: Dataset | None = None,
-    extra_tags: dict | None = None,
-    on_epoch=None,
-    run_id: str | None = None,
-    run_name: str | None = None,
-    device: str | None = None,
-) -> RunResult:
-    """Train and evaluate `cfg` as one MLflow run in experiment `exp_id` (or into the existing run `run_id`, the
-    one `mlflow run` created) and return its metrics. A model of `cfg` that this machine trained before but could
-    not log (`mmtrack.spool`) is logged instead of trained again; one that cannot be logged now is kept there."""
-    start = time.perf_counter()
-    data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
-    data_seconds = time.perf_counter() - start
-    iv_mod.check_available(interventions, data)
-    device = torch.device(device) if device else pick_device()
-    tags = _tags(cfg, data, device, extra_tags)
-    spooled = spool.take(cfg, data)
-    if spooled is not None:
-        tags[tracking.SPOOLED_TAG] = str(spooled.folder)
-    with tracking.RunLogger.start(client, exp_id, run_name or cfg.short_name(), tags, run_id=run_id) as logger:
-        result = RunResult(logger.run_id)
-        _log_inputs(logger, cfg, data, settings, interventions)
-        epochs: list[EpochStats] = []
-
-        def epoch_logged(stats: EpochStats) -> None:
-            epochs.append(stats)
-            _log_epoch(logger, stats)
-            if on_epoch is not None:
-                on_epoch(stats)
-
-        if spooled is not None:  # the curves as they were measured, then the model as it was trained
-            for stats in spooled.epochs:
-                epoch_logged(stats)
-            model = spooled.model.to(device).eval()
-            result.seconds.update(spooled.seconds)
-        else:
-            start = time.perf_counter()
-            model = train_model(cfg, data, device, on_epoch=epoch_logged)
-            result.seconds.update({"seconds/data": data_seconds, "seconds/train": time.perf_counter() - start})
-        try:
-            _log_trained(logger, cfg, model, Evaluator(model, data, settings), data, interventions, result)
-        except tracking.TrackingUnavailable as exc:
-            raise _kept(exc, spool.keep(cfg, data, model, epochs, _train_seconds(result))) from None
-    spool.drop(cfg)
-    return result
-
-
-def _train_seconds(result: RunResult) -> dict[str, float]:
-    return {k: v for k, v in result.seconds.items() if k in ("seconds/data", "seconds/train", "seconds/train_stack")}
-
-
-def run_configs(
-    cfgs: list[RunConfig],
-    client,
-    exp_id: str,
-    interventions: list[Intervention],
-    settings: EvalSettings = EvalSettings(),
-    data_dir: str | None = None,
-    data: Dataset | None = None,
-    extra_tags: dict | None = None,
-    run_names: list[str] | None = None,
-    device: str | None = None,
-) -> list[RunResult | Exception]:
-    """Train configurations that differ only in their seed together, as one stacked network
-    (`train.train_models`), each into its own MLflow run (params, per-epoch metrics, predictions, weights, model
-    and every intervention, exactly as `run_config` logs them; tag `mmtrack.stack` names the runs trained
-    together). Returns each configuration's result, or the error its run FAILED with (a diverged seed fails
-    alone). An error of the whole stack (before training ends) fails every run and propagates."""
-    start = time.perf_counter()
-    data = data or load_dataset(cfgs[0].dataset, data_dir, cfgs[0].image_size)
-    data_seconds = time.perf_counter() - start
-    iv_mod.check_available(interventions, data)
-    device = torch.device(device) if device else pick_device()
-    stack_tags = {
-        tracking.STACK_TAG: uuid.uuid4().hex[:12],
-        tracking.STACK_SEEDS_TAG: ",".join(str(c.seed) for c in cfgs),
-    }
-    names = run_names or [cfg.short_name() for cfg in cfgs]
-    loggers: list[tracking.RunLogger] = []
-    ended: set[int] = set()
-    try:
-        for cfg, name in zip(cfgs, names):
-            loggers.append(
-                tracking.RunLogger.create(client, exp_id, name, {**_tags(cfg, data, device, extra_tags), **stack_tags})
-            )
-            _log_inputs(loggers[-1], cfg, data, settings, interventions)
-        start = time.perf_counter()
-        epochs: list[list[EpochStats]] = [[] for _ in cfgs]
-
-        def epoch_logged(k: int, stats: EpochStats) -> None:
-            epochs[k].append(stats)
-            _log_epoch(loggers[k], stats)
-
-        models = train_models(cfgs, data, device, on_epoch=epoch_logged)
-        train_seconds = time.perf_counter() - start
-        live = [m for m in models if not isinstance(m, Exception)]
-        shared = SharedForward(live, settings.batch_size) if live else None
-        results: list[RunResult | Exception] = []
-        gone: tracking.TrackingUnavailable | None = None
-        for k, (cfg, logger, model) in enumerate(zip(cfgs, loggers, models)):
-            ended.add(k)
-            if isinstance(model, Exception):
-                logger.fail(model)
-                results.append(tracking.failed_run(model, logger.run_id))
-                continue
-            result = RunResult(logger.run_id)
-            # the stack's training time, and each run's share of it (what the run cost)
-            result.seconds.update(
-                {
-                    "seconds/data": data_seconds,
-                    "seconds/train": train_seconds / len(cfgs),
-                    "seconds/train_stack": train_seconds,
-                }
-            )
-            evaluator = Evaluator(model, data, settings, shared=shared, member=live.index(model))
-            if gone is not None:  # the server is away: keep the model without waiting for it once more
-                logger.fail(gone)
-                kept = _kept(gone, spool.keep(cfg, data, model, epochs[k], _train_seconds(result)))
-                results.append(tracking.failed_run(kept, logger.run_id))
-                continue
-            try:
-                with logger.resume():
-                    _log_trained(logger, cfg, model, evaluator, data, interventions, result)
-            except tracking.TrackingUnavailable as exc:  # kept locally, so that a retry need not train it again
-                gone = exc
-                kept = _kept(exc, spool.keep(cfg, data, model, epochs[k], _train_seconds(result)))
-                results.append(tracking.failed_run(kept, logger.run_id))
-                continue
-            except Exception as exc:  # noqa: BLE001 - its run is FAILED with the error; the others go on
-                results.append(exc)
-                continue
-            spool.drop(cfg)
-            results.append(result)
-        return results
-    except BaseException as exc:
-        for k, logger in enumerate(loggers):
-            if k not in ended:
-                logger.fail(exc)
-        raise

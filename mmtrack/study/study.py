@@ -21,11 +21,9 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
-from mmtrack.config import AXES, RunConfig
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
+from mmtrack.training.config import AXES, RunConfig
 
 FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
 # dataset, epochs and seeds (keys of their own), when it is not an axis
@@ -259,45 +257,3 @@ def parse_study(raw: dict, source: str = "study") -> Study:
     )
     _check_runnable(study, source)
     return study
-
-
-def preset_dir() -> Path:
-    """The preset studies shipped inside the package (`mmtrack.studies`; in a checkout: studies/)."""
-    from importlib.resources import files
-
-    return Path(str(files("mmtrack.studies")))
-
-
-def presets() -> dict[str, Path]:
-    """Preset name -> its file, sorted by name."""
-    return {p.stem: p for p in sorted(preset_dir().glob("*.yaml"))}
-
-
-def study_path(name: str | Path) -> Path:
-    """The file a study argument means: a path to a file; else, for a bare name (`digits-skewed`), the user's
-    own studies/<name>.yaml, else the preset of that name."""
-    from mmtrack import settings
-
-    p = Path(name)
-    if p.is_file():
-        return p
-    if p.suffix == "" and len(p.parts) == 1:
-        own = settings.studies_dir() / f"{p}.yaml"
-        if own.is_file():
-            return own
-        if str(p) in presets():
-            return presets()[str(p)]
-    raise MMTrackError(
-        f"study file {name} not found; presets: {', '.join(presets()) or 'none'} "
-        "(`mmtrack study list`), or write your own with `mmtrack study init NAME`"
-    )
-
-
-def load_study(path: str | Path) -> Study:
-    """Load a study file, or a study by name (see `study_path`)."""
-    p = study_path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise MMTrackError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_study(raw, str(p))
