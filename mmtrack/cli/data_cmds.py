@@ -187,16 +187,17 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
         raw = yaml.safe_load(path.read_text())
         if spec is not None and "images" not in raw and "manifest" not in raw:  # a study declaring its dataset
             study = load_study(path)
+            runs = len(study.configs())
             plan = declared.check(study.dataset_spec, image_size or study.fixed.get("image_size"))
             return (
                 study.dataset,
-                f"study {path}: {len(study.configs())} runs",
+                f"study {path}: {runs} runs",
                 plan.profile()
                 | {
                     "split_how": plan.split_how,
                     "source": study.dataset_spec["manifest"] or study.dataset_spec["images"],
                 },
-                len(study.configs()),
+                runs,
             )
         if spec is not None:  # a declaration file
             plan = declared.check(spec, image_size)
@@ -208,7 +209,8 @@ def _resolve(target: str, data_dir: str | None, image_size: int | None) -> tuple
             )
         study = load_study(path)
         data = load_dataset(study.dataset, data_dir, image_size or study.fixed.get("image_size"))
-        return study.dataset, f"study {path}: {len(study.configs())} runs", _dataset_profile(data), len(study.configs())
+        runs = len(study.configs())
+        return study.dataset, f"study {path}: {runs} runs", _dataset_profile(data), runs
     if target.lower().endswith((".yaml", ".yml")):
         raise MMTrackError(f"{target} not found; give a dataset name, a study file or a dataset declaration file")
     check_dataset_name(target)

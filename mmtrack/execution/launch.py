@@ -7,11 +7,11 @@ import functools
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mmtrack import settings, tracking
 from mmtrack.errors import MMTrackError
-from mmtrack.execution.events import Summary
+from mmtrack.execution.events import Event, Summary
 from mmtrack.execution.local_queue import FileLockQueue, lock_dir
 from mmtrack.execution.optuna_queue import (
     DEFAULT_GRACE,
@@ -21,9 +21,6 @@ from mmtrack.execution.optuna_queue import (
 )
 from mmtrack.execution.runner import (
     Emit,
-    _experiment,
-    _recorder,
-    _report_finished,
     check_stack,
     die_with_parent,
     quiet_libraries,
@@ -32,7 +29,8 @@ from mmtrack.execution.runner import (
     work,
 )
 from mmtrack.execution.storage import check_storage
-from mmtrack.study import Study
+from mmtrack.study import Study, StudyPlan
+from mmtrack.training.config import RunConfig
 
 # ------------------------------------------------------------------------------------------------ processes
 
@@ -88,11 +86,36 @@ def _run_local(jobs: list[Callable[..., object]], emit: Emit) -> list[int]:
     return crashed
 
 
+# ------------------------------------------------------------------------------------------------ what a launch reports
+
+
+def recorder(on_event: Emit) -> tuple[Summary, Emit]:
+    summary = Summary()
+
+    def emit(ev: Event) -> None:
+        summary.add(ev)
+        on_event(ev)
+
+    return summary, emit
+
+
+def report_finished(configs: Iterable[RunConfig], finished: set[str], emit: Emit) -> list[RunConfig]:
+    """Report the configurations FINISHED in MLflow as skipped; return the others."""
+    for cfg in configs:
+        if cfg.hash in finished:
+            emit(Event("skipped", cfg.run_name, cfg.hash))
+    return [cfg for cfg in configs if cfg.hash not in finished]
+
+
+def study_experiment(client, study: Study) -> str:
+    return tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
+
+
 # ------------------------------------------------------------------------------------------------ one machine
 
 
 def _sweep_job(
-    study: Study,
+    plan: StudyPlan,
     uri: str,
     exp_id: str,
     finished: set[str],
@@ -106,13 +129,13 @@ def _sweep_job(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """A worker of `sweep`: join its round of the file-lock queue and work (on `device`; None: the default)."""
-    queue = FileLockQueue(study.configs(), lock_dir(exp_id), round_)
+    queue = FileLockQueue(list(plan.configs), lock_dir(exp_id), round_)
     queue.prepare(finished, new_round=False)
     try:
         with torch_threads(threads):
             work(
                 queue,
-                study,
+                plan,
                 tracking.connect(uri),
                 exp_id,
                 uri,
@@ -127,14 +150,14 @@ def _sweep_job(
         queue.close()
 
 
-def decode_once(study: Study, data_dir: str | None) -> None:
+def decode_once(plan: StudyPlan, data_dir: str | None) -> None:
     """Load the study's dataset in this process before local workers start. A cold decode cache is then filled
     once, with every core (a worker process may not start processes of its own), and bad data fails here, in
     one line, before anything trains. Nothing stays in memory: the workers load the decoded cache."""
     from mmtrack.data import load_dataset
 
-    for size in {cfg.image_size for cfg in study.configs()}:
-        load_dataset(study.dataset, data_dir, size)
+    for size in {cfg.image_size for cfg in plan.configs}:
+        load_dataset(plan.dataset, data_dir, size)
     load_dataset.cache_clear()
 
 
@@ -157,20 +180,21 @@ def sweep(
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
     check_stack(stack)
     devices = devices or [None] * workers
+    plan = StudyPlan.of(study)  # prepared once: every worker process receives it whole
     uri = tracking.resolve_uri(uri)
     client = tracking.connect(uri)
-    exp_id = _experiment(client, study)
-    summary, emit = _recorder(on_event)
+    exp_id = study_experiment(client, plan.study)
+    summary, emit = recorder(on_event)
     finished = tracking.finished_hashes(client, exp_id)
-    todo = _report_finished(study.configs(), finished, emit)
+    todo = report_finished(plan.configs, finished, emit)
     processes = min(workers, len(todo))
     if processes > 1:
-        decode_once(study, data_dir)
-    round_ = FileLockQueue(study.configs(), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
+        decode_once(plan, data_dir)
+    round_ = FileLockQueue(list(plan.configs), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
     jobs = [
         functools.partial(
-            _sweep_job, study, uri, exp_id, finished, round_, threads, data_dir, stack, device, server_wait
+            _sweep_job, plan, uri, exp_id, finished, round_, threads, data_dir, stack, device, server_wait
         )
         for device in devices[: max(1, processes)]
     ]
@@ -190,7 +214,7 @@ def sweep(
 
 
 def run_worker(
-    study: Study,
+    study: Study | StudyPlan,
     storage_url: str,
     tracking_uri: str | None = None,
     emit: Emit = lambda ev: None,
@@ -214,19 +238,20 @@ def run_worker(
     wait between looks at the queue while other workers hold the rest (default: the heartbeat interval, at
     most 5 s)."""
     check_stack(stack)
+    plan = StudyPlan.of(study)
     uri = tracking.resolve_uri(tracking_uri)
     check_storage(storage_url)  # both fail fast, in one line naming the URL
     client = tracking.connect(uri)
-    summary, report = _recorder(emit)
+    summary, report = recorder(emit)
     with (
-        OptunaQueue(study, storage_url, heartbeat, grace, max_retry, poll) as queue,
+        OptunaQueue(plan, storage_url, heartbeat, grace, max_retry, poll) as queue,
         torch_threads(threads or settings.cpu_budget()),
     ):
-        exp_id = _experiment(client, study)
+        exp_id = study_experiment(client, plan.study)
         queue.prepare(tracking.finished_hashes(client, exp_id), new_round)
         work(
             queue,
-            study,
+            plan,
             client,
             exp_id,
             uri,
@@ -262,20 +287,21 @@ def sweep_with_storage(
     if workers < 1:
         raise MMTrackError(f"--workers must be at least 1, got {workers}")
     check_stack(stack)
+    plan = StudyPlan.of(study)
     uri = tracking.resolve_uri(tracking_uri)
     check_storage(storage_url)
     client = tracking.connect(uri)
-    summary, emit = _recorder(on_event)
-    decode_once(study, data_dir)
-    with OptunaQueue(study, storage_url, heartbeat, grace, max_retry) as queue:
-        exp_id = _experiment(client, study)
+    summary, emit = recorder(on_event)
+    decode_once(plan, data_dir)
+    with OptunaQueue(plan, storage_url, heartbeat, grace, max_retry) as queue:
+        exp_id = study_experiment(client, plan.study)
         finished = tracking.finished_hashes(client, exp_id)
-        _report_finished(queue.configs, finished, emit)
+        report_finished(queue.configs, finished, emit)
         round_ = queue.prepare(finished, new_round=True)
         jobs = [
             functools.partial(
                 run_worker,
-                study,
+                plan,
                 storage_url,
                 uri,
                 threads=max(1, settings.cpu_budget() // workers),

@@ -44,31 +44,31 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmtrack.errors import MMTrackError
 from mmtrack.execution.events import Event
 from mmtrack.execution.queue import Claim, WorkQueue, by_cost
 from mmtrack.execution.storage import check_storage, driver_url, patiently
+from mmtrack.study import Study, StudyPlan
+from mmtrack.tags import STUDY_TAG
 
 # optuna, sqlalchemy and the tracking layer (pandas) are imported where used: `mmtrack --help` reads the defaults
 # below without loading them.
-if TYPE_CHECKING:
-    from mmtrack.study import Study
 
 DEFAULT_HEARTBEAT = 10  # seconds between heartbeats of a training worker
 DEFAULT_GRACE = 30  # seconds without heartbeat after which a claim is expired and its configuration retried
 DEFAULT_MAX_RETRY = 3  # expiries retried per configuration and round
-PARAM = "config"  # the Optuna parameter: the configuration's index in study.configs()
+PARAM = "config"  # the Optuna parameter: the configuration's index in the plan's configs
 LOCK_TIMEOUT_S = 120  # PostgreSQL frees the queue lock of a session idle this long inside its transaction
 HANDED_BACK = "handed back: "  # the `outcome` user attribute of a trial given back unsettled
 QUEUED_ATTRS = ("round", "hash", "run_name")  # the user attributes of a WAITING trial; a hand-back keeps them
 
 
-def queue_name(study: Study) -> str:
+def queue_name(plan: StudyPlan) -> str:
     """The Optuna study behind a mmtrack study: its name plus a digest of its configurations."""
-    digest = hashlib.sha256(" ".join(c.hash for c in study.configs()).encode()).hexdigest()[:8]
-    return f"{study.name}:{digest}"
+    digest = hashlib.sha256(" ".join(c.hash for c in plan.configs).encode()).hexdigest()[:8]
+    return f"{plan.name}:{digest}"
 
 
 class _Lock:
@@ -152,7 +152,7 @@ class OptunaQueue(WorkQueue):
 
     def __init__(
         self,
-        study: Study,
+        study: Study | StudyPlan,
         storage_url: str,
         heartbeat: int = DEFAULT_HEARTBEAT,
         grace: int = DEFAULT_GRACE,
@@ -167,10 +167,11 @@ class OptunaQueue(WorkQueue):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         check_storage(storage_url)
+        plan = StudyPlan.of(study)
         self.url = storage_url
-        self.configs = study.configs()
+        self.configs = list(plan.configs)
         self.by_hash = {cfg.hash: i for i, cfg in enumerate(self.configs)}
-        self.name = queue_name(study)
+        self.name = queue_name(plan)
         self.heartbeat_s, self.grace = heartbeat, grace
         self.poll = poll if poll is not None else min(heartbeat, 5)
         self.lock = _Lock(storage_url, self.name)
@@ -187,8 +188,8 @@ class OptunaQueue(WorkQueue):
                     grace_period=grace,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry),
                 )
-                self.study = optuna.create_study(storage=self.storage, study_name=self.name, load_if_exists=True)
-                self.study.set_user_attr("mmtrack.study", study.to_json())
+                self.optuna_study = optuna.create_study(storage=self.storage, study_name=self.name, load_if_exists=True)
+                self.optuna_study.set_user_attr(STUDY_TAG, plan.study.to_json())
 
         self._call("opening the queue", open_queue)
 
@@ -206,7 +207,7 @@ class OptunaQueue(WorkQueue):
         self.trouble_at = time.monotonic()
 
     def _trials(self, *states) -> list:
-        return self.study.get_trials(deepcopy=False, states=states or None)
+        return self.optuna_study.get_trials(deepcopy=False, states=states or None)
 
     def _fail_stale(self) -> None:
         """Expire the claims of dead workers (see the module docstring), except shortly after the storage was
@@ -220,7 +221,7 @@ class OptunaQueue(WorkQueue):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # experimental
-            optuna.storages.fail_stale_trials(self.study)
+            optuna.storages.fail_stale_trials(self.optuna_study)
 
     def _restarted_within(self, seconds: float) -> bool:
         if not self.url.startswith("postgres"):
@@ -232,7 +233,7 @@ class OptunaQueue(WorkQueue):
             return float(age.scalar_one()) < seconds
 
     def current_round(self) -> int:
-        return int(self.study.user_attrs.get("round", 0))
+        return int(self.optuna_study.user_attrs.get("round", 0))
 
     # ---------------------------------------------------------------------------------------- under the lock
 
@@ -248,10 +249,10 @@ class OptunaQueue(WorkQueue):
                 current += 1
                 for i, cfg in by_cost(self.configs):
                     if cfg.hash not in finished:
-                        self.study.enqueue_trial(
+                        self.optuna_study.enqueue_trial(
                             {PARAM: i}, user_attrs={"round": current, "hash": cfg.hash, "run_name": cfg.run_name}
                         )
-                self.study.set_user_attr("round", current)
+                self.optuna_study.set_user_attr("round", current)
                 return current
 
         return self._call("seeding a round", seed)
@@ -295,7 +296,7 @@ class OptunaQueue(WorkQueue):
         # The heartbeat goes in before the pop: a worker that dies between claim and first beat still expires
         # (Optuna never expires a RUNNING trial without one). Under the lock, ask() pops this trial.
         self.storage.record_heartbeat(first_waiting._trial_id)
-        trial = self.study.ask()
+        trial = self.optuna_study.ask()
         if trial._trial_id != first_waiting._trial_id:  # not expected under the lock; keep the claim expirable
             self.storage.record_heartbeat(trial._trial_id)
         index = trial.suggest_int(PARAM, 0, len(self.configs) - 1)  # the enqueued index, now a param
@@ -320,11 +321,11 @@ class OptunaQueue(WorkQueue):
         with contextlib.suppress(Exception), self.lock():
             try:
                 claim.trial.set_user_attr("outcome", HANDED_BACK + reason)
-                self.study.tell(claim.trial, state=TrialState.FAIL)
+                self.optuna_study.tell(claim.trial, state=TrialState.FAIL)
             except (UpdateFinishedTrialError, ValueError):
                 return  # already expired (and re-queued by the retry callback)
             attrs = {k: v for k, v in claim.trial.user_attrs.items() if k in QUEUED_ATTRS}
-            self.study.enqueue_trial({PARAM: claim.index}, user_attrs={**attrs, "handed_back": claim.number})
+            self.optuna_study.enqueue_trial({PARAM: claim.index}, user_attrs={**attrs, "handed_back": claim.number})
 
     # ---------------------------------------------------------------------------------------- outside the lock
 
@@ -354,7 +355,7 @@ class OptunaQueue(WorkQueue):
             try:
                 for key, value in attrs.items():
                     claim.trial.set_user_attr(key, value)
-                told = self.study.tell(
+                told = self.optuna_study.tell(
                     claim.trial, None if state == TrialState.FAIL else 0.0, state, skip_if_finished=True
                 )
             except UpdateFinishedTrialError:
@@ -394,7 +395,7 @@ class OptunaQueue(WorkQueue):
         self.lock.close()
 
 
-def queue_states(study: Study, storage_url: str) -> dict[str, str] | None:
+def queue_states(study: Study | StudyPlan, storage_url: str) -> dict[str, str] | None:
     """What the queue in `storage_url` last says of each configuration of `study` (by hash): its latest trial's
     "finished" or "skipped" (COMPLETE), "failed", "handed back", "running" or "waiting"; None when the study has
     no queue there. Read only: nothing is created (`mmtrack sweep --dry-run --storage`)."""
@@ -406,7 +407,7 @@ def queue_states(study: Study, storage_url: str) -> dict[str, str] | None:
 
     def read() -> list | None:
         try:
-            queue = optuna.load_study(study_name=queue_name(study), storage=driver_url(storage_url))
+            queue = optuna.load_study(study_name=queue_name(StudyPlan.of(study)), storage=driver_url(storage_url))
         except KeyError:  # no such study in the storage
             return None
         return queue.get_trials(deepcopy=False)

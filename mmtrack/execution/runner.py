@@ -26,18 +26,16 @@ from collections.abc import Callable, Iterator
 
 from mmtrack import tracking
 from mmtrack.errors import MMTrackError
-from mmtrack.execution.events import Event, Summary
-from mmtrack.execution.queue import ARCH_COST, WorkQueue, relative_cost
-from mmtrack.study import Study
+from mmtrack.execution.events import Event
+from mmtrack.execution.queue import WorkQueue
+from mmtrack.study import Study, StudyPlan
 from mmtrack.training.config import RunConfig
 
 __all__ = [
-    "ARCH_COST",
     "die_with_parent",
     "execute_group",
     "quiet_libraries",
     "raise_interrupt",
-    "relative_cost",
     "work",
     "worker_devices",
     "worker_id",
@@ -112,28 +110,6 @@ def check_stack(stack: int) -> None:
         raise MMTrackError(f"--stack must be 0 (every seed of a configuration together) or more, got {stack}")
 
 
-def _recorder(on_event: Emit) -> tuple[Summary, Emit]:
-    summary = Summary()
-
-    def emit(ev: Event) -> None:
-        summary.add(ev)
-        on_event(ev)
-
-    return summary, emit
-
-
-def _report_finished(configs: list[RunConfig], finished: set[str], emit: Emit) -> list[RunConfig]:
-    """Report the configurations FINISHED in MLflow as skipped; return the others."""
-    for cfg in configs:
-        if cfg.hash in finished:
-            emit(Event("skipped", cfg.run_name, cfg.hash))
-    return [cfg for cfg in configs if cfg.hash not in finished]
-
-
-def _experiment(client, study: Study) -> str:
-    return tracking.experiment_id(client, study.name, create=True, tags={tracking.STUDY_TAG: study.to_json()})
-
-
 # ------------------------------------------------------------------------------------------------ one configuration
 
 
@@ -160,7 +136,7 @@ def _to_train(cfg: RunConfig, client, exp_id: str, emit: Emit, since_ms: int) ->
 
 
 def execute_group(
-    study: Study,
+    plan: StudyPlan,
     cfgs: list[RunConfig],
     client,
     exp_id: str,
@@ -171,8 +147,8 @@ def execute_group(
 ) -> None:
     """Train claimed configurations that differ only in their seed: those still to train (`_to_train`) as one
     stacked network, each into its own run (`run.run_configs`); one alone exactly as `mmtrack train` does
-    (`run.run_config`). Report what happened to each through `emit`."""
-    from mmtrack.interventions import parse
+    (`run.run_config`). Report what happened to each through `emit`. `plan`: the study as prepared once for this
+    worker (its interventions parsed, its reference configuration built)."""
     from mmtrack.jobs import spool
     from mmtrack.jobs.train_run import run_config, run_configs
 
@@ -181,12 +157,12 @@ def execute_group(
         return
     for cfg in todo:
         emit(Event("start", cfg.run_name, cfg.hash))
-    reference = study.reference()
+    reference = plan.reference
     common = dict(
-        interventions=parse(study.interventions),
-        settings=study.eval_settings(),
+        interventions=list(plan.interventions),
+        settings=plan.settings,
         data_dir=data_dir,
-        extra_tags={tracking.STUDY_NAME_TAG: study.name},
+        extra_tags={tracking.STUDY_NAME_TAG: plan.name},
         device=device,
     )
     # a configuration with a model this machine trained but could not log is logged alone, without training
@@ -252,7 +228,7 @@ def _settle(emit: Emit, outcome: dict[str, Event], ev: Event) -> None:
 
 def work(
     queue: WorkQueue,
-    study: Study,
+    study: Study | StudyPlan,
     client,
     exp_id: str,
     uri: str,
@@ -269,6 +245,7 @@ def work(
     Ctrl-C, SIGTERM or a lost tracking server hand the claimed configurations back before the worker stops.
     Its MLflow calls wait up to `server_wait` seconds (default $MMTRACK_SERVER_WAIT, 600) for a server that went
     away (`tracking.resilience`): a restart within that costs nothing but the wait."""
+    plan = StudyPlan.of(study)
     tracking.patient_worker(tracking.server_wait() if server_wait is None else server_wait)
     me = worker_id()
     while not should_stop():
@@ -286,7 +263,7 @@ def work(
                 for claim in claims:
                     beats.enter_context(queue.heartbeat(claim))
                 execute_group(
-                    study, [c.config for c in claims], client, exp_id, settle, queue.since_ms, data_dir, device
+                    plan, [c.config for c in claims], client, exp_id, settle, queue.since_ms, data_dir, device
                 )
         except BaseException as exc:  # Ctrl-C, SIGTERM, MLflow unreachable before training started
             for claim in claims:

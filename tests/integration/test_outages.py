@@ -357,7 +357,7 @@ def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack,
         assert fresh.study.trials[a.number].state == TrialState.RUNNING
         time.sleep(max(0.0, up + grace + 1 - time.monotonic()))  # PostgreSQL has been up longer than the grace
         retried = fresh.claim_group("w3", 1)  # period, and a is silent still
-        assert fresh.study.get_trials(deepcopy=False)[a.number].state == TrialState.FAIL  # expired at last
+        assert fresh.optuna_study.get_trials(deepcopy=False)[a.number].state == TrialState.FAIL  # expired at last
         assert retried and retried[0].index in (a.index, b.index)  # its copy (or b's, as silent) handed out again
     finally:
         if not (Path(stack["root"]) / "pgdata" / "postmaster.pid").exists():

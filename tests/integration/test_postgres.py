@@ -339,7 +339,7 @@ def test_queue_hands_each_configuration_out_once_and_retries_an_expired_claim(tm
     assert time.time() - start >= 2  # it waited for the dead claim to expire
     assert calls == hashes[1:5] + hashes[:1]  # in queue order, the expired claim retried last, 5 never
     assert sorted(ev.hash for ev in summary.finished) == sorted(hashes[:5])
-    states = [(t.params["config"], t.state.name) for t in q.study.trials]
+    states = [(t.params["config"], t.state.name) for t in q.optuna_study.trials]
     assert states == [(0, "FAIL"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "COMPLETE"), (4, "COMPLETE"), (0, "COMPLETE")]
     assert [ev.kind for ev in q.outcomes(1)] == ["finished"] * 5
 

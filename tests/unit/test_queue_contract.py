@@ -220,7 +220,7 @@ def test_a_dead_workers_claim_comes_back(backend):
             )
         if backend.kind == "optuna":
             assert waited >= GRACE - HEARTBEAT - 0.5  # expired by time, not at once
-            trials = [t for t in q.study.trials if t.params.get("config") == dead]
+            trials = [t for t in q.optuna_study.trials if t.params.get("config") == dead]
             assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
             assert trials[1].system_attrs["failed_trial"] == trials[0].number  # Optuna's retry callback
             assert trials[0].user_attrs["worker"] == "doomed"
