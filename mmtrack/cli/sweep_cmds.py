@@ -241,7 +241,7 @@ def _config_status(experiment: str, tracking_uri: str | None) -> tuple[dict[str,
     from mmtrack import tracking
 
     uri = tracking.resolve_uri(tracking_uri)
-    if tracking.is_local_sqlite(uri) and not _Path(uri[len("sqlite:///") :]).exists():
+    if tracking.is_local_sqlite(uri) and not _Path(tracking.local_path(uri)).exists():
         return {}, {}  # a dry run creates no store
     client = tracking.connect(uri)
     exp_id = tracking.find_experiment(client, experiment)

@@ -71,6 +71,12 @@ def queue_name(plan: StudyPlan) -> str:
     return f"{plan.name}:{digest}"
 
 
+def _scheme(url: str):
+    from mmtrack.tracking.schemes import scheme_of
+
+    return scheme_of(url)
+
+
 class _Lock:
     """The queue lock, held for milliseconds around seeding, claiming and handing back. Optuna has none to offer:
     - seeding must be atomic (two workers finding an empty round would both enqueue it);
@@ -85,7 +91,8 @@ class _Lock:
         self.url, self.name = url, name
         self.key = int.from_bytes(hashlib.sha256(f"mmtrack-queue:{name}".encode()).digest()[:8], "big", signed=True)
         self.engine = None
-        if url.startswith("postgres"):
+        self.scheme = _scheme(url)
+        if self.scheme.lock == "advisory":
             import sqlalchemy
 
             self.engine = sqlalchemy.create_engine(
@@ -94,10 +101,10 @@ class _Lock:
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
-        if self.engine is None:  # SQLite: one machine, a file lock next to the database
+        if self.scheme.lock == "file":  # SQLite: one machine, a file lock next to the database
             from mmtrack import tracking
 
-            with tracking.file_lock(Path(self.url[len("sqlite:///") :] + f".{self.key & 0xFFFFFFFF:08x}.lock")):
+            with tracking.file_lock(Path(tracking.local_path(self.url) + f".{self.key & 0xFFFFFFFF:08x}.lock")):
                 yield
             return
         import sqlalchemy
@@ -195,9 +202,7 @@ class OptunaQueue(WorkQueue):
 
     @staticmethod
     def _engine_kwargs(url: str) -> dict:
-        if url.startswith("postgres"):
-            return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-        return {"connect_args": {"timeout": 60}}  # SQLite: wait for other writers instead of failing
+        return dict(_scheme(url).engine_kwargs)
 
     def _call(self, what: str, fn):
         """`fn()` through a storage that may be restarting (`storage.patiently`), noting when it was last away."""
@@ -224,7 +229,7 @@ class OptunaQueue(WorkQueue):
             optuna.storages.fail_stale_trials(self.optuna_study)
 
     def _restarted_within(self, seconds: float) -> bool:
-        if not self.url.startswith("postgres"):
+        if not _scheme(self.url).restarts_visible:
             return False
         import sqlalchemy
 

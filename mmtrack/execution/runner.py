@@ -193,10 +193,7 @@ def execute_group(
 def _tracking_problem(uri: str) -> MMTrackError | None:
     """The tracking store's unreachability as an error, or None when it answers (a local store always does)."""
     try:
-        if uri.startswith(("http://", "https://")):
-            tracking.check_server(uri)
-        elif uri.startswith(("postgresql", "mysql")):
-            tracking.check_database(uri)
+        tracking.check_store(uri)
     except MMTrackError as exc:
         return MMTrackError(
             f"{exc.message} (finished runs are kept; this worker's configuration went back to the queue)"

@@ -10,11 +10,10 @@ from mmtrack.errors import MMTrackError
 
 
 def driver_url(url: str) -> str:
-    """`postgresql://` means psycopg (v3), mmtrack's one PostgreSQL driver, whatever SQLAlchemy's default is."""
-    scheme, _, rest = url.partition("://")
-    if scheme in ("postgresql", "postgres"):
-        return "postgresql+psycopg://" + rest
-    return url
+    """The URL SQLAlchemy opens (`tracking.schemes.driver_url`: `postgresql://` means psycopg 3)."""
+    from mmtrack.tracking.schemes import driver_url as _driver_url
+
+    return _driver_url(url)
 
 
 def _redact(url: str) -> str:
@@ -38,21 +37,29 @@ def unreachable(url: str, exc: BaseException | None = None, seconds: float | Non
 
 
 def check_storage(url: str, timeout: int = 5) -> None:
-    """Fail fast, in one line naming the URL, when the storage cannot be reached."""
-    if not url.startswith(("postgresql", "postgres://", "sqlite:///")):
+    """Fail fast, in one line naming the URL, when the storage cannot be reached (or is of a scheme Optuna's queue
+    cannot use: `tracking.schemes.SCHEMES`)."""
+    from mmtrack.tracking.schemes import local_path, optuna_schemes, scheme_of
+
+    try:
+        scheme = scheme_of(url)
+    except MMTrackError:
+        scheme = None
+    if scheme is None or not scheme.optuna:
+        usable = " or ".join(f"{s.prefixes[0]}..." for s in optuna_schemes())
         raise MMTrackError(
-            f"--storage must be a postgresql://user:password@host:port/db URL (or sqlite:///file "
-            f"for one machine), got {_redact(url)}"
+            f"--storage must be {usable} (postgresql://user:password@host:port/db for several machines, "
+            f"sqlite:///file for one), got {_redact(url)}"
         )
-    if url.startswith("sqlite:///"):
-        parent = Path(url[len("sqlite:///") :]).parent
+    if scheme.check == "local":
+        parent = Path(local_path(url)).parent
         if not parent.is_dir():
             raise MMTrackError(f"Optuna storage {url}: folder {parent} does not exist")
         return
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(driver_url(url), connect_args={"connect_timeout": timeout})
+        engine = sqlalchemy.create_engine(driver_url(url), connect_args={scheme.timeout_arg: timeout})
         with engine.connect() as conn:
             inspector = sqlalchemy.inspect(conn)
             mlflow_db = inspector.has_table("experiments") and inspector.has_table("runs")

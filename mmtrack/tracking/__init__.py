@@ -29,6 +29,7 @@ from mmtrack.tracking.runs import (
     mark_changed,
     point_launcher,
 )
+from mmtrack.tracking.schemes import SCHEMES, Scheme, driver_url, local_path, optuna_schemes, scheme_of
 from mmtrack.tracking.search import (
     drop_cache,
     fail_run,
@@ -46,6 +47,7 @@ from mmtrack.tracking.stores import (
     UI_VIEW,
     check_database,
     check_server,
+    check_store,
     connect,
     default_uri,
     file_lock,
@@ -61,6 +63,12 @@ from mmtrack.tracking.stores import (
 )
 
 __all__ = [
+    "SCHEMES",
+    "Scheme",
+    "driver_url",
+    "local_path",
+    "optuna_schemes",
+    "scheme_of",
     "LOCAL_UI",
     "MLFLOW_DEFAULT_URIS",
     "PREDICTIONS",
@@ -78,6 +86,7 @@ __all__ = [
     "can_adopt",
     "check_database",
     "check_server",
+    "check_store",
     "connect",
     "default_uri",
     "drop_cache",

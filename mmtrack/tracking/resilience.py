@@ -91,8 +91,10 @@ def _server_answers() -> bool:
 
     import mlflow
 
+    from mmtrack.tracking.schemes import scheme_of
+
     uri = mlflow.get_tracking_uri()
-    if not uri.startswith(("http://", "https://")):
+    if scheme_of(uri).check != "server":
         return False
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=3) as resp:

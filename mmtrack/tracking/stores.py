@@ -1,5 +1,6 @@
 """Where the tracking store is and whether it answers: URIs, the local SQLite store, servers (with their login),
-databases, and the MLflow UI address derived from the tracking URI.
+databases, and the MLflow UI address derived from the tracking URI. What each URL scheme needs is said once, in
+`schemes.SCHEMES`; the checks here are chosen from it (`CHECKS`).
 
 Without MLFLOW_TRACKING_URI (or --tracking-uri) mmtrack uses a local store under `tracking/` (or
 $MMTRACK_TRACKING_DIR): a SQLite database `mlflow.db` plus an artifact folder `artifacts/`.
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from mmtrack import settings
 from mmtrack.errors import MMTrackError
-
-tracking_dir = settings.tracking_dir  # re-exported: callers ask the tracking layer where its store lives
+from mmtrack.tracking.schemes import local_path, scheme_of
 
 MLFLOW_DEFAULT_URIS = ("sqlite:///mlflow.db", "./mlruns", "mlruns", "file:./mlruns")
 
@@ -50,14 +50,13 @@ def is_mlflow_default(uri: str) -> bool:
 
 
 def is_local_sqlite(uri: str) -> bool:
-    return uri.startswith("sqlite:///")
+    return local_path(uri) is not None
 
 
 def artifact_root(uri: str) -> str | None:
     """Artifact folder next to a local SQLite store; None (the server's choice) for other stores."""
-    if is_local_sqlite(uri):
-        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").resolve().as_uri()
-    return None
+    path = local_path(uri)
+    return (Path(path).parent / "artifacts").resolve().as_uri() if path is not None else None
 
 
 @contextlib.contextmanager
@@ -81,23 +80,34 @@ def connect(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     uri = resolve_uri(uri)
-    if is_local_sqlite(uri):
-        db = Path(uri[len("sqlite:///") :])
-        if not db.exists():
-            # Create the tables once (under a lock: concurrent first use would race on migrations), with the
-            # artifact root next to the database, so experiment 0 ('Default', used by `mlflow run`) stores
-            # its artifacts there too.
-            with file_lock(db.parent / ".init.lock"):
-                if not db.exists():
-                    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-                    SqlAlchemyStore(uri, artifact_root(uri)).engine.dispose()
-    elif uri.startswith(("http://", "https://")):
-        check_server(uri)
-    elif uri.startswith(("postgresql", "mysql")):
-        check_database(uri)
+    scheme = scheme_of(uri)
+    if not scheme.tracking:
+        raise MMTrackError(f"{scheme.name} cannot hold an MLflow tracking store; point --tracking-uri elsewhere")
+    if scheme.check == "local":
+        _bootstrap_local(uri)
+    else:
+        check_store(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
+
+
+def _bootstrap_local(uri: str) -> None:
+    """Create a local SQLite store's tables once (under a lock: concurrent first use would race on migrations),
+    with the artifact root next to the database, so experiment 0 ('Default', used by `mlflow run`) stores its
+    artifacts there too."""
+    db = Path(local_path(uri))
+    if not db.exists():
+        with file_lock(db.parent / ".init.lock"):
+            if not db.exists():
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                SqlAlchemyStore(uri, artifact_root(uri)).engine.dispose()
+
+
+def check_store(uri: str) -> None:
+    """The store answers (as its scheme checks it: `schemes.Scheme.check`), else one MMTrackError line naming it.
+    A local store always answers."""
+    CHECKS[scheme_of(uri).check](uri)
 
 
 def check_server(uri: str, timeout: float = 5.0) -> None:
@@ -138,16 +148,18 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
 def check_database(uri: str, timeout: int = 5) -> None:
     import sqlalchemy
 
+    arg = scheme_of(uri).timeout_arg
     try:
-        engine = sqlalchemy.create_engine(
-            uri, connect_args={"connect_timeout": timeout} if uri.startswith("postgresql") else {}
-        )
+        engine = sqlalchemy.create_engine(uri, connect_args={arg: timeout} if arg else {})
         with engine.connect():
             pass
         engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error means: cannot reach it
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MMTrackError(f"database {redact(uri)} is unreachable ({first}); start it or fix the URL") from None
+
+
+CHECKS = {"local": lambda uri: None, "none": lambda uri: None, "server": check_server, "database": check_database}
 
 
 def redact(uri: str) -> str:
@@ -168,7 +180,7 @@ UI_VIEW = "workflowType=machine_learning"  # MLflow UI: the "Model training" vie
 
 def ui_base(uri: str) -> str:
     """The MLflow UI address for a store: the server itself, or `mmtrack server` on this machine."""
-    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return uri.rstrip("/") if scheme_of(uri).serves_ui else LOCAL_UI
 
 
 def ui_url(base: str, exp_id: str, run_id: str | None = None) -> str:
@@ -181,7 +193,7 @@ def ui_url(base: str, exp_id: str, run_id: str | None = None) -> str:
 def open_hint(uri: str, exp_id: str, run_id: str | None = None) -> str:
     """A command or address that really shows the run: the server itself for an http(s) store, else
     `mmtrack server` over that store."""
-    if uri.startswith(("http://", "https://")):
+    if scheme_of(uri).serves_ui:
         return ui_url(uri, exp_id, run_id)
     server = "mmtrack server" if uri == default_uri() else f"mmtrack server --tracking-uri {uri}"
     return f"`{server}`, then {ui_url(LOCAL_UI, exp_id, run_id)}"
