@@ -60,7 +60,12 @@ class Experiment:
         return [analysis.sheet_stats(cells, m) for m in analysis.sheet_metrics(self.runs, metrics)]
 
     def summary(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-        return analysis.summary(self.sheets(metrics))
+        """One row per metric (Δmax^all, ratio to accuracy, top axis), exactly as `mmtrack sheet --summary`:
+        the ratio is to accuracy's Δmax^all even when `metrics` leaves `acc` out."""
+        cells = analysis.assign_cells(self.runs, self.design, self.name)
+        return analysis.summary(
+            [analysis.sheet_stats(cells, m) for m in analysis.sheet_metrics(self.runs, metrics)], cells
+        )
 
     def select(
         self,
@@ -109,7 +114,7 @@ def open_experiment(name: str, tracking_uri: str | None = None, refresh: bool = 
     if refresh:
         tracking.drop_cache()
     runs = tracking.load_runs(client, exp_id)
-    column = f"tags.{tracking.REPORT_TAG}"
+    column = tracking.column(tracking.REPORT_TAG)
     if column in runs:
         runs = runs[runs[column].isna()]
     if runs.empty:

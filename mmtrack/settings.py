@@ -1,9 +1,10 @@
 """Every environment variable and default path mmtrack reads, resolved in one place.
 
 Modules call these functions (or take the values as arguments); nothing else reads `os.environ`, and nothing
-writes it to pass values along. The two writes mmtrack makes are MLflow's own: `take_mlflow_run_id` below, and
-`tracking.quiet_libraries` switching off MLflow's console chatter through MLflow's variables. Each function reads the environment when called, so a test or a launcher that
-sets a variable before calling sees it.
+writes it to pass values along. The writes mmtrack makes are all of MLflow's own variables: `take_mlflow_run_id`
+below (MLFLOW_RUN_ID), `tracking.quiet_libraries` (MLflow's console chatter off) and `tracking.patient_worker`
+(MLflow's HTTP retries short in a worker process). Each function reads the environment when called, so a test or
+a launcher that sets a variable before calling sees it.
 
 | variable | meaning | default |
 |---|---|---|

@@ -19,6 +19,7 @@ ISA_TAG = "mmtrack.env.isa"  # the vector instructions torch's CPU kernels use (
 ENV_TAG = "mmtrack.env"  # JSON: platform, CPUs, interop threads, GPU, determinism settings
 MEMORY_FORMAT_TAG = "mmtrack.memory_format"
 COMMAND_TAG = "mmtrack.command"
+VERSION_TAG_PREFIX = "mmtrack.version."  # + a package name (torch, mlflow, ..., mmtrack, python): its version
 PRECISION_TAG = "mmtrack.precision"  # fp32, or bf16 (autocast while training on CUDA)
 STACK_TAG = "mmtrack.stack"  # runs trained together as one stacked network share this id
 STACK_SEEDS_TAG = "mmtrack.stack_seeds"  # the seeds of that stack, e.g. "0,1,2,3,4" (one seed: trained alone)
@@ -36,12 +37,15 @@ REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not
 REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on
 # on experiments
 STUDY_TAG = "mmtrack.study"  # the study as JSON (also an Optuna study user attribute)
-REVISION_TAG = "mmtrack.revision"  # changes whenever finished runs gain metrics (runs caches reload)
+REVISION_TAG = "mmtrack.revision"
+# in a logged dataset's source (MLflow's dataset panel)
+DATASET_SOURCE_TAG = "mmtrack.dataset"  # changes whenever finished runs gain metrics (runs caches reload)
 # on an `mlflow run` launcher run
 LAUNCHED_TAG = "mmtrack.launched_run"  # where the training run was logged
 # MLflow's own
 RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # on a run's dataset input: "training"
 
 
 def column(tag: str) -> str:

@@ -16,7 +16,6 @@ from mmtrack.analysis.run_table import finished_mask, metric_column, norm_series
 from mmtrack.errors import MMTrackError
 from mmtrack.training.config import AXES
 
-AXIS_ORDER = AXES  # the paper's table order
 MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)
 
 
@@ -119,7 +118,7 @@ def infer_design(
     ignored = set(ignore) | {seed_param}
     observed = {name: norm_series(fin[f"params.{name}"]).dropna() for name in names}
     axes_found = [n for n in names if n not in ignored and observed[n].nunique() > 1]
-    axes_found.sort(key=lambda n: (AXIS_ORDER.index(n) if n in AXIS_ORDER else len(AXIS_ORDER), n))
+    axes_found.sort(key=lambda n: (AXES.index(n) if n in AXES else len(AXES), n))  # the paper's table order
 
     default: dict[str, Any] = {}
     for axis in axes_found:

@@ -15,6 +15,7 @@ import pandas as pd
 from mmtrack.analysis.multiplicity import Multiplicity, multiplicity
 from mmtrack.analysis.sheet import Sheet
 from mmtrack.errors import MMTrackError
+from mmtrack.tags import RUN_NAME_TAG, column
 
 COLUMNS = (
     "metric",
@@ -79,7 +80,7 @@ def plan_seed_ensembles(runs: pd.DataFrame, size: int | None = None, draws: int 
         if len(combos) > draws:
             combos = [combos[i] for i in sorted(rng.choice(len(combos), draws, replace=False))]
         first = group.iloc[0]
-        label = str(first.get("tags.mlflow.runName") or first["run_id"]).split(" · ")[0]
+        label = str(first.get(column(RUN_NAME_TAG)) or first["run_id"]).split(" · ")[0]
         params = {c[len("params.") :]: str(first[c]) for c in keys if pd.notna(first[c])}
         for d, combo in enumerate(combos):
             name = f"{label} · ens{k}" + (f" #{d}" if len(combos) > 1 else "")

@@ -1,6 +1,6 @@
 """Model selection under multiplicity: does a checklist of specifications remove it on unseen criteria?
 
-This is the "Model Selection" experiment of Ganesh (WACV 2024, §4; /work/shared/paper.md §5). From a pool of
+This is the "Model Selection" experiment of Ganesh (WACV 2024, §4; the paper's §5 as summarised for this project). From a pool of
 models trained with different hyperparameters and seeds, keep only those that satisfy a set of *selection*
 ("seen") metrics, then measure how much multiplicity is left on *unseen* metrics: the spread
 ``Δmax = max − min`` (in percentage points) of each unseen metric over the selected models, compared with the

@@ -47,7 +47,6 @@ import numpy as np
 import pandas as pd
 
 from mmtrack.analysis.cells import (
-    AXIS_ORDER,
     MISSING,
     Cells,
     Design,
@@ -68,11 +67,11 @@ from mmtrack.analysis.run_table import (
 )
 from mmtrack.errors import MMTrackError
 from mmtrack.metrics import is_accuracy, scale
+from mmtrack.tags import EVAL_N_TAG, column
 
 UNIT = "%"
 
 __all__ = [
-    "AXIS_ORDER",
     "MISSING",
     "NOISE_LEVEL",
     "UNIT",
@@ -119,12 +118,6 @@ class Table:
     disagreement_per_seed: list[float | None]
     disagreement_per_value: list[float | None]
     axis_effect: AxisEffect = AxisEffect(None, None, 0, True)  # η² and permutation p of the axis (effects.py)
-
-    def frame(self) -> pd.DataFrame:
-        """The scores as a DataFrame (index = seeds, columns = values)."""
-        return pd.DataFrame(
-            self.scores, index=pd.Index(self.seeds, name="seed"), columns=pd.Index(self.values, name=self.axis)
-        )
 
     def to_dict(self) -> dict:
         return jsonable(
@@ -200,7 +193,7 @@ class Sheet:
 
 def _eval_n(runs: pd.DataFrame, metric: str) -> tuple[np.ndarray, list[str]]:
     """Per run, the number of test examples `metric` was measured on (NaN when unknown)."""
-    col = "tags.mmtrack.eval_n"
+    col = column(EVAL_N_TAG)
     if col not in runs.columns:
         return np.full(len(runs), np.nan), []
     out, bad = np.full(len(runs), np.nan), []

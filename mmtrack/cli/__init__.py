@@ -1,4 +1,6 @@
-"""`mmtrack`: the command line. Thin typer commands over the library; nothing in mmtrack imports this package.
+"""`mmtrack`: the command line: typer commands that parse options, call the library and print; nothing in mmtrack
+imports this package. Two commands still assemble data themselves (`report`'s contested test images,
+`datasets show`'s dataset resolution): candidates to move into the library.
 
 `_app` holds the typer app, consoles and shared helpers; `_options` the option types; each `*_cmds` module
 registers its commands on the app when imported here."""

@@ -113,21 +113,22 @@ def sheet(
         raise MMTrackError(f"experiment {experiment!r} has no acc* metrics; name one with --metric")
     cells = analysis.assign_cells(runs, design, experiment)
     ens_sheets = ensemble_sheets(experiment, ensemble_size, metrics, tracking_uri, refresh) if ensembles else None
-    if summary:
-        single = [analysis.sheet_stats(cells, m) for m in metrics]
-        df = analysis.summary(single, cells)
+    ui = tracking.ui_base(client.tracking_uri)
+    if summary:  # the summary instead of the sheets; --figure and --log still draw and record the sheets
+        sheets = [analysis.sheet_stats(cells, m) for m in metrics]
+        df = analysis.summary(sheets, cells)
         if fmt == "rich" and out is None:
             console.print(report.rich_summary(df))
         else:
             emit_text(report.render(df, "markdown" if fmt == "rich" else fmt), out)
         if ens_sheets is not None:
-            print_comparison(single, ens_sheets, runs, fmt, out)
+            print_comparison(sheets, ens_sheets, runs, fmt, out)
+        _figures_and_log(sheets, figure, log, client, experiment, exp_id, ui)
         return
     preds = None
     if predictions:  # each cell run's predictions, downloaded once for every metric
         preds = {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, cells.run_ids()).items()}
     sheets = [analysis.sheet_stats(cells, m, predictions=preds) for m in metrics]
-    ui = tracking.ui_base(client.tracking_uri)
     if fmt == "rich" and out is None:
         for s in [*sheets, *(ens_sheets or [])]:
             console.print(report.rich_tables(s))
@@ -139,6 +140,13 @@ def sheet(
         )
     if ens_sheets is not None:
         print_comparison(sheets, ens_sheets, runs, fmt, out)
+    _figures_and_log(sheets, figure, log, client, experiment, exp_id, ui)
+
+
+def _figures_and_log(sheets, figure: Path | None, log: bool, client, experiment: str, exp_id: str, ui: str) -> None:
+    """`--figure DIR`: each sheet's figure into DIR; `--log`: one report run holding every sheet."""
+    from mmtrack import report, tracking
+
     if figure is None and not log:
         return
     with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone

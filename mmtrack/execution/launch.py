@@ -23,7 +23,6 @@ from mmtrack.execution.runner import (
     Emit,
     check_stack,
     die_with_parent,
-    quiet_libraries,
     raise_interrupt,
     torch_threads,
     work,
@@ -66,7 +65,7 @@ def run_processes(target, args: list[tuple], emit: Emit) -> tuple[list[int], lis
 def _process_main(job: Callable[..., object], events) -> None:
     """A local worker process: `job(emit, should_stop=...)` with events going to the parent over `events`."""
     die_with_parent()
-    quiet_libraries()
+    tracking.quiet_libraries()
     signal.signal(signal.SIGTERM, raise_interrupt)  # hand the claim back instead of leaving it to expire
     parent = os.getppid()
     try:

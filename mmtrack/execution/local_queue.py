@@ -130,7 +130,8 @@ class FileLockQueue(WorkQueue):
             "seconds": round(ev.seconds, 4),
             "execute_seconds": round(seconds, 4),
         }
-        assert claim.handle is not None, "finish or hand_back was called twice for one claim"
+        if claim.handle is None:
+            raise RuntimeError(f"finish or hand_back was called twice for the claim on {claim.config.run_name}")
         claim.handle.truncate(0)
         claim.handle.write(json.dumps(rec) + "\n")  # append mode: at offset 0 after the truncation
         claim.handle.flush()

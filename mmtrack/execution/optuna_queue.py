@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 import warnings
@@ -63,6 +64,8 @@ PARAM = "config"  # the Optuna parameter: the configuration's index in the plan'
 LOCK_TIMEOUT_S = 120  # PostgreSQL frees the queue lock of a session idle this long inside its transaction
 HANDED_BACK = "handed back: "  # the `outcome` user attribute of a trial given back unsettled
 QUEUED_ATTRS = ("round", "hash", "run_name")  # the user attributes of a WAITING trial; a hand-back keeps them
+
+log = logging.getLogger("mmtrack")
 
 
 def queue_name(plan: StudyPlan) -> str:
@@ -319,18 +322,30 @@ class OptunaQueue(WorkQueue):
         )
 
     def hand_back(self, claim: TrialClaim, reason: str) -> None:
-        """Under the lock, so that no `prepare` sees the round empty between the FAIL and the re-enqueue."""
+        """Under the lock, so that no `prepare` sees the round empty between the FAIL and the re-enqueue. Called
+        while the worker stops (Ctrl-C, a lost server): a hand-back that fails does not hide the reason it stops,
+        it is logged, and the claim then expires after --grace like a dead worker's and is retried."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
-        with contextlib.suppress(Exception), self.lock():
-            try:
-                claim.trial.set_user_attr("outcome", HANDED_BACK + reason)
-                self.optuna_study.tell(claim.trial, state=TrialState.FAIL)
-            except (UpdateFinishedTrialError, ValueError):
-                return  # already expired (and re-queued by the retry callback)
-            attrs = {k: v for k, v in claim.trial.user_attrs.items() if k in QUEUED_ATTRS}
-            self.optuna_study.enqueue_trial({PARAM: claim.index}, user_attrs={**attrs, "handed_back": claim.number})
+        try:
+            with self.lock():
+                try:
+                    claim.trial.set_user_attr("outcome", HANDED_BACK + reason)
+                    self.optuna_study.tell(claim.trial, state=TrialState.FAIL)
+                except (UpdateFinishedTrialError, ValueError):
+                    return  # already expired (and re-queued by the retry callback)
+                attrs = {k: v for k, v in claim.trial.user_attrs.items() if k in QUEUED_ATTRS}
+                self.optuna_study.enqueue_trial({PARAM: claim.index}, user_attrs={**attrs, "handed_back": claim.number})
+        except Exception as exc:  # noqa: BLE001 - logged; the claim expires after --grace instead
+            log.warning(
+                "could not hand %s back to the queue (%s: %s); its claim expires after --grace (%s s) and another "
+                "worker retries it",
+                claim.config.run_name,
+                type(exc).__name__,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else "",
+                self.grace,
+            )
 
     # ---------------------------------------------------------------------------------------- outside the lock
 

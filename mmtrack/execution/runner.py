@@ -34,7 +34,6 @@ from mmtrack.training.config import RunConfig
 __all__ = [
     "die_with_parent",
     "execute_group",
-    "quiet_libraries",
     "raise_interrupt",
     "work",
     "worker_devices",
@@ -47,13 +46,6 @@ Emit = Callable[[Event], None]
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def quiet_libraries() -> None:
-    """Only errors from the libraries a worker process drives (see `tracking.quiet_libraries`)."""
-    from mmtrack import tracking
-
-    tracking.quiet_libraries()
 
 
 def raise_interrupt(signum, frame) -> None:

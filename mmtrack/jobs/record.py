@@ -43,8 +43,13 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     pkgs = ("torch", "torchvision", "mlflow", "adversarial-robustness-toolbox", "numpy", "scikit-learn")
-    tags = {f"mmtrack.version.{p}": version(p) for p in pkgs}
-    tags.update({"mmtrack.version.mmtrack": __version__, "mmtrack.version.python": platform.python_version()})
+    tags = {tracking.VERSION_TAG_PREFIX + p: version(p) for p in pkgs}
+    tags.update(
+        {
+            tracking.VERSION_TAG_PREFIX + "mmtrack": __version__,
+            tracking.VERSION_TAG_PREFIX + "python": platform.python_version(),
+        }
+    )
     return tags
 
 

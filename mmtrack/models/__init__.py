@@ -5,13 +5,15 @@ K networks trained as one (`stacking`) and ensembles of trained networks (`ensem
 A new architecture goes in a module here, registered in `resnet.ARCHS` (and `training.config.ARCHS`).
 
 MLflow's pickled models (`model/`, logged by every training run) name `mmtrack.models.Classifier`,
-`mmtrack.models.ScaledResNet` and `mmtrack.models.Normalize`: those names stay importable from here, so models
-logged before this package was split keep loading (tests/integration/test_train.py).
+`mmtrack.models.ScaledResNet`, `mmtrack.models.Normalize` and the forward pre-hook `mmtrack.models._nchw_input`:
+those names stay importable from here, so models logged before this package was split keep loading
+(tests/integration/test_house.py).
 """
 
 from mmtrack.models.classifier import (
     MEMORY_FORMATS,
     Classifier,
+    _nchw_input,
     Normalize,
     build_model,
     channel_stats,

@@ -15,6 +15,7 @@ from mmtrack.tags import (
     TRUSTED_PICKLE_TAG,
 )
 from mmtrack.tracking.runs import WEIGHTS
+from mmtrack.tracking.search import run_error
 
 
 def load_model(client, run_id: str, trust_pickle: bool = False):
@@ -28,8 +29,8 @@ def load_model(client, run_id: str, trust_pickle: bool = False):
 
     try:
         names = {Path(f.path).name for f in client.list_artifacts(run_id, WEIGHTS)}
-    except Exception:  # noqa: BLE001 - MlflowException: no such run
-        raise MMTrackError(f"could not load the model of run {run_id}: no such run in this tracking store") from None
+    except Exception as exc:  # noqa: BLE001 - no such run, an outage, or anything else: said as it is
+        raise run_error(client, run_id, "listing the model", exc) from None
     if {SPEC_FILE, WEIGHTS_FILE} <= names:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp)

@@ -12,6 +12,8 @@ import pandas as pd
 
 from mmtrack.errors import MMTrackError
 from mmtrack.tags import (
+    DATASET_CONTEXT_TAG,
+    DATASET_SOURCE_TAG,
     ERROR_TAG,
     LAUNCHED_TAG,
     NOTE_TAG,
@@ -304,10 +306,10 @@ class RunLogger:
             name=name,
             digest=digest,
             source_type="code",
-            source=json.dumps({"tags": {"mmtrack.dataset": name, "description": description}}),
+            source=json.dumps({"tags": {DATASET_SOURCE_TAG: name, "description": description}}),
             profile=json.dumps(profile, sort_keys=True),
         )
-        inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", "training")])]
+        inputs = [DatasetInput(dataset, [InputTag(DATASET_CONTEXT_TAG, "training")])]
         for attempt in range(DATASET_RETRIES):
             try:
                 patiently("the dataset input", self.client.log_inputs, self.run_id, datasets=inputs)

@@ -15,7 +15,7 @@ from mmtrack.tags import (
     LAUNCHED_TAG,
     REVISION_TAG,
 )
-from mmtrack.tracking.resilience import patiently
+from mmtrack.tracking.resilience import TrackingUnavailable, is_unreachable, patiently
 
 
 def _runs_frame(runs) -> pd.DataFrame:
@@ -53,12 +53,29 @@ def search_all_runs(client, exp_id: str, filter_string: str = "") -> list:
             return out
 
 
+NO_SUCH_RUN_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # MLflow's answers to a bad run id
+
+
+def run_error(client, run_id: str, what: str, exc: BaseException) -> MMTrackError:
+    """One line for an MLflow call about run `run_id` that failed: the store could not be reached
+    (`TrackingUnavailable`), the run does not exist, or anything else, said as it is."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if is_unreachable(exc):
+        return TrackingUnavailable(
+            f"tracking store {client.tracking_uri} is unreachable while {what} of run {run_id} ({first[:200]}); "
+            "start it or point --tracking-uri / MLFLOW_TRACKING_URI at a running one"
+        )
+    if getattr(exc, "error_code", None) in NO_SUCH_RUN_CODES:
+        return MMTrackError(f"unknown run id {run_id!r} in {client.tracking_uri}")
+    return MMTrackError(f"could not {what} of run {run_id} ({type(exc).__name__}: {first[:200]})")
+
+
 def get_run(client, run_id: str):
-    """The MLflow run `run_id`, or a one-line error naming the store."""
+    """The MLflow run `run_id`, or a one-line error naming the store (`run_error`)."""
     try:
         return client.get_run(run_id)
-    except Exception:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise MMTrackError(f"unknown run id {run_id!r} in {client.tracking_uri}") from None
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types
+        raise run_error(client, run_id, "reading", exc) from None
 
 
 def find_experiment(client, name: str) -> str | None:

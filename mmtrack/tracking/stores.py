@@ -207,7 +207,7 @@ def quiet_libraries() -> None:
     """Only errors from the libraries mmtrack drives (MLflow, alembic, ART, Optuna), in a command or a worker
     process; warnings raised inside them are dropped (mmtrack's own are kept). Importing mlflow resets its loggers'
     levels, so it is imported first; its console chatter (run URLs, artifact progress bars) is switched off
-    through MLflow's own variables, the one kind of environment write mmtrack makes besides MLFLOW_RUN_ID."""
+    through MLflow's own variables (`settings` lists every environment write mmtrack makes)."""
     import mlflow  # noqa: F401
 
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")

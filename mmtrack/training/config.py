@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 from mmtrack.errors import MMTrackError
 
-ARCHS = ("resnet18", "resnet50", "wide_resnet50_2")  # models.ARCHS builds each; execution.ARCH_COST prices each
+ARCHS = ("resnet18", "resnet50", "wide_resnet50_2")  # models.ARCHS builds each; execution.queue.ARCH_COST prices each
 AXES = ("lr", "batch_size", "augment", "optimizer", "arch", "width")  # axes of multiplicity, in the paper's table order
 AUGMENTS = ("randaugment", "trivialaugment", "none")
 OPTIMIZERS = ("sgd", "adam")

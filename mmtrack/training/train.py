@@ -1,4 +1,5 @@
-"""Training one configuration: pure PyTorch, no MLflow. The data stays in memory as uint8 tensors on the
+"""Training one configuration (`train_model`) or the seeds of one configuration as one stacked network
+(`train_models`): pure PyTorch, no MLflow. The data stays in memory as uint8 tensors on the
 model's device; each step indexes a shuffled batch, augments it and converts it to [0, 1] floats."""
 
 from __future__ import annotations

@@ -68,11 +68,20 @@ def resolve(name: str) -> bool:
         return False
     path = _remembered(name)
     try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
+        text = path.read_text()
+    except FileNotFoundError:
+        return False  # never declared on this machine: an unknown dataset
+    except OSError as exc:
+        raise MMTrackError(f"dataset {name}: cannot read its remembered declaration {path} ({exc.strerror})") from None
+    try:
+        spec = json.loads(text)
+    except ValueError:
+        spec = None
     if not isinstance(spec, dict) or spec.get("name") != name:
-        return False
+        raise MMTrackError(
+            f"dataset {name}: its remembered declaration {path} is damaged; delete that file and run the study "
+            "that declares the dataset again (or `mmtrack datasets show STUDY.yaml`)"
+        )
     register_declared(spec, remember=False)
     log.info("dataset %s: declared in %s (remembered in %s)", name, spec.get("source"), path)
     return True
