@@ -13,7 +13,6 @@ those names stay importable from here, so models logged before this package was 
 from mmtrack.models.classifier import (
     MEMORY_FORMATS,
     Classifier,
-    _nchw_input,
     Normalize,
     build_model,
     channel_stats,
@@ -21,6 +20,7 @@ from mmtrack.models.classifier import (
     predict_logits,
     to_layout,
 )
+from mmtrack.models.classifier import _nchw_input as _nchw_input  # named by pickled models
 from mmtrack.models.resnet import ARCHS, ScaledResNet
 from mmtrack.models.weights import SPEC_FILE, WEIGHTS_FILE, load_weights, model_spec, save_weights
 
