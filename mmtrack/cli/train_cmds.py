@@ -1,7 +1,10 @@
-"""`mmtrack train`: one configuration as one MLflow run (its options and their defaults come from `RunConfig`)."""
+"""`mmtrack train`: one configuration as one MLflow run. Its training options are generated from the one
+declaration of each training parameter (`training.config.PARAMS`: name, type, default, allowed values, help), so a
+new recipe choice is an option here, a `-P` of `mlflow run` and a study key without more code."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Optional
 
 import typer
@@ -20,39 +23,39 @@ from mmtrack.cli._options import (
     eval_settings,
     parse_interventions,
 )
-from mmtrack.training.config import ARCHS, AUGMENTS, OPTIMIZERS, RunConfig
+from mmtrack.training.config import PARAMS, RunConfig, coerce
 
-DEFAULT = RunConfig()  # every option's default is RunConfig's
+METAVARS = {int: "INTEGER", float: "FLOAT", bool: "BOOL", str: "TEXT"}
 
 
-@app.command()
+def _option(param) -> inspect.Parameter:
+    """The typer option of one training parameter: text parsed by `coerce` (so `mlflow run -P nesterov=true`,
+    `-P epochs=20.0` and an empty optional value all work), then validated by RunConfig."""
+    allowed = f" One of: {', '.join(param.choices)}." if param.choices else ""
+    metavar = param.name.upper() if param.choices else METAVARS[param.type]
+    default = (
+        None if param.default is None else str(param.default).lower() if param.type is bool else str(param.default)
+    )
+    return inspect.Parameter(
+        param.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=default,
+        annotation=Annotated[
+            Optional[str], typer.Option(metavar=metavar, help=param.help + allowed, show_default=True)
+        ],
+    )
+
+
 def train(
-    dataset: Annotated[
-        str, typer.Option(metavar="NAME", help="Dataset name (`mmtrack datasets` lists them).")
-    ] = DEFAULT.dataset,
-    arch: Annotated[str, typer.Option(metavar="ARCH", help=" | ".join(ARCHS))] = DEFAULT.arch,
-    width: Annotated[
-        float, typer.Option(metavar="FLOAT", help="Channel-count factor (1 = torchvision's widths).")
-    ] = DEFAULT.width,
-    lr: Annotated[float, typer.Option(metavar="FLOAT", help="Learning rate.")] = DEFAULT.lr,
-    batch_size: Annotated[int, typer.Option(metavar="INTEGER", help="Batch size.")] = DEFAULT.batch_size,
-    augment: Annotated[str, typer.Option(metavar="AUGMENT", help=" | ".join(AUGMENTS))] = DEFAULT.augment,
-    optimizer: Annotated[str, typer.Option(metavar="OPTIMIZER", help=" | ".join(OPTIMIZERS))] = DEFAULT.optimizer,
-    epochs: Annotated[int, typer.Option(metavar="INTEGER", help="Training epochs.")] = DEFAULT.epochs,
-    seed: Annotated[int, typer.Option(metavar="INTEGER", help="The one seed behind all randomness.")] = DEFAULT.seed,
-    image_size: Annotated[
-        Optional[int], typer.Option(metavar="PIXELS", help="Image size (default: the dataset's).")
-    ] = DEFAULT.image_size,
-    experiment: Annotated[
-        Optional[str], typer.Option(metavar="NAME", help="MLflow experiment (default: the dataset name).")
-    ] = None,
-    intervention: InterventionOpt = None,
-    pgd_steps: PgdSteps = EVAL.pgd_steps,
-    pgd_max_examples: PgdMaxExamples = EVAL.pgd_max_examples,
-    noise_draws: NoiseDraws = EVAL.noise_draws,
-    intervention_predictions: InterventionPredictions = False,
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    experiment: Optional[str] = None,
+    intervention: Optional[list[str]] = None,
+    pgd_steps: int = EVAL.pgd_steps,
+    pgd_max_examples: int = EVAL.pgd_max_examples,
+    noise_draws: int = EVAL.noise_draws,
+    intervention_predictions: bool = False,
+    data_dir: Optional[str] = None,
+    tracking_uri: Optional[str] = None,
+    **training,
 ):
     """Train and evaluate one configuration as one MLflow run."""
     from mmtrack import settings as env
@@ -62,18 +65,8 @@ def train(
     from mmtrack.jobs.train_run import run_config
 
     quiet()
-    cfg = RunConfig(
-        dataset=dataset,
-        arch=arch,
-        width=width,
-        lr=lr,
-        batch_size=batch_size,
-        augment=augment,
-        optimizer=optimizer,
-        epochs=epochs,
-        seed=seed,
-        image_size=image_size,
-    )
+    cfg = RunConfig(**{name: coerce(name, text) if text is not None else None for name, text in training.items()})
+    dataset = cfg.dataset
     ivs = parse_interventions(intervention)
     settings = eval_settings(pgd_steps, pgd_max_examples, noise_draws, intervention_predictions)
     uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
@@ -109,3 +102,32 @@ def train(
         f"run {result.run_id} FINISHED in experiment {esc(name)} of {esc(uri)}\n"
         f"open it: {esc(tracking.open_hint(uri, exp_id, result.run_id))}"
     )
+
+
+_OTHERS = inspect.signature(train).parameters
+train.__signature__ = inspect.Signature(
+    [
+        *(_option(p) for p in PARAMS),
+        inspect.Parameter(
+            "experiment",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Optional[str], typer.Option(metavar="NAME", help="MLflow experiment (default: the dataset name).")
+            ],
+        ),
+        *(
+            _OTHERS[name].replace(annotation=annotation, kind=inspect.Parameter.KEYWORD_ONLY)
+            for name, annotation in (
+                ("intervention", InterventionOpt),
+                ("pgd_steps", PgdSteps),
+                ("pgd_max_examples", PgdMaxExamples),
+                ("noise_draws", NoiseDraws),
+                ("intervention_predictions", InterventionPredictions),
+                ("data_dir", DataDir),
+                ("tracking_uri", TrackingUri),
+            )
+        ),
+    ]
+)
+app.command()(train)

@@ -43,11 +43,27 @@ def study_path(name: str | Path) -> Path:
     )
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key written twice in one mapping (a parameter varied twice) is an error, not the
+    last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is written twice in one mapping (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_study(path: str | Path) -> Study:
     """Load a study file, or a study by name (see `study_path`)."""
     p = study_path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.load(p.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise MMTrackError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return parse_study(raw, str(p))

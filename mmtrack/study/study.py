@@ -23,10 +23,10 @@ from pathlib import Path
 
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
-from mmtrack.training.config import AXES, RunConfig
+from mmtrack.training.config import AXES, SOURCE_PARAMS, RunConfig
 
-FIXED = ("arch", "width", "lr", "batch_size", "augment", "optimizer", "image_size")  # any training param but
-# dataset, epochs and seeds (keys of their own), when it is not an axis
+FIXED = tuple(a for a in AXES if a != "epochs")  # any training param but dataset, epochs and seeds (keys of their
+# own), when it is not an axis
 KEYS = {
     "name": str,
     "dataset": (str, dict),
@@ -78,9 +78,14 @@ class Study:
         """The Study of `to_dict()` / the experiment tag `mmtrack.study` (registers its declared dataset)."""
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
+    def base(self) -> dict:
+        """The params every configuration starts from: dataset, epochs, `fixed:` and the default configuration
+        (an `epochs` axis overrides the study's epochs)."""
+        return {"dataset": self.dataset, "epochs": self.epochs, **self.fixed, **self.default}
+
     def configs(self) -> list[RunConfig]:
         """Every configuration of the study, default configuration first, seeds innermost."""
-        base = {**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs}
+        base = self.base()
         if self.design == "ofat":
             points = [dict(self.default)]
             for axis, values in self.axes.items():
@@ -92,9 +97,7 @@ class Study:
 
     def reference(self) -> RunConfig:
         """The default configuration (first seed): run names say how a configuration differs from it."""
-        return RunConfig(
-            **{**self.fixed, **self.default, "dataset": self.dataset, "epochs": self.epochs, "seed": self.seeds[0]}
-        )
+        return RunConfig(**self.base(), seed=self.seeds[0])
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(**self.eval)
@@ -152,6 +155,11 @@ def _check_design(raw: dict, source: str) -> None:
     """axes, default, fixed and seeds, against each other."""
     axes, default = raw["axes"], raw["default"]
     for axis, values in axes.items():
+        if axis == "seed" or axis in SOURCE_PARAMS:
+            raise MMTrackError(
+                f"{source}: {axis} cannot be an axis: the seeds are the rows of every sheet (`seeds:`)"
+                + ("" if axis == "seed" else "; `design: seed-sources` varies one source of randomness at a time")
+            )
         if axis not in AXES:
             raise MMTrackError(f"{source}: unknown axis {axis!r}; axes are: {', '.join(AXES)}")
         if not isinstance(values, list) or not values:
@@ -168,9 +176,15 @@ def _check_design(raw: dict, source: str) -> None:
             f"{source}: default sets {', '.join(extra)} which are not axes; use `fixed:` for values held constant"
         )
     fixed = raw.get("fixed", {})
-    bad = sorted(set(fixed) - set(FIXED) or set(fixed) & set(axes))
+    twice = sorted(set(fixed) & set(axes))
+    if twice:
+        raise MMTrackError(
+            f"{source}: {', '.join(twice)} both fixed and varied; hold a parameter under `fixed:` or vary it under "
+            "`axes:`, not both"
+        )
+    bad = sorted(set(fixed) - set(FIXED))
     if bad:
-        raise MMTrackError(f"{source}: fixed may set {', '.join(FIXED)} (not an axis), got {', '.join(bad)}")
+        raise MMTrackError(f"{source}: fixed may set {', '.join(FIXED)}, got {', '.join(bad)}")
     seeds = raw["seeds"]
     if (
         not seeds
@@ -203,7 +217,11 @@ def _check_eval_and_selection(raw: dict, source: str) -> None:
 def _check_runnable(study: Study, source: str) -> None:
     """Every axis value, the interventions and the eval settings as the runs will read them: RunConfig and the
     intervention parser name what is allowed, so their messages are used (with the study's key in front)."""
-    base = {**study.fixed, **study.default, "dataset": study.dataset, "epochs": study.epochs, "seed": study.seeds[0]}
+    base = {**study.base(), "seed": study.seeds[0]}
+    try:
+        RunConfig(**base)
+    except MMTrackError as exc:
+        raise MMTrackError(f"{source}: {exc.message}") from None
     for axis, values in study.axes.items():
         for v in values:
             try:

@@ -18,7 +18,7 @@ from torch import nn
 from mmtrack import settings
 from mmtrack.data import Dataset
 from mmtrack.models import build_model, channel_stats, stacking
-from mmtrack.training.config import RECIPE, RunConfig
+from mmtrack.training.config import RunConfig
 
 log = logging.getLogger("mmtrack")
 
@@ -32,7 +32,8 @@ def pick_device() -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """One seed controls all randomness: initialisation, data order and augmentation."""
+    """Seed Python's, NumPy's and torch's global generators (initialisation draws from torch's; the augmentation
+    stream continues from it unless `augment_seed` starts its own)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -46,7 +47,7 @@ class Augmenter:
     shuffled batch: every group gets an independently sampled op and magnitude, at batch-level cost. With
     `group=1` this is the textbook per-image policy (slower on CPU)."""
 
-    def __init__(self, name: str, group: int = RECIPE["augment_group"]):
+    def __init__(self, name: str, group: int = 8):
         from torchvision.transforms import v2
 
         self.group = group
@@ -69,22 +70,27 @@ def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(
             params,
             lr=cfg.lr,
-            momentum=RECIPE["momentum"],
-            weight_decay=RECIPE["weight_decay"],
-            nesterov=RECIPE["nesterov"],
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov,
         )
-    betas = tuple(float(b) for b in RECIPE["adam_betas"].split(","))
-    return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=RECIPE["weight_decay"])
+    betas = tuple(float(b) for b in cfg.adam_betas.split(","))
+    return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """The learning-rate multiplier at each step: linear warm-up over `warmup_steps`, then cosine to 0."""
+def lr_factor(total_steps: int, warmup_steps: int, schedule: str = "cosine") -> Callable[[int], float]:
+    """The learning-rate multiplier at each step: linear warm-up over `warmup_steps`, then `schedule` (cosine
+    or linear to 0, or constant)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if schedule == "constant":
+            return 1.0
+        if schedule == "linear":
+            return 1.0 - t
+        return 0.5 * (1 + math.cos(math.pi * t))
 
     return factor
 
@@ -103,8 +109,9 @@ def train_model(
 
 
 def same_but_seed(cfgs: list[RunConfig]) -> bool:
-    """True when the configurations differ in their seeds only (the ones `train_models` can stack)."""
-    return len({cfg.stack_key for cfg in cfgs}) == 1 and len({cfg.seed for cfg in cfgs}) == len(cfgs)
+    """True when the configurations differ in their seeds only (`seed` and the seed sources; the ones
+    `train_models` can stack), and no two are the same."""
+    return len({cfg.stack_key for cfg in cfgs}) == 1 and len({cfg.hash for cfg in cfgs}) == len(cfgs)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -124,9 +131,10 @@ def train_models(
     stops being reported; the others train on: their channels never mix).
 
     Model k is the model `train_model(cfgs[k])` trains, up to floating-point summation order: its own
-    initialisation (drawn after `seed_everything(seed)`), its own data order (a generator seeded with its seed)
-    and its own augmentation draws (the global RNG stream its seed starts, saved and restored around each of its
-    augmentations). `on_epoch(k, stats)` reports model k's epochs. When the stack does not fit in memory before
+    initialisation (drawn after `seed_everything` of its init seed, then nudged by one ulp when its numerics seed
+    is set), its own training sample (the split, or a bootstrap resample drawn with its data seed), its own data
+    order (a generator seeded with its order seed) and its own augmentation draws (the global RNG stream that its
+    init seed continues, or its augment seed starts, saved and restored around each of its augmentations). `on_epoch(k, stats)` reports model k's epochs. When the stack does not fit in memory before
     its first epoch ends, it is trained in halves (one warning line each time)."""
     if not same_but_seed(cfgs):
         raise ValueError("train_models stacks configurations that differ only in their (distinct) seeds")
@@ -165,37 +173,45 @@ class StackTrainer:
         mean, std = channel_stats(data.train.images)
         self.plain, self.streams = [], []
         for c in cfgs:
-            seed_everything(c.seed)
-            self.plain.append(
-                build_model(
-                    c.arch,
-                    data.num_classes,
-                    data.image_size,
-                    c.width,
-                    mean,
-                    std,
-                    zero_init_residual=RECIPE["zero_init_residual"],
-                )
+            seed_everything(c.source_seed("init"))
+            model = build_model(
+                c.arch,
+                data.num_classes,
+                data.image_size,
+                c.width,
+                mean,
+                std,
+                zero_init_residual=c.zero_init_residual,
             )
-            self.streams.append(torch.get_rng_state())  # the augmentation draws of this seed continue from here
+            self.plain.append(perturb_one_weight(model, c.numerics_seed) if c.numerics_seed is not None else model)
+            if c.augment_seed is not None:  # its own augmentation stream
+                seed_everything(c.augment_seed)
+            self.streams.append(torch.get_rng_state())  # the augmentation draws of this model continue from here
         self.net = (self.plain[0] if self.k == 1 else stacking.stack(self.plain)).to(device)
         self.x, self.y = data.train.images.to(device), data.train.labels.to(device)
-        self.augment = Augmenter(self.cfg.augment) if self.cfg.augment != "none" else None
+        self.augment = Augmenter(self.cfg.augment, self.cfg.augment_group) if self.cfg.augment != "none" else None
         self.optimizer = make_optimizer(self.cfg, self.net.parameters())
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=RECIPE["label_smoothing"])
-        self.gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.gens = [torch.Generator().manual_seed(c.source_seed("order")) for c in cfgs]
         n, bs = len(self.y), self.cfg.batch_size
+        # each model's training sample: the split itself, or a bootstrap resample (data_seed) of the same size
+        self.samples = [bootstrap(n, c.data_seed, device) if c.data_seed is not None else None for c in cfgs]
         self.n_used = n if n % bs != 1 else n - 1  # a batch of one image breaks BatchNorm
         self.steps_per_epoch = math.ceil(self.n_used / bs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lr_factor(self.steps_per_epoch * self.cfg.epochs, round(RECIPE["warmup_epochs"] * self.steps_per_epoch)),
+            lr_factor(
+                self.steps_per_epoch * self.cfg.epochs,
+                round(self.cfg.warmup_epochs * self.steps_per_epoch),
+                self.cfg.lr_schedule,
+            ),
         )
         self.autocast = precision_context(device)
 
     def batches(self) -> list[tuple[torch.Tensor, ...]]:
         """One epoch's batches: per step, each model's indices into the training images (its own order)."""
         perms = [torch.randperm(len(self.y), generator=g)[: self.n_used].to(self.device) for g in self.gens]
+        perms = [p if sample is None else sample[p] for p, sample in zip(perms, self.samples)]
         return list(zip(*(p.split(self.cfg.batch_size) for p in perms)))
 
     def step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,6 +250,31 @@ class StackTrainer:
     def models(self) -> list[nn.Module]:
         self.net.eval()
         return [self.plain[0].eval()] if self.k == 1 else stacking.unstack(self.net, self.plain)
+
+
+def bootstrap(n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """A bootstrap resample of n training images: n indices drawn with replacement by a generator of `seed`."""
+    return torch.randint(0, n, (n,), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@torch.no_grad()
+def perturb_one_weight(model: nn.Module, seed: int) -> nn.Module:
+    """The numerics source: one initial weight, chosen by `seed` among every parameter's elements, moved by one
+    ulp (to the next float32 towards +inf). Summers & Dinneen (ICML 2021) find that this alone spreads results
+    as far as a new seed."""
+    params = [p for p in model.parameters() if p.numel()]
+    sizes = torch.tensor([p.numel() for p in params])
+    g = torch.Generator().manual_seed(seed)
+    flat = int(torch.randint(0, int(sizes.sum()), (1,), generator=g))
+    i = int(torch.searchsorted(sizes.cumsum(0), flat, right=True))
+    p = params[i]
+    idx = flat - int(sizes[:i].sum())
+    view = p.view(-1) if p.is_contiguous() else p.reshape(-1)
+    value = view[idx].clone()
+    view[idx] = torch.nextafter(value, torch.tensor(float("inf"), dtype=value.dtype))
+    if not p.is_contiguous():  # channels-last weights: write the element back through the strided tensor
+        p.copy_(view.reshape(p.shape))
+    return model
 
 
 def _train_stacked(
