@@ -23,6 +23,7 @@ VERSION_TAG_PREFIX = "mmtrack.version."  # + a package name (torch, mlflow, ...,
 PRECISION_TAG = "mmtrack.precision"  # fp32, or bf16 (autocast while training on CUDA)
 STACK_TAG = "mmtrack.stack"  # runs trained together as one stacked network share this id
 STACK_SEEDS_TAG = "mmtrack.stack_seeds"  # the seeds of that stack, e.g. "0,1,2,3,4" (one seed: trained alone)
+STACK_ALONE_TAG = "mmtrack.stack_alone"  # why the seeds of that stack trained one at a time (absent: stacked)
 SPOOLED_TAG = (
     "mmtrack.spooled_weights"  # logged from weights kept locally while the server was away (mmtrack.jobs.spool)
 )

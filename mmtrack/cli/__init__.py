@@ -18,6 +18,7 @@ from mmtrack.cli import report_cmds  # noqa: F401, E402  (sheet, select, report)
 from mmtrack.cli import ensemble_cmds  # noqa: F401, E402  (ensemble)
 from mmtrack.cli import data_cmds  # noqa: F401, E402  (datasets)
 from mmtrack.cli import study_cmds  # noqa: F401, E402  (study, studies)
+from mmtrack.cli import archs_cmds  # noqa: F401, E402  (archs)
 from mmtrack.cli import misc_cmds  # noqa: F401, E402  (server, info)
 # isort: on
 

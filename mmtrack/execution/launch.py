@@ -149,15 +149,20 @@ def _sweep_job(
         queue.close()
 
 
-def decode_once(plan: StudyPlan, data_dir: str | None) -> None:
-    """Load the study's dataset in this process before local workers start. A cold decode cache is then filled
-    once, with every core (a worker process may not start processes of its own), and bad data fails here, in
-    one line, before anything trains. Nothing stays in memory: the workers load the decoded cache."""
+def decode_once(plan: StudyPlan, data_dir: str | None, keep: bool = False) -> None:
+    """Load the study's dataset in this process before workers start. A cold decode cache is then filled once,
+    with every core (a worker process may not start processes of its own), and bad data, or an architecture that
+    cannot take the dataset's images (one forward pass each), fails here, in one line, before anything trains.
+    Unless `keep` (the worker runs in this process), nothing stays in memory: the workers load the decoded cache."""
     from mmtrack.data import load_dataset
+    from mmtrack.models.archs import check_fits
 
     for size in {cfg.image_size for cfg in plan.configs}:
-        load_dataset(plan.dataset, data_dir, size)
-    load_dataset.cache_clear()
+        data = load_dataset(plan.dataset, data_dir, size)
+        for arch, width in sorted({(c.arch, c.width) for c in plan.configs if c.image_size == size}):
+            check_fits(arch, data.num_classes, data.image_size, width)
+    if not keep:
+        load_dataset.cache_clear()
 
 
 def sweep(
@@ -187,8 +192,8 @@ def sweep(
     finished = tracking.finished_hashes(client, exp_id)
     todo = report_finished(plan.configs, finished, emit)
     processes = min(workers, len(todo))
-    if processes > 1:
-        decode_once(plan, data_dir)
+    if todo:
+        decode_once(plan, data_dir, keep=processes <= 1)
     round_ = FileLockQueue(list(plan.configs), lock_dir(exp_id)).prepare(finished)  # a round is one sweep
     threads = max(1, settings.cpu_budget() // workers)
     jobs = [

@@ -48,7 +48,7 @@ class SharedForward:
 
     def __init__(self, models: list[nn.Module], batch_size: int = 1024):
         self.k = len(models)
-        self.net = stacking.stack(models).eval() if self.k > 1 else models[0].eval()
+        self.net = stacking.side_by_side(models).eval() if self.k > 1 else models[0].eval()
         self.net.to(next(models[0].parameters()).device)
         self.device = next(self.net.parameters()).device
         self.batch_size = batch_size

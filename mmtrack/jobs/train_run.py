@@ -27,8 +27,9 @@ from mmtrack.jobs.record import (
     run_tags,
 )
 from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, model_spec
+from mmtrack.models.archs import check_fits
 from mmtrack.training.config import RunConfig
-from mmtrack.training.train import EpochStats, pick_device, train_model, train_models
+from mmtrack.training.train import EpochStats, alone_reason, pick_device, train_model, train_models
 
 
 def _log_trained(
@@ -85,6 +86,7 @@ def run_config(
     data = data or load_dataset(cfg.dataset, data_dir, cfg.image_size)
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
+    check_fits(cfg.arch, data.num_classes, data.image_size, cfg.width)
     device = torch.device(device) if device else pick_device()
     tags = run_tags(cfg, data, device, extra_tags)
     spooled = spool.take(cfg, data)
@@ -144,10 +146,13 @@ def run_configs(
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     device = torch.device(device) if device else pick_device()
+    check_fits(cfgs[0].arch, data.num_classes, data.image_size, cfgs[0].width)
     stack_tags = {
         tracking.STACK_TAG: uuid.uuid4().hex[:12],
         tracking.STACK_SEEDS_TAG: ",".join(str(c.seed) for c in cfgs),
     }
+    if len(cfgs) > 1 and (why := alone_reason(cfgs[0], data)) is not None:
+        stack_tags[tracking.STACK_ALONE_TAG] = why
     names = run_names or [cfg.short_name() for cfg in cfgs]
     loggers: list[tracking.RunLogger] = []
     ended: set[int] = set()

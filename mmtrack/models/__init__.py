@@ -1,43 +1,44 @@
-"""The networks mmtrack trains and evaluates, as `nn.Module`s: the width-scaled ResNets (`resnet`), the
-classifier around them with its input normalisation (`classifier`), their weights without pickle (`weights`),
-K networks trained as one (`stacking`) and ensembles of trained networks (`ensemble`).
+"""The networks mmtrack trains and evaluates, as `nn.Module`s: which architectures exist (`catalog`, no torch),
+how each is built (`archs`: mmtrack's width-scaled ResNets in `resnet`, any torchvision classification builder,
+builders registered under the entry-point group `mmtrack.architectures`), the classifier around them with its
+input normalisation (`classifier`), their weights without pickle (`weights`), K networks trained as one
+(`stacking`) and ensembles of trained networks (`ensemble`).
 
-A new architecture goes in a module here, registered in `resnet.ARCHS` (and `training.config.ARCHS`).
+A new architecture is a builder registered through the entry-point group (no change here), or, for one of
+mmtrack's own, a module here named in `catalog` and built in `archs`.
 
-MLflow's pickled models (`model/`, logged by every training run) name `mmtrack.models.Classifier`,
-`mmtrack.models.ScaledResNet`, `mmtrack.models.Normalize` and the forward pre-hook `mmtrack.models._nchw_input`:
-those names stay importable from here, so models logged before this package was split keep loading
-(tests/integration/test_house.py).
+The names below resolve on first use, so `mmtrack.models.catalog` stays torch-free. MLflow's pickled models
+(`model/`, logged by every training run) name `mmtrack.models.Classifier`, `mmtrack.models.ScaledResNet`,
+`mmtrack.models.Normalize` and the forward pre-hook `mmtrack.models._nchw_input`: those names stay importable from
+here, so models logged before this package was split keep loading (tests/integration/test_house.py).
 """
 
-from mmtrack.models.classifier import (
-    MEMORY_FORMATS,
-    Classifier,
-    Normalize,
-    build_model,
-    channel_stats,
-    memory_format,
-    predict_logits,
-    to_layout,
-)
-from mmtrack.models.classifier import _nchw_input as _nchw_input  # named by pickled models
-from mmtrack.models.resnet import ARCHS, ScaledResNet
-from mmtrack.models.weights import SPEC_FILE, WEIGHTS_FILE, load_weights, model_spec, save_weights
+from __future__ import annotations
 
-__all__ = [
-    "ARCHS",
-    "MEMORY_FORMATS",
-    "SPEC_FILE",
-    "WEIGHTS_FILE",
-    "Classifier",
-    "Normalize",
-    "ScaledResNet",
-    "build_model",
-    "channel_stats",
-    "load_weights",
-    "memory_format",
-    "model_spec",
-    "predict_logits",
-    "save_weights",
-    "to_layout",
-]
+import importlib
+
+_NAMES = {
+    "MEMORY_FORMATS": "classifier",
+    "Classifier": "classifier",
+    "Normalize": "classifier",
+    "build_model": "classifier",
+    "channel_stats": "classifier",
+    "memory_format": "classifier",
+    "predict_logits": "classifier",
+    "to_layout": "classifier",
+    "_nchw_input": "classifier",
+    "ARCHS": "resnet",
+    "ScaledResNet": "resnet",
+    "SPEC_FILE": "weights",
+    "WEIGHTS_FILE": "weights",
+    "load_weights": "weights",
+    "model_spec": "weights",
+    "save_weights": "weights",
+}
+__all__ = sorted(n for n in _NAMES if not n.startswith("_"))
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"mmtrack.models.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,6 @@ import torch
 from torch import nn
 
 from mmtrack import settings
-from mmtrack.errors import MMTrackError
-from mmtrack.models.resnet import ARCHS, SMALL_IMAGE_MAX, ScaledResNet
 
 # Activations and weights in channels-last layout: 1.2-1.4x faster training of these small ResNets on CPU
 # (benchmarks/bench_study.py). $MMTRACK_MEMORY_FORMAT=contiguous restores the NCHW layout; a run records the
@@ -47,20 +45,13 @@ def build_model(
     std=(0.25, 0.25, 0.25),
     zero_init_residual: bool = False,
 ) -> Classifier:
-    if arch not in ARCHS:
-        raise MMTrackError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
-    block, layers, wpg = ARCHS[arch]
-    net = ScaledResNet(
-        block,
-        layers,
-        num_classes,
-        width=width,
-        width_per_group=wpg,
-        small_stem=image_size <= SMALL_IMAGE_MAX,
-        zero_init_residual=zero_init_residual,
-    )
+    from mmtrack.models.archs import build_network
+
+    net = build_network(arch, num_classes, image_size, width, zero_init_residual)
     layout = memory_format()
-    return Classifier(Normalize(mean, std, layout), to_layout(net, layout))
+    model = Classifier(Normalize(mean, std, layout), to_layout(net, layout))
+    model.image_size = int(image_size)  # what it was built for (stacking's exactness check probes this size)
+    return model
 
 
 # oneDNN 3.12 (torch 2.14) writes past its scratchpad in the weight gradient of a strided 1x1 convolution whose

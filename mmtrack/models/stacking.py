@@ -11,16 +11,28 @@ stack is training the K networks, up to the order of floating-point sums inside 
 
 `stack(models)` builds the stack from K networks; `unstack(net, models)` writes the stack's slices back into
 K plain networks of the same architecture (what is logged, loaded and attacked: nothing downstream sees a stack).
+
+Not every architecture can be stacked exactly: one with a module stacking cannot express (LayerNorm, attention,
+...) or a forward that mixes channels (ShuffleNet's channel shuffle, DenseNet's concatenations) raises
+`NotStackable` (`stack` checks the stack's forward against the K networks' own on a random batch, so no stack
+silently changes the maths). For inference such networks run side by side instead (`side_by_side`, the same
+interface); for training, `training_reason` also names the modules whose randomness a stack would draw
+differently (dropout, stochastic depth): those train one seed at a time.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
 
-from mmtrack.models import Normalize, to_layout
+from mmtrack.models.classifier import Normalize, to_layout
+
+
+class NotStackable(TypeError):
+    """These networks cannot be stacked exactly; the message says why."""
 
 
 class StackedLinear(nn.Module):
@@ -92,7 +104,7 @@ def _normalize(norms: list[Normalize]) -> Normalize:
 _STACKERS = {nn.Conv2d: _conv, nn.BatchNorm2d: _batchnorm, nn.Linear: StackedLinear, Normalize: _normalize}
 
 
-def stack(models: list[nn.Sequential]) -> Stack:
+def stack(models: list[nn.Sequential], check: bool = True) -> Stack:
     """One `Stack` holding copies of the K networks' parameters and buffers (the networks are left as they are).
     Every module with parameters or buffers must be one `_STACKERS` knows; the others act channel by channel."""
     template = models[0]
@@ -106,8 +118,94 @@ def stack(models: list[nn.Sequential]) -> Stack:
             stacked = _STACKERS[type(module)]([m.get_submodule(name) for m in models])
             setattr(net.get_submodule(parent) if parent else net, attr, stacked)
         elif not list(module.children()) and (list(module.parameters(False)) or list(module.buffers(False))):
-            raise TypeError(f"cannot stack {type(module).__name__} ({name})")
-    return Stack(net[0], to_layout(net[1], getattr(net[0], "memory_format", "contiguous")), k=len(models))
+            raise NotStackable(f"cannot stack {type(module).__name__} ({name})")
+    out = Stack(net[0], to_layout(net[1], getattr(net[0], "memory_format", "contiguous")), k=len(models))
+    if len(models) > 1 and check:
+        key = (type(template[1]).__name__, tuple((n, tuple(t.shape)) for n, t in template.named_parameters()))
+        if key not in _EXACT:  # the verdict depends on the architecture alone: checked once per process
+            try:
+                _check_exact(models)
+                _EXACT[key] = None
+            except NotStackable as exc:
+                _EXACT[key] = str(exc)
+        if _EXACT[key] is not None:
+            raise NotStackable(_EXACT[key])
+    return out
+
+
+_EXACT: dict[tuple, str | None] = {}
+
+
+@torch.no_grad()
+def _check_exact(models: list[nn.Module]) -> None:
+    """The stack's forward is the K networks' own, up to summation order; else NotStackable (a forward that
+    mixes channels, which no module type reveals). Checked on copies whose weights are redrawn from a generator
+    of their own (so the outputs are far from zero whatever the initialisation; the global RNG and the networks
+    are untouched), on a random batch in eval mode."""
+    g = torch.Generator().manual_seed(0)
+    probes = [copy.deepcopy(m).cpu().eval() for m in models]
+    for probe in probes:
+        for name, t in probe.named_parameters():
+            fan_in = t[0].numel() if t.dim() > 1 else 1
+            t.copy_(
+                torch.randn(t.shape, generator=g) / fan_in**0.5
+                + (1.0 if name.endswith("weight") and t.dim() == 1 else 0.0)
+            )
+    size = _probe_size(models[0])
+    x = torch.rand(2, probes[0][0].mean.shape[1], size, size, generator=g)
+    together = stack(probes, check=False).eval()(x).float()
+    alone = torch.stack([m(x).float() for m in probes], dim=1)
+    if together.shape != alone.shape or float((together - alone).abs().max()) > 1e-4 * float(alone.abs().max()):
+        raise NotStackable(f"{type(models[0][1]).__name__}'s forward mixes the networks' channels")
+
+
+def _probe_size(model: nn.Module) -> int:
+    """The image size the network was built for (`image_size` an mmtrack builder recorded), else 32."""
+    return int(getattr(model, "image_size", 32))
+
+
+RANDOM_IN_TRAINING = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "StochasticDepth")
+
+
+def training_reason(models: list[nn.Module]) -> str | None:
+    """Why these networks cannot be trained as one stack exactly (None: they can): a module stacking cannot
+    express or a channel-mixing forward, or randomness in training (dropout, stochastic depth) that a stack would
+    draw differently from the networks alone."""
+    random = sorted(
+        {type(m).__name__ for m in models[0].modules() if type(m).__name__ in RANDOM_IN_TRAINING and getattr(m, "p", 0)}
+    )
+    if random:
+        return f"{', '.join(random)} draws randomness in training"
+    try:
+        stack(models)
+    except (NotStackable, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+class SideBySide(nn.Module):
+    """K networks that cannot be stacked, with a stack's interface: input (N, 3·K, H, W) (network k's images in
+    channels 3k..3k+2) or (N, 3, H, W) (the same images for every network); output (N, K, classes). Each network
+    runs on its own: the maths of each is its own, exactly."""
+
+    def __init__(self, models: list[nn.Module]):
+        super().__init__()
+        self.nets = nn.ModuleList(models)
+        self.k = len(models)
+        self.channels = models[0][0].mean.shape[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = x.split(self.channels, dim=1) if x.shape[1] == self.channels * self.k else [x] * self.k
+        return torch.stack([m(p) for m, p in zip(self.nets, parts)], dim=1)
+
+
+def side_by_side(models: list[nn.Module]) -> nn.Module:
+    """The K networks as one module of the stack's interface: stacked when they can be exactly, else side by
+    side (inference: the same numbers either way, up to summation order)."""
+    try:
+        return stack(models)
+    except (NotStackable, ValueError):
+        return SideBySide(models)
 
 
 def member_state(net: Stack, k: int, like: nn.Module) -> dict[str, torch.Tensor]:
@@ -128,11 +226,26 @@ def member_state(net: Stack, k: int, like: nn.Module) -> dict[str, torch.Tensor]
 
 
 @torch.no_grad()
-def unstack(net: Stack, models: list[nn.Module]) -> list[nn.Module]:
+def unstack(net: Stack | SideBySide, models: list[nn.Module]) -> list[nn.Module]:
     """Write the stack's slices into the K plain networks (of the architecture `stack` was given) and return
     them, in eval mode on the stack's device."""
     device = next(net.parameters()).device
+    if isinstance(net, SideBySide):
+        return [m.to(device).eval() for m in net.nets]
     for k, model in enumerate(models):
         model.load_state_dict(member_state(net, k, model))
         model.to(device).eval()
     return models
+
+
+@functools.cache
+def arch_reason(arch: str, num_classes: int, image_size: int, width: float) -> str | None:
+    """`training_reason` of an architecture (two fresh networks; the global RNG is left as it was): why its seeds
+    train one at a time, or None when they train as one stack."""
+    from mmtrack.models.classifier import build_model
+
+    state = torch.get_rng_state()
+    try:
+        return training_reason([build_model(arch, num_classes, image_size, width) for _ in range(2)])
+    finally:
+        torch.set_rng_state(state)

@@ -9,22 +9,27 @@ from pathlib import Path
 from torch import nn
 
 from mmtrack.errors import MMTrackError
+from mmtrack.models import catalog
 from mmtrack.models.classifier import Classifier, build_model
-from mmtrack.models.resnet import ARCHS
 
 WEIGHTS_FORMAT = "mmtrack-weights/1"
 WEIGHTS_FILE, SPEC_FILE = "model.safetensors", "model.json"
 
 
 def model_spec(arch: str, num_classes: int, image_size: int, width: float) -> dict:
-    """What `build_model` needs to rebuild a model from mmtrack's own code (the weights carry the rest)."""
-    return {
+    """What `build_model` needs to rebuild a model from code the catalogue names (the weights carry the rest):
+    the architecture and where its builder is (`builder`: mmtrack, torchvision or an entry point; absent for
+    mmtrack's own ResNets, as specs were before other builders existed), classes, image size and width."""
+    spec = {
         "format": WEIGHTS_FORMAT,
         "arch": arch,
         "num_classes": int(num_classes),
         "image_size": int(image_size),
         "width": float(width),
     }
+    if catalog.source(arch) != "mmtrack":
+        spec["builder"] = catalog.source(arch)
+    return spec
 
 
 def save_weights(model: nn.Module, spec: dict, folder: Path) -> None:
@@ -47,7 +52,12 @@ def load_weights(folder: Path) -> Classifier:
         raise MMTrackError(f"unreadable model description {SPEC_FILE} ({exc})") from None
     checks = (
         (isinstance(spec, dict) and spec.get("format") == WEIGHTS_FORMAT, f"format is not {WEIGHTS_FORMAT}"),
-        (isinstance(spec, dict) and spec.get("arch") in ARCHS, f"arch is not one of {', '.join(ARCHS)}"),
+        (
+            isinstance(spec, dict)
+            and isinstance(spec.get("arch"), str)
+            and catalog.source(spec["arch"]) == spec.get("builder", "mmtrack"),
+            "arch is not an architecture of this machine's catalogue (`mmtrack archs`)",
+        ),
         (
             isinstance(spec, dict) and isinstance(spec.get("num_classes"), int) and 1 < spec["num_classes"] <= 100_000,
             "num_classes is not an integer in 2..100000",

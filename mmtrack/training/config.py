@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from mmtrack.errors import MMTrackError
+from mmtrack.models import catalog
 
-ARCHS = ("resnet18", "resnet50", "wide_resnet50_2")  # models.ARCHS builds each; execution.queue.ARCH_COST prices each
+ARCHS = catalog.RESNETS  # mmtrack's own; `arch` takes any of `models.catalog` (torchvision's, entry points) too
 AUGMENTS = ("randaugment", "trivialaugment", "none")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "linear", "constant")  # after the warm-up, stepped per batch
@@ -57,12 +58,18 @@ PARAMS: tuple[Param, ...] = (
         "arch",
         "choice",
         "resnet18",
-        "Architecture (`mmtrack archs` lists them).",
+        "Architecture: resnet18, resnet50, wide_resnet50_2 (width-scaled), or any torchvision.models classification "
+        "builder, trained from scratch (`mmtrack archs` lists them).",
         "arch",
-        ARCHS,
         abbrev=(("resnet18", "r18"), ("resnet50", "r50"), ("wide_resnet50_2", "wrn50")),
     ),
-    Param("width", "positive", 0.125, "Channel-count factor of the ResNets (1 = torchvision's widths).", "w"),
+    Param(
+        "width",
+        "positive",
+        0.125,
+        "Channel-count factor of mmtrack's ResNets (1 = torchvision's widths); other architectures have none.",
+        "w",
+    ),
     Param("lr", "positive", 0.1, "Learning rate.", "lr"),
     Param("batch_size", "count", 128, "Batch size.", "bs"),
     Param(
@@ -199,6 +206,8 @@ class RunConfig:
         set (an unset one follows `seed` and is not logged)."""
         p = {name: getattr(self, name) for name in TRAIN_PARAMS}
         p["image_size"] = "default" if self.image_size is None else self.image_size
+        if not catalog.has_width(self.arch):
+            p["width"] = "n/a"
         sources = {name: getattr(self, name) for name in SOURCE_PARAMS if getattr(self, name) is not None}
         return {**p, **self.recipe(), **sources}
 
@@ -286,6 +295,8 @@ def check_value(param: Param, value) -> None:
             from mmtrack.data import check_dataset_name
 
             check_dataset_name(value)
+        elif param.name == "arch":
+            catalog.check(value)
         elif value not in param.choices:
             raise MMTrackError(f"unknown {param.name} {value!r}; choose one of: {', '.join(param.choices)}")
         return
@@ -319,6 +330,11 @@ def validate(cfg: RunConfig) -> None:
     for f in fields(cfg):
         if f.name != "dataset":
             check_value(PARAM[f.name], getattr(cfg, f.name))
+    if cfg.width != PARAM["width"].default and not catalog.has_width(cfg.arch):
+        raise MMTrackError(
+            f"width applies to mmtrack's ResNets ({', '.join(catalog.RESNETS)}) only; {cfg.arch} has none: leave "
+            f"width at its default ({PARAM['width'].default:g})"
+        )
     check_value(PARAM["dataset"], cfg.dataset)  # last: it may read a remembered declaration
 
 

@@ -4,6 +4,7 @@ model's device; each step indexes a shuffled batch, augments it and converts it 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -114,6 +115,11 @@ def same_but_seed(cfgs: list[RunConfig]) -> bool:
     return len({cfg.stack_key for cfg in cfgs}) == 1 and len({cfg.hash for cfg in cfgs}) == len(cfgs)
 
 
+def alone_reason(cfg: RunConfig, data: Dataset) -> str | None:
+    """Why the seeds of `cfg` cannot train as one stack exactly (`stacking.arch_reason`), or None."""
+    return stacking.arch_reason(cfg.arch, data.num_classes, data.image_size, cfg.width)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and ("out of memory" in str(exc) or "can't allocate memory" in str(exc))
@@ -139,6 +145,13 @@ def train_models(
     if not same_but_seed(cfgs):
         raise ValueError("train_models stacks configurations that differ only in their (distinct) seeds")
     device = device or pick_device()
+    if len(cfgs) > 1 and (why := alone_reason(cfgs[0], data)) is not None:  # one seed at a time, exactly
+        log.info("%s: training %d seeds one at a time (%s)", cfgs[0].arch, len(cfgs), why)
+        out: list[nn.Module | Exception] = []
+        for k, cfg in enumerate(cfgs):
+            report_k = None if on_epoch is None else functools.partial(lambda k, _j, stats: on_epoch(k, stats), k)
+            out += train_models([cfg], data, device, report_k)
+        return out
     reported = [False]
 
     def report(k: int, stats: EpochStats) -> None:
