@@ -48,6 +48,14 @@ class Design:
     def from_study(cls, study: Mapping) -> Design:
         """The design of a study dict (the experiment tag ``mmtrack.study``). Its ``fixed`` params (non-axis
         training params every run shares) are constraints too; ``default`` wins over ``fixed``."""
+        if study.get("design") == "seed-sources":  # one table: columns = sources, rows = each source's seed
+            seeds = study.get("seeds") or [0]
+            return cls(
+                axes={"source": list(study.get("sources") or [])},
+                default={**(study.get("fixed") or {}), **(study.get("default") or {}), "seed": seeds[0]},
+                seed_param="source_seed",
+                seeds=seeds,
+            ).normalised()
         axes = study.get("axes")
         if not isinstance(axes, Mapping) or not axes:
             raise MMTrackError("the study has no 'axes' (a mapping axis -> list of values); add them to the study")
@@ -155,8 +163,13 @@ def choose_design(
 ) -> Design:
     """The design `mmtrack sheet` uses: the experiment's study when there is one and nothing overrides it
     (no `defaults`, the study's own seed param), else one inferred from the runs."""
-    if study and not defaults and seed_param == study.get("seed_param", "seed"):
-        return Design.from_study(study)
+    own = study.get("seed_param", "seed") if study else None
+    if (
+        study
+        and not defaults
+        and (seed_param == own or (seed_param == "seed" and study.get("design") == "seed-sources"))
+    ):
+        return Design.from_study(study)  # a seed-sources study's rows are its sources' seeds
     return infer_design(runs, seed_param=seed_param, defaults=defaults)
 
 

@@ -56,7 +56,7 @@ from mmtrack.analysis.cells import (
     infer_design,
     sheet_metrics,
 )
-from mmtrack.analysis.effects import AxisEffect, axis_effect
+from mmtrack.analysis.effects import AxisEffect, axis_effect, top_column_spread
 from mmtrack.analysis.effects import top_axis as effects_top_axis
 from mmtrack.analysis.noise_floor import NOISE_LEVEL, noise_floor, range_quantile
 from mmtrack.analysis.run_table import (
@@ -374,6 +374,7 @@ SUMMARY_COLUMNS = (
     "noise_floor_all",
 )
 SEED = "seed"  # the top "axis" when no axis moves the metric beyond seed noise
+SOURCE_SEED = "source_seed"  # the rows of a seed-sources sheet (design seed-sources)
 
 
 def top_axis(sheet: Sheet) -> tuple[str | None, AxisEffect | None, float]:
@@ -381,6 +382,11 @@ def top_axis(sheet: Sheet) -> tuple[str | None, AxisEffect | None, float]:
     no axis is significant, "seed" with the largest Δmax between seeds of one configuration (a column's Δmax)."""
     if not sheet.tables or all(np.isnan(t.scores).all() for t in sheet.tables):
         return None, None, math.nan
+    if sheet.design.seed_param == SOURCE_SEED and [t.axis for t in sheet.tables] == ["source"]:
+        # a seed-sources sheet: the source whose seeds spread the metric most, with its permutation p
+        table = sheet.tables[0]
+        top, spread, effect = top_column_spread(table.scores)
+        return (f"source: {table.values[top]}" if top is not None else None), effect, spread
     name = effects_top_axis({t.axis: t.axis_effect for t in sheet.tables})
     if name != SEED:
         table = next(t for t in sheet.tables if t.axis == name)

@@ -25,7 +25,7 @@ from mmtrack.report.selection_report import caption as selection_caption
 from mmtrack.report.selection_report import selection_figure, wide_table
 from mmtrack.report.sheet_report import _html as sheet_html
 from mmtrack.report.sheet_report import footer
-from mmtrack.report.summary_report import SUMMARY_HEADERS, SUMMARY_NOTE, summary_cells
+from mmtrack.report.summary_report import SUMMARY_HEADERS, summary_cells, summary_note
 
 esc = html.escape
 SECTIONS = ("design", "summary", "sheets", "selection", "multiplicity", "contested")
@@ -92,7 +92,7 @@ def _summary(audit: Audit) -> str:
         rows.append(f'<tr data-metric="{esc(record["metric"])}">' + "".join(tds) + "</tr>")
     return (
         f'<section id="summary"><h2>Summary: multiplicity per metric</h2>\n<table class="summary">\n<tr>{head}</tr>'
-        "\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n</section>\n'
+        "\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(summary_note(df))}</p>\n</section>\n'
     )
 
 

@@ -37,6 +37,16 @@ SUMMARY_NOTE = (
     "seed = no axis moves the metric more than changing the seed does (its Δmax: the largest between "
     "seeds of one configuration)"
 )
+SOURCE_NOTE = (
+    "; source: X = in a seed-sources study, the source of randomness whose seeds spread the metric most (its Δmax; "
+    "p: how often sources reassigned at random spread as far)"
+)
+
+
+def summary_note(df: pd.DataFrame) -> str:
+    """The note under a summary table (what "top axis" means; a seed-sources study's "source: X" too)."""
+    sources = df["top_axis"].astype(str).str.startswith("source: ").any() if "top_axis" in df else False
+    return SUMMARY_NOTE + (SOURCE_NOTE if sources else "")
 
 
 def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
@@ -50,7 +60,7 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
     if fmt == "markdown":
         lines = ["| " + " | ".join(SUMMARY_HEADERS) + " |", "|---|" + "---:|---:|---|---:|---:|---:|---:|"]
         lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in cells]
-        return "\n".join(lines + ["", md_escape(SUMMARY_NOTE)]) + "\n"
+        return "\n".join(lines + ["", md_escape(summary_note(df))]) + "\n"
     if fmt == "latex":
         head = [
             "metric",
@@ -63,7 +73,7 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
             "noise floor",
         ]
         lines = [
-            f"% {SUMMARY_NOTE}",
+            f"% {summary_note(df)}",
             LATEX_PREAMBLE,
             r"\begin{tabular}{lrrlrrrr}",
             r"\toprule",
@@ -82,7 +92,8 @@ def render_summary(df: pd.DataFrame, fmt: str, digits: int = 2) -> str:
     rows = ["<tr>" + "".join(f"<th>{esc(h)}</th>" for h in SUMMARY_HEADERS) + "</tr>"]
     rows += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
     return html_page(
-        "Multiplicity summary", "<table>\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(SUMMARY_NOTE)}</p>\n'
+        "Multiplicity summary",
+        "<table>\n" + "\n".join(rows) + f'\n</table>\n<p class="note">{esc(summary_note(df))}</p>\n',
     )
 
 
@@ -90,7 +101,7 @@ def rich_summary(df: pd.DataFrame, digits: int = 2):
     """The summary table for a terminal."""
     from rich.table import Table as RichTable
 
-    rt = RichTable(title="Multiplicity per metric (Δmax^all)", caption=SUMMARY_NOTE, caption_justify="left")
+    rt = RichTable(title="Multiplicity per metric (Δmax^all)", caption=summary_note(df), caption_justify="left")
     for h in SUMMARY_HEADERS:
         if h == "metric":  # metric names are the point of the table: never cut them
             rt.add_column(h, justify="left", no_wrap=True, min_width=max(map(len, df["metric"]), default=6))

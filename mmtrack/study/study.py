@@ -23,7 +23,7 @@ from pathlib import Path
 
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
-from mmtrack.training.config import AXES, SOURCE_PARAMS, RunConfig
+from mmtrack.training.config import AXES, SEED_SOURCES, SOURCE_PARAMS, RunConfig
 
 FIXED = tuple(a for a in AXES if a != "epochs")  # any training param but dataset, epochs and seeds (keys of their
 # own), when it is not an axis
@@ -40,7 +40,9 @@ KEYS = {
     "eval": dict,
     "description": str,
     "selection": dict,
+    "sources": list,
 }
+DESIGNS = ("ofat", "grid", "seed-sources")
 SELECTION_KEYS = ("by", "unseen", "top")  # the model-selection experiment `mmtrack report` runs
 REQUIRED = ("dataset", "default", "axes", "seeds", "epochs")
 
@@ -60,6 +62,7 @@ class Study:
     description: str = ""
     selection: dict = field(default_factory=dict)  # by, unseen (metric lists), top (percentages): for reports
     dataset_spec: dict | None = None  # a dataset declared in the study (mmtrack.data.declared), normalised
+    sources: list[str] | None = None  # design seed-sources: the sources of randomness varied, one at a time
 
     def __post_init__(self):
         if self.dataset_spec is not None:
@@ -84,8 +87,16 @@ class Study:
         return {"dataset": self.dataset, "epochs": self.epochs, **self.fixed, **self.default}
 
     def configs(self) -> list[RunConfig]:
-        """Every configuration of the study, default configuration first, seeds innermost."""
+        """Every configuration of the study, default configuration first, seeds innermost. Design seed-sources:
+        for each source (in order), the default configuration at the first seed with that source's seed set to
+        each of the seeds (the others held: init, order, augment at the first seed; data and numerics off)."""
         base = self.base()
+        if self.design == "seed-sources":
+            return [
+                RunConfig(**{**base, "seed": self.seeds[0], f"{src}_seed": s})
+                for src in self.sources or []
+                for s in self.seeds
+            ]
         if self.design == "ofat":
             points = [dict(self.default)]
             for axis, values in self.axes.items():
@@ -108,7 +119,9 @@ class Study:
             del d["dataset_spec"]  # built-in datasets: the same JSON as before declarations existed
         if not d["selection"]:
             del d["selection"]
-        d["seed_param"] = "seed"
+        if d["sources"] is None:
+            del d["sources"]  # other designs: the same JSON as before seed-sources existed
+        d["seed_param"] = "source_seed" if self.design == "seed-sources" else "seed"
         return d
 
     def to_json(self) -> str:
@@ -147,8 +160,22 @@ def _check_keys(raw, source: str) -> None:
         if key in raw and not (isinstance(raw[key], typ) and not (typ is int and isinstance(raw[key], bool))):
             raise MMTrackError(f"{source}: {key} must be {_type_name(typ)}, got {raw[key]!r}")
     design = raw.get("design", "ofat")
-    if design not in ("ofat", "grid"):
-        raise MMTrackError(f"{source}: design must be ofat or grid, got {design!r}")
+    if design not in DESIGNS:
+        raise MMTrackError(f"{source}: design must be one of {', '.join(DESIGNS)}, got {design!r}")
+    sources = raw.get("sources")
+    if sources is not None and design != "seed-sources":
+        raise MMTrackError(f"{source}: sources apply to design: seed-sources only")
+    if sources is not None and (
+        not sources or any(s not in SEED_SOURCES for s in sources) or len(set(sources)) != len(sources)
+    ):
+        raise MMTrackError(
+            f"{source}: sources must list distinct sources of randomness among {', '.join(SEED_SOURCES)}, got {sources!r}"
+        )
+    if design == "seed-sources" and raw.get("axes"):
+        raise MMTrackError(
+            f"{source}: a seed-sources study varies the sources of randomness around its default configuration; "
+            "leave axes empty ({}) and set the configuration under default: or fixed:"
+        )
 
 
 def _check_design(raw: dict, source: str) -> None:
@@ -272,6 +299,7 @@ def parse_study(raw: dict, source: str = "study") -> Study:
         description=raw.get("description", ""),
         selection=dict(raw.get("selection", {})),
         dataset_spec=spec,
+        sources=list(raw.get("sources", SEED_SOURCES)) if raw.get("design") == "seed-sources" else None,
     )
     _check_runnable(study, source)
     return study

@@ -209,6 +209,9 @@ class RunConfig:
         if not catalog.has_width(self.arch):
             p["width"] = "n/a"
         sources = {name: getattr(self, name) for name in SOURCE_PARAMS if getattr(self, name) is not None}
+        if len(sources) == 1:  # one source varied (design seed-sources): its name and seed, for the sheets
+            ((name, value),) = sources.items()
+            sources.update(source=name.removesuffix("_seed"), source_seed=value)
         return {**p, **self.recipe(), **sources}
 
     def source_seed(self, source: str) -> int | None:
