@@ -4,6 +4,7 @@ the network from mmtrack's own code (`model_spec`)."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from pathlib import Path
 
 from torch import nn
@@ -37,7 +38,11 @@ def save_weights(model: nn.Module, spec: dict, folder: Path) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    state = model.state_dict()
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / WEIGHTS_FILE))
+    if "builder" in spec:  # other builders' modules may read their state-dict version when loading (MNASNet)
+        versions = {k: m["version"] for k, m in getattr(state, "_metadata", {}).items() if m.get("version") is not None}
+        spec = {**spec, "module_versions": versions}
     (folder / SPEC_FILE).write_text(json.dumps(spec, sort_keys=True))
 
 
@@ -76,7 +81,11 @@ def load_weights(folder: Path) -> Classifier:
             raise MMTrackError(f"model description {SPEC_FILE} is invalid: {what}")
     model = build_model(spec["arch"], spec["num_classes"], spec["image_size"], float(spec["width"]))
     try:
-        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=True)
+        state = OrderedDict(load_file(str(folder / WEIGHTS_FILE)))
+        versions = spec.get("module_versions")
+        if isinstance(versions, dict):
+            state._metadata = OrderedDict((str(k), {"version": int(v)}) for k, v in versions.items())
+        model.load_state_dict(state, strict=True)
     except Exception as exc:  # noqa: BLE001 - a corrupt file or weights of another shape
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MMTrackError(f"weights {WEIGHTS_FILE} do not fit the described {spec['arch']} ({first})") from None

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from mmtrack.errors import MMTrackError
 from mmtrack.interventions.specs import DEFAULT_SPECS, EvalSettings
-from mmtrack.training.config import AXES, SEED_SOURCES, SOURCE_PARAMS, RunConfig
+from mmtrack.models import catalog
+from mmtrack.training.config import AXES, PARAM, SEED_SOURCES, SOURCE_PARAMS, RunConfig
 
 FIXED = tuple(a for a in AXES if a != "epochs")  # any training param but dataset, epochs and seeds (keys of their
 # own), when it is not an axis
@@ -86,6 +87,14 @@ class Study:
         (an `epochs` axis overrides the study's epochs)."""
         return {"dataset": self.dataset, "epochs": self.epochs, **self.fixed, **self.default}
 
+    def config(self, params: dict, varied: tuple[str, ...] = ()) -> RunConfig:
+        """The RunConfig of `params`. A study's `width` (fixed, or its default) is for the architectures that have
+        one: a configuration of another architecture gets the width param's default, unless its own point varies
+        width (`varied`), which RunConfig then refuses in one line."""
+        if "width" not in varied and not catalog.has_width(params.get("arch", PARAM["arch"].default)):
+            params = {**params, "width": PARAM["width"].default}
+        return RunConfig(**params)
+
     def configs(self) -> list[RunConfig]:
         """Every configuration of the study, default configuration first, seeds innermost. Design seed-sources:
         for each source (in order), the default configuration at the first seed with that source's seed set to
@@ -93,22 +102,22 @@ class Study:
         base = self.base()
         if self.design == "seed-sources":
             return [
-                RunConfig(**{**base, "seed": self.seeds[0], f"{src}_seed": s})
+                self.config({**base, "seed": self.seeds[0], f"{src}_seed": s})
                 for src in self.sources or []
                 for s in self.seeds
             ]
         if self.design == "ofat":
-            points = [dict(self.default)]
+            points = [(dict(self.default), ())]
             for axis, values in self.axes.items():
-                points += [{**self.default, axis: v} for v in values if v != self.default[axis]]
+                points += [({**self.default, axis: v}, (axis,)) for v in values if v != self.default[axis]]
         else:
             names = list(self.axes)
-            points = [dict(zip(names, combo)) for combo in itertools.product(*self.axes.values())]
-        return [RunConfig(**{**base, **p, "seed": s}) for p in points for s in self.seeds]
+            points = [(dict(zip(names, combo)), tuple(names)) for combo in itertools.product(*self.axes.values())]
+        return [self.config({**base, **p, "seed": s}, varied) for p, varied in points for s in self.seeds]
 
     def reference(self) -> RunConfig:
         """The default configuration (first seed): run names say how a configuration differs from it."""
-        return RunConfig(**self.base(), seed=self.seeds[0])
+        return self.config({**self.base(), "seed": self.seeds[0]})
 
     def eval_settings(self) -> EvalSettings:
         return EvalSettings(**self.eval)
@@ -246,13 +255,13 @@ def _check_runnable(study: Study, source: str) -> None:
     intervention parser name what is allowed, so their messages are used (with the study's key in front)."""
     base = {**study.base(), "seed": study.seeds[0]}
     try:
-        RunConfig(**base)
+        study.config(base)
     except MMTrackError as exc:
         raise MMTrackError(f"{source}: {exc.message}") from None
     for axis, values in study.axes.items():
         for v in values:
             try:
-                RunConfig(**{**base, axis: v})
+                study.config({**base, axis: v}, (axis,))
             except MMTrackError as exc:
                 raise MMTrackError(f"{source}: axes.{axis}: {exc.message}") from None
             except TypeError:
