@@ -252,7 +252,7 @@ class RunConfig:
 
     @property
     def run_name(self) -> str:
-        width = "" if self.width == 1 else f"-w{self.width:g}"
+        width = "" if self.width == 1 or not catalog.has_width(self.arch) else f"-w{self.width:g}"
         recipe = "".join(
             f"-{short(p, getattr(self, p.name)).replace('=', '')}"
             for p in PARAMS
