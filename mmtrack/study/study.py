@@ -254,6 +254,14 @@ def _check_runnable(study: Study, source: str) -> None:
     """Every axis value, the interventions and the eval settings as the runs will read them: RunConfig and the
     intervention parser name what is allowed, so their messages are used (with the study's key in front)."""
     base = {**study.base(), "seed": study.seeds[0]}
+    archs = set(study.axes.get("arch", [])) | {base.get("arch", PARAM["arch"].default)}
+    sets_width = "width" in study.fixed or "width" in study.default or "width" in study.axes
+    known = all(isinstance(a, str) and catalog.source(a) for a in archs)
+    if sets_width and known and not any(catalog.has_width(a) for a in archs):
+        raise MMTrackError(
+            f"{source}: width applies to mmtrack's ResNets ({', '.join(catalog.RESNETS)}) only; this study's "
+            f"architectures ({', '.join(sorted(archs))}) have none: remove width"
+        )
     try:
         study.config(base)
     except MMTrackError as exc:
