@@ -3,7 +3,8 @@
 Modules call these functions (or take the values as arguments); nothing else reads `os.environ`, and nothing
 writes it to pass values along. The writes mmtrack makes are all of MLflow's own variables: `take_mlflow_run_id`
 below (MLFLOW_RUN_ID), `tracking.quiet_libraries` (MLflow's console chatter off) and `tracking.patient_worker`
-(MLflow's HTTP retries short in a worker process). Each function reads the environment when called, so a test or
+(MLflow's HTTP retries short in a worker process); and, with MMTRACK_DETERMINISTIC=1, cuBLAS's
+CUBLAS_WORKSPACE_CONFIG (`set_cublas_workspace`). Each function reads the environment when called, so a test or
 a launcher that sets a variable before calling sees it.
 
 | variable | meaning | default |
@@ -14,7 +15,8 @@ a launcher that sets a variable before calling sees it.
 | `MMTRACK_THREADS` | torch threads a sweep shares between its workers; also the most processes a first decode of 2,048+ images uses | the CPUs this process may use |
 | `MMTRACK_DEVICE` | torch device | `cuda` when present, else `cpu` |
 | `MMTRACK_MEMORY_FORMAT` | `channels_last` or `contiguous` | `channels_last` |
-| `MMTRACK_PRECISION` | `fp32`, or `bf16` (bfloat16 autocast while training on CUDA; CPU always trains in fp32) | `fp32` |
+| `MMTRACK_PRECISION` | `fp32` (on CUDA: TF32 off), `tf32` (CUDA may use TF32), or `bf16` (bfloat16 autocast while training on CUDA); CPU always trains in fp32 | `fp32` |
+| `MMTRACK_DETERMINISTIC` | `1`: deterministic algorithms (torch, cuDNN, cuBLAS; README "On a GPU") | unset |
 | `MMTRACK_SERVER_WAIT` | seconds a worker waits for an unreachable tracking server or Optuna storage before it stops (`--server-wait` wins) | `600` |
 | `MMTRACK_SPOOL` | trained weights whose run could not be logged (the tracking server was away too long), kept until a rerun on this machine logs them | `<tracking dir>/spool` |
 | `MMTRACK_CRASH_AT` | fault injection for the restart tests: `train`, `evaluate` or `artifacts` kills the process (SIGKILL) at that point of its first run, as a lost machine would | unset |
@@ -128,7 +130,7 @@ def memory_format() -> str:
     return name
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def server_wait() -> float:
@@ -159,6 +161,19 @@ def precision() -> str:
     if name not in PRECISIONS:
         raise MMTrackError(f"MMTRACK_PRECISION must be one of {', '.join(PRECISIONS)}, got {name!r}")
     return name
+
+
+def deterministic() -> bool:
+    """$MMTRACK_DETERMINISTIC=1: deterministic algorithms wherever PyTorch has them (`training.device.use_device`)."""
+    value = os.environ.get("MMTRACK_DETERMINISTIC", "")
+    if value not in ("", "0", "1"):
+        raise MMTrackError(f"MMTRACK_DETERMINISTIC must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def set_cublas_workspace() -> None:
+    """cuBLAS's own variable for repeatable matmuls (deterministic mode), unless the user set it."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def mlflow_tracking_uri() -> str | None:

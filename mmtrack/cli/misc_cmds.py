@@ -84,7 +84,7 @@ def info(tracking_uri: TrackingUri = None):
 
     from mmtrack import __version__, settings, tracking
     from mmtrack.study import preset_dir
-    from mmtrack.training.train import pick_device
+    from mmtrack.training.device import gpu_diagnosis, pick_device
 
     uri = tracking.resolve_uri(tracking_uri)
     where, origin = settings.tracking_dir_origin()
@@ -95,7 +95,12 @@ def info(tracking_uri: TrackingUri = None):
         ("cache", f"{settings.cache_dir()}  ({_size(settings.cache_dir())})"),
         ("data dir", f"{settings.data_dir().resolve()}  (--data-dir / $MMTRACK_DATA)"),
         ("presets", f"{preset_dir()}"),
-        ("device", f"{pick_device()}  (precision {settings.precision()})"),
+        (
+            "device",
+            f"{pick_device()}  (precision {settings.precision()}"
+            + (", deterministic)" if settings.deterministic() else ")"),
+        ),
+        *([("GPU", why)] if (why := gpu_diagnosis()) else []),
         ("threads", f"{settings.cpu_budget()}  (shared by a sweep's workers; $MMTRACK_THREADS)"),
     ]
     pkgs = {"torch": "torch", "torchvision": "torchvision", "mlflow": "MLflow", "optuna": "Optuna"}

@@ -89,12 +89,17 @@ def sweep(
     if dry_run:
         _print_dry_run(st, tracking_uri, storage)
         return
-    if estimate:
-        _print_estimate(st, workers, stack, data_dir)
-        return
     device_list = None
     if devices:
         device_list = runner.worker_devices([d.strip() for d in devices.split(",") if d.strip()], workers_per_device)
+    elif not dry_run and settings.device_name() is None:
+        from mmtrack.training.device import gpu_diagnosis
+
+        if why := gpu_diagnosis():  # a GPU torch cannot use: say so instead of training on the CPU silently
+            err.print(f"[yellow]warning:[/] {esc(why)}")
+    if estimate:
+        _print_estimate(st, len(device_list) if device_list else workers, stack, data_dir, device_list)
+        return
     tracking_uri = tracking.resolve_uri(tracking_uri)  # before MLFLOW_RUN_ID is taken out of the environment
     parent_run = settings.take_mlflow_run_id()  # under `mlflow run`: one run per configuration instead
     parent_uri = settings.mlflow_tracking_uri() or tracking_uri
@@ -150,21 +155,24 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _print_estimate(st, workers: int, stack: int, data_dir: str | None) -> None:
+def _print_estimate(st, workers: int, stack: int, data_dir: str | None, devices: list[str] | None = None) -> None:
+    """The projection on the sweep's own devices (`--devices`: the first one is timed; the workers are its
+    entries), else on the default device."""
     from mmtrack import settings
     from mmtrack.execution.estimate import estimate
     from mmtrack.execution.runner import check_stack
-    from mmtrack.training.train import pick_device
+    from mmtrack.training.device import pick_device
 
     check_stack(stack)
     if workers < 1:
         raise typer.BadParameter(f"--workers must be at least 1, got {workers}")
     threads = max(1, settings.cpu_budget() // workers)
     with console.status(f"timing a few training steps of each configuration of {esc(st.name)}"):
-        rows, wall = estimate(st, workers, stack, data_dir, threads)
+        rows, wall = estimate(st, workers, stack, data_dir, threads, device=devices[0] if devices else None)
     reference = st.reference()
     per_worker = f"{threads} thread{'s' if threads > 1 else ''} per worker"
-    table = Table(title=f"{esc(st.name)} on {pick_device()} ({per_worker}): projected")
+    device = devices[0] if devices else pick_device()
+    table = Table(title=f"{esc(st.name)} on {device} ({per_worker}): projected")
     for col in ("configuration", "seeds", "s/step", "steps", "train", "eval", "total"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for e in rows:

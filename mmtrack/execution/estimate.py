@@ -44,17 +44,20 @@ def stacks(study: Study, stack: int = 0) -> list[list[RunConfig]]:
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def estimate(study: Study, workers: int = 1, stack: int = 0, data_dir: str | None = None, threads: int = 1):
+def estimate(
+    study: Study, workers: int = 1, stack: int = 0, data_dir: str | None = None, threads: int = 1, device=None
+):
     """One `StackEstimate` per stack of the study (a configuration's seeds, split by `stack`; stacks of one
     size of one configuration are timed once), and the projected wall seconds with `workers` workers, each
-    timed with `threads` torch threads."""
+    timed with `threads` torch threads, on `device` (None: the default device)."""
     import torch
 
     from mmtrack.data import load_dataset
     from mmtrack.interventions import SharedForward, parse
-    from mmtrack.training.train import pick_device, step_seconds
+    from mmtrack.training.device import use_device
+    from mmtrack.training.train import step_seconds
 
-    device = pick_device()
+    device = use_device(device)
     ivs = parse(study.interventions)
     settings = study.eval_settings()
     out: list[StackEstimate] = []

@@ -78,22 +78,11 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def worker_devices(devices: list[str], per_device: int = 1) -> list[str]:
     """The device of each local worker: `per_device` workers on each of `devices` (e.g. cuda:0,cuda:1)."""
-    import torch
-
     if per_device < 1:
         raise MMTrackError(f"--workers-per-device must be at least 1, got {per_device}")
-    for name in devices:
-        try:
-            device = torch.device(name)
-        except (RuntimeError, ValueError):
-            raise MMTrackError(f"--devices: {name!r} is not a torch device (write e.g. cuda:0,cuda:1 or cpu)") from None
-        if device.type == "cuda":
-            count = torch.cuda.device_count()
-            if (device.index or 0) >= count:
-                raise MMTrackError(
-                    f"--devices: {name} is not available (this machine has {count} CUDA device(s)); "
-                    "list the ones `nvidia-smi` shows"
-                )
+    from mmtrack.training.device import check_devices
+
+    check_devices(devices)
     return [name for name in devices for _ in range(per_device)]
 
 

@@ -155,15 +155,18 @@ class Evaluator:
         cross-entropies as its loss (`SumOfLosses`)."""
         from art.estimators.classification import PyTorchClassifier
 
+        from mmtrack.training.device import art_device
+
         c, h, w = self.data.test.images.shape[1:]
-        return PyTorchClassifier(
-            model=model if model is not None else self.model,
-            loss=nn.CrossEntropyLoss() if model is None else SumOfLosses(),
-            input_shape=(c * k, h, w),
-            nb_classes=self.data.num_classes,
-            clip_values=(0.0, 1.0),
-            device_type="gpu" if self.device.type == "cuda" else "cpu",
-        )
+        with art_device(self.device):  # ART moves the model to cuda:<current device>: make it the model's
+            return PyTorchClassifier(
+                model=model if model is not None else self.model,
+                loss=nn.CrossEntropyLoss() if model is None else SumOfLosses(),
+                input_shape=(c * k, h, w),
+                nb_classes=self.data.num_classes,
+                clip_values=(0.0, 1.0),
+                device_type="gpu" if self.device.type == "cuda" else "cpu",
+            )
 
     def _pgd_attack(self, classifier, delta: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         from art.attacks.evasion import ProjectedGradientDescent

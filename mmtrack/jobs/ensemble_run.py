@@ -31,7 +31,7 @@ from mmtrack.jobs.record import (
 from mmtrack.models.ensemble import Ensemble
 from mmtrack.study import register_study_dataset
 from mmtrack.tags import KIND_TAG, MEMBER_SEEDS_TAG, MEMBERS_TAG, OF_TAG
-from mmtrack.training.train import pick_device
+from mmtrack.training.device import use_device
 
 RULE = "mean_softmax"
 
@@ -83,7 +83,7 @@ def log_ensemble(
     device: torch.device | None = None,
 ) -> RunResult:
     """Build, evaluate and log one ensemble as a run of `exp_id` (FINISHED; FAILED with the error recorded)."""
-    device = device or pick_device()
+    device = use_device(device)
     start = time.perf_counter()
     models = load_members(client, planned.members, data, device)
     ensemble = Ensemble(models).to(device).eval()

@@ -12,7 +12,7 @@ from mmtrack.errors import MMTrackError
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.jobs.record import RunResult, log_interventions, log_populations, populations
 from mmtrack.study import register_study_dataset
-from mmtrack.training.train import pick_device
+from mmtrack.training.device import use_device
 
 
 def evaluate_run(
@@ -34,7 +34,7 @@ def evaluate_run(
     register_study_dataset(tracking.experiment_study(client, run.info.experiment_id))  # a dataset the study declared
     data = load_dataset(p["dataset"], data_dir, image_size)
     iv_mod.check_available(interventions, data)
-    model = tracking.load_model(client, run_id, trust_pickle).to(pick_device())
+    model = tracking.load_model(client, run_id, trust_pickle).to(use_device(None))
     logger = tracking.RunLogger.attach(client, run_id)
     result = RunResult(run_id)
     counts = json.loads(run.data.tags.get(tracking.EVAL_N_TAG, "{}"))

@@ -25,7 +25,8 @@ from mmtrack.data import Dataset, Split
 from mmtrack.interventions import EvalSettings, Evaluator, Intervention
 from mmtrack.models import memory_format
 from mmtrack.training.config import RunConfig
-from mmtrack.training.train import EpochStats, precision
+from mmtrack.training.device import precision
+from mmtrack.training.train import EpochStats
 
 log = logging.getLogger("mmtrack")
 
@@ -71,6 +72,9 @@ def environment(device: torch.device) -> dict[str, str]:
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
     return {

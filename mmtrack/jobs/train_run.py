@@ -29,7 +29,8 @@ from mmtrack.jobs.record import (
 from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, model_spec
 from mmtrack.models.archs import check_fits
 from mmtrack.training.config import RunConfig
-from mmtrack.training.train import EpochStats, alone_reason, pick_device, train_model, train_models
+from mmtrack.training.device import use_device
+from mmtrack.training.train import EpochStats, alone_reason, train_model, train_models
 
 
 def _log_trained(
@@ -87,7 +88,7 @@ def run_config(
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
     check_fits(cfg.arch, data.num_classes, data.image_size, cfg.width)
-    device = torch.device(device) if device else pick_device()
+    device = use_device(device)
     tags = run_tags(cfg, data, device, extra_tags)
     spooled = spool.take(cfg, data)
     if spooled is not None:
@@ -145,7 +146,7 @@ def run_configs(
     data = data or load_dataset(cfgs[0].dataset, data_dir, cfgs[0].image_size)
     data_seconds = time.perf_counter() - start
     iv_mod.check_available(interventions, data)
-    device = torch.device(device) if device else pick_device()
+    device = use_device(device)
     check_fits(cfgs[0].arch, data.num_classes, data.image_size, cfgs[0].width)
     stack_tags = {
         tracking.STACK_TAG: uuid.uuid4().hex[:12],

@@ -16,20 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtrack import settings
 from mmtrack.data import Dataset
 from mmtrack.models import build_model, channel_stats, stacking
 from mmtrack.training.config import RunConfig
+from mmtrack.training.device import pick_device, precision, precision_context  # noqa: F401 - re-exported
 
 log = logging.getLogger("mmtrack")
-
-
-def pick_device() -> torch.device:
-    """CUDA when present, else CPU; MMTRACK_DEVICE overrides (e.g. `cpu`)."""
-    name = settings.device_name()
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -310,26 +302,22 @@ def _train_stacked(
 
 
 def step_seconds(cfgs: list[RunConfig], data: Dataset, device: torch.device, steps: int = 3) -> tuple[float, int]:
-    """Seconds per training step of these configurations stacked (the median of `steps` after one warm-up
-    step), and the steps of one epoch: what `mmtrack sweep --estimate` projects from."""
+    """Seconds per training step of these configurations stacked (`steps` steps after one warm-up step, timed
+    together: one synchronisation at the end, as training has none per step), and the steps of one epoch: what
+    `mmtrack sweep --estimate` projects from."""
     trainer = StackTrainer(cfgs, data, device)
     trainer.net.train()
     batches = trainer.batches()
-    times = []
-    for batch in (batches * (steps + 1))[: steps + 1]:
-        start = time.perf_counter()
+    batches = (batches * (steps + 1))[: steps + 1]
+    trainer.step(batches[0])
+    _sync(device)
+    start = time.perf_counter()
+    for batch in batches[1:]:
         trainer.step(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times[1:])), trainer.steps_per_epoch
+    _sync(device)
+    return (time.perf_counter() - start) / steps, trainer.steps_per_epoch
 
 
-def precision(device: torch.device) -> str:
-    """What training on `device` computes in: `bf16` (autocast) on CUDA when $MMTRACK_PRECISION is `bf16`;
-    `fp32` otherwise (always on CPU)."""
-    return "bf16" if device.type == "cuda" and settings.precision() == "bf16" else "fp32"
-
-
-def precision_context(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision(device) == "bf16")
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
