@@ -14,7 +14,7 @@ import pandas as pd
 
 from mmtrack.analysis.run_table import finished_mask, metric_column, norm_series, normalise, param_names, sort_key
 from mmtrack.errors import MMTrackError
-from mmtrack.training.config import AXES
+from mmtrack.training.config import AXES, NOT_APPLICABLE
 
 MISSING = "—"  # how a missing value is shown (also in the messages of Sheet.missing)
 
@@ -264,8 +264,8 @@ def _assign_table(
     sindex = {s: i for i, s in enumerate(seeds)}
     match = np.ones(len(frame), dtype=bool)
     for key in design.keys:
-        if key != axis:
-            match &= (params[key] == design.default[key]).to_numpy()
+        if key != axis:  # a param the run's architecture does not have (width "n/a") fits any value
+            match &= ((params[key] == design.default[key]) | (params[key] == NOT_APPLICABLE)).to_numpy()
     vi = np.array([vindex.get(v, -1) for v in params[axis]], dtype=int)
     si = np.array([sindex.get(s, -1) for s in params[design.seed_param]], dtype=int)
     cand = match & (vi >= 0) & (si >= 0)

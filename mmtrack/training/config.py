@@ -23,6 +23,7 @@ ARCHS = catalog.RESNETS  # mmtrack's own; `arch` takes any of `models.catalog` (
 AUGMENTS = ("randaugment", "trivialaugment", "none")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "linear", "constant")  # after the warm-up, stepped per batch
+NOT_APPLICABLE = "n/a"  # the logged value of a param an architecture does not have (width); it matches any value
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class RunConfig:
         p = {name: getattr(self, name) for name in TRAIN_PARAMS}
         p["image_size"] = "default" if self.image_size is None else self.image_size
         if not catalog.has_width(self.arch):
-            p["width"] = "n/a"
+            p["width"] = NOT_APPLICABLE
         sources = {name: getattr(self, name) for name in SOURCE_PARAMS if getattr(self, name) is not None}
         if len(sources) == 1:  # one source varied (design seed-sources): its name and seed, for the sheets
             ((name, value),) = sources.items()
