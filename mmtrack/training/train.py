@@ -45,9 +45,63 @@ class Augmenter:
 
         self.group = group
         self.transform = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide}[name]()
+        self.num_ops = getattr(self.transform, "num_ops", 1)  # RandAugment: 2 ops in a row; TrivialAugment: 1
+        self.fixed_magnitude = isinstance(self.transform, v2.RandAugment)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """One call of the torchvision policy per group (the reference `sample` + `apply` reproduce exactly)."""
         return torch.cat([self.transform(chunk) for chunk in batch.split(self.group)])
+
+    def sample(self, batch: torch.Tensor) -> list[list[tuple[str, float]]]:
+        """For each group of `batch`, the ops and magnitudes the policy draws, drawn from torch's global generator
+        exactly as its own call on that group does (so `apply` gives the same images and leaves the generator
+        where the calls would)."""
+        t, (h, w) = self.transform, batch.shape[-2:]
+        plans = []
+        for _ in range(math.ceil(len(batch) / self.group)):
+            ops = []
+            for _ in range(self.num_ops):
+                transform_id, (magnitudes_fn, signed) = t._get_random_item(t._AUGMENTATION_SPACE)
+                magnitudes = magnitudes_fn(t.num_magnitude_bins, h, w)
+                if magnitudes is None:
+                    magnitude = 0.0
+                else:
+                    # RandAugment: its fixed magnitude bin; TrivialAugmentWide: a bin drawn per call
+                    index = t.magnitude if self.fixed_magnitude else int(torch.randint(t.num_magnitude_bins, ()))
+                    magnitude = float(magnitudes[index])
+                    if signed and torch.rand(()) <= 0.5:
+                        magnitude *= -1
+                ops.append((transform_id, magnitude))
+            plans.append(ops)
+        return plans
+
+    def apply(self, batches: list[torch.Tensor], plans: list[list[list[tuple[str, float]]]]) -> list[torch.Tensor]:
+        """The sampled ops on the batches of every model at once: for each op slot, the groups (of any model) that
+        drew the same op and magnitude go through one torchvision call (the ops act image by image, so this is
+        each group's own call, image for image), instead of one call per group per model."""
+        out = [b.clone() for b in batches]
+        groups = [
+            (k, g * self.group, min(len(b), (g + 1) * self.group), ops)
+            for k, (b, plan) in enumerate(zip(batches, plans))
+            for g, ops in enumerate(plan)
+        ]
+        t = self.transform
+        for slot in range(self.num_ops):
+            buckets: dict[tuple[str, float], list[tuple[int, int, int]]] = {}
+            for k, start, end, ops in groups:
+                buckets.setdefault(ops[slot], []).append((k, start, end))
+            for (transform_id, magnitude), where in buckets.items():
+                if transform_id == "Identity":
+                    continue
+                images = torch.cat([out[k][start:end] for k, start, end in where])
+                images = t._apply_image_or_video_transform(
+                    images, transform_id, magnitude, interpolation=t.interpolation, fill=t._fill
+                )
+                offset = 0
+                for k, start, end in where:
+                    out[k][start:end] = images[offset : offset + end - start]
+                    offset += end - start
+        return out
 
 
 @dataclass
@@ -221,14 +275,18 @@ class StackTrainer:
 
     def step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step of every model on its batch: (per-model loss (K), per-model correct (K))."""
-        images = []
-        for j, idx in enumerate(batch):
-            xb = self.x[idx]
-            if self.augment is not None:
+        images = [self.x[idx] for idx in batch]
+        if self.augment is not None and self.k == 1:  # one model: one torchvision call per group is quickest
+            torch.set_rng_state(self.streams[0])
+            images = [self.augment(images[0])]
+            self.streams[0] = torch.get_rng_state()
+        elif self.augment is not None:  # each model's draws from its own stream, then every op once for all
+            plans = []
+            for j, xb in enumerate(images):
                 torch.set_rng_state(self.streams[j])
-                xb = self.augment(xb)
+                plans.append(self.augment.sample(xb))
                 self.streams[j] = torch.get_rng_state()
-            images.append(xb)
+            images = self.augment.apply(images, plans)
         yb = torch.stack([self.y[idx] for idx in batch], 1)  # (B, K)
         with self.autocast:
             logits = self.net(torch.cat(images, 1).float().div_(255))
