@@ -43,18 +43,30 @@ class Design:
     default: dict[str, object]
     seed_param: str = "seed"
     seeds: list | None = None
+    # tables whose columns are the values of one param under extra constraints, by table label (a seed-sources
+    # study: one table per configuration, columns = sources): label -> {"column": param, "where": {param: value}}
+    tables: dict[str, dict] | None = None
 
     @classmethod
     def from_study(cls, study: Mapping) -> Design:
         """The design of a study dict (the experiment tag ``mmtrack.study``). Its ``fixed`` params (non-axis
         training params every run shares) are constraints too; ``default`` wins over ``fixed``."""
-        if study.get("design") == "seed-sources":  # one table: columns = sources, rows = each source's seed
+        if study.get("design") == "seed-sources":  # a table per configuration: columns = sources, rows = seeds
             seeds = study.get("seeds") or [0]
+            sources = list(study.get("sources") or [])
+            default = {**(study.get("fixed") or {}), **(study.get("default") or {}), "seed": seeds[0]}
+            points = [("source", {})] + [
+                (f"source · {axis}={format_value(v)}", {axis: v})
+                for axis, values in (study.get("axes") or {}).items()
+                for v in values
+                if normalise(v) != normalise(default.get(axis))
+            ]
             return cls(
-                axes={"source": list(study.get("sources") or [])},
-                default={**(study.get("fixed") or {}), **(study.get("default") or {}), "seed": seeds[0]},
+                axes={label: sources for label, _ in points},
+                default=default,
                 seed_param="source_seed",
                 seeds=seeds,
+                tables={label: {"column": "source", "where": where} for label, where in points},
             ).normalised()
         axes = study.get("axes")
         if not isinstance(axes, Mapping) or not axes:
@@ -75,11 +87,20 @@ class Design:
         """A copy with every value normalised and each axis's default moved first."""
         default = {str(k).removeprefix("params."): normalise(v) for k, v in self.default.items()}
         axes: dict[str, list] = {}
+        tables = None
+        if self.tables:
+            tables = {
+                label: {"column": t["column"], "where": {k: normalise(v) for k, v in t["where"].items()}}
+                for label, t in self.tables.items()
+            }
         for axis, values in self.axes.items():
             axis = str(axis).removeprefix("params.")
             vals = list(dict.fromkeys(normalise(v) for v in values))
             if not vals:
                 raise MMTrackError(f"design axis {axis!r} has no values")
+            if tables and axis in tables:  # a table's columns: in the order given, no default among them
+                axes[axis] = vals
+                continue
             dflt = default.setdefault(axis, vals[0])
             if dflt not in vals:
                 raise MMTrackError(
@@ -91,16 +112,19 @@ class Design:
         if seed_param in axes:
             raise MMTrackError(f"the seed param {seed_param!r} cannot also be an axis")
         seeds = None if self.seeds is None else list(dict.fromkeys(normalise(s) for s in self.seeds))
-        return Design(axes=axes, default=default, seed_param=seed_param, seeds=seeds)
+        return Design(axes=axes, default=default, seed_param=seed_param, seeds=seeds, tables=tables)
 
     @property
     def keys(self) -> list[str]:
-        """The params a cell's run is matched on (besides the seed): axes, then fixed default keys."""
-        return list(self.axes) + [k for k in self.default if k not in self.axes]
+        """The params a cell's run is matched on (besides the seed): axes, then fixed default keys (with tables:
+        their column params too)."""
+        axes = [a for a in self.axes if not self.tables or a not in self.tables]
+        columns = list(dict.fromkeys(t["column"] for t in (self.tables or {}).values()))
+        return axes + columns + [k for k in self.default if k not in self.axes and k not in columns]
 
     def describe(self, **changes: Any) -> str:
         """One configuration as "lr=0.1, batch_size=128, ..." (the default with `changes` applied)."""
-        cfg = {**{k: self.default[k] for k in self.keys}, **changes}
+        cfg = {**{k: self.default[k] for k in self.keys if k in self.default}, **changes}
         return ", ".join(f"{k}={format_value(v)}" for k, v in cfg.items())
 
 
@@ -262,11 +286,14 @@ def _assign_table(
     values = design.axes[axis]
     vindex = {v: i for i, v in enumerate(values)}
     sindex = {s: i for i, s in enumerate(seeds)}
+    table = (design.tables or {}).get(axis)
+    column = table["column"] if table else axis  # the param whose values are the table's columns
+    wanted = {**design.default, **(table["where"] if table else {})}
     match = np.ones(len(frame), dtype=bool)
     for key in design.keys:
-        if key != axis:  # a param the run's architecture does not have (width "n/a") fits any value
-            match &= ((params[key] == design.default[key]) | (params[key] == NOT_APPLICABLE)).to_numpy()
-    vi = np.array([vindex.get(v, -1) for v in params[axis]], dtype=int)
+        if key != column and key in wanted:  # a param the run's architecture does not have (width "n/a") fits any
+            match &= ((params[key] == wanted[key]) | (params[key] == NOT_APPLICABLE)).to_numpy()
+    vi = np.array([vindex.get(v, -1) for v in params[column]], dtype=int)
     si = np.array([sindex.get(s, -1) for s in params[design.seed_param]], dtype=int)
     cand = match & (vi >= 0) & (si >= 0)
     tagged = frame.assign(vi=vi, si=si, pos=np.arange(len(frame)))
@@ -274,7 +301,8 @@ def _assign_table(
     others = tagged[cand & ~finished]
 
     def where(v: int, s: int) -> str:
-        return design.describe(**{axis: values[v], design.seed_param: seeds[s]})
+        extra = table["where"] if table else {}
+        return design.describe(**extra, **{column: values[v], design.seed_param: seeds[s]})
 
     duplicates = []
     dup = sub[sub.duplicated(["vi", "si"], keep=False)]

@@ -321,7 +321,8 @@ def _table(
     for v, s in sorted(zip(*np.nonzero(have.T))):  # by value, then seed: the order runs were chosen in
         rid = ids[grid[s, v]]
         if math.isnan(scores[s, v]):
-            where = design.describe(**{axis: values[v], design.seed_param: seeds[s]})
+            table = (design.tables or {}).get(axis, {"column": axis, "where": {}})
+            where = design.describe(**table["where"], **{table["column"]: values[v], design.seed_param: seeds[s]})
             lacking.append(f"run {rid} ({where}) has no metric {metric!r}")
         else:
             run_ids[s][v] = rid
@@ -382,11 +383,16 @@ def top_axis(sheet: Sheet) -> tuple[str | None, AxisEffect | None, float]:
     no axis is significant, "seed" with the largest Δmax between seeds of one configuration (a column's Δmax)."""
     if not sheet.tables or all(np.isnan(t.scores).all() for t in sheet.tables):
         return None, None, math.nan
-    if sheet.design.seed_param == SOURCE_SEED and [t.axis for t in sheet.tables] == ["source"]:
-        # a seed-sources sheet: the source whose seeds spread the metric most, with its permutation p
-        table = sheet.tables[0]
-        top, spread, effect = top_column_spread(table.scores)
-        return (f"source: {table.values[top]}" if top is not None else None), effect, spread
+    if sheet.design.seed_param == SOURCE_SEED and sheet.design.tables:
+        # a seed-sources sheet: the source whose seeds spread the metric most (in any configuration's table),
+        # with its permutation p within that table
+        best = None
+        for table in sheet.tables:
+            top, spread, effect = top_column_spread(table.scores)
+            if top is not None and (best is None or spread > best[1]):
+                where = "" if table.axis == "source" else f" ({table.axis.removeprefix('source · ')})"
+                best = (f"source: {table.values[top]}{where}", spread, effect)
+        return (best[0], best[2], best[1]) if best else (None, None, math.nan)
     name = effects_top_axis({t.axis: t.axis_effect for t in sheet.tables})
     if name != SEED:
         table = next(t for t in sheet.tables if t.axis == name)

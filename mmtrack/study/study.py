@@ -97,22 +97,23 @@ class Study:
 
     def configs(self) -> list[RunConfig]:
         """Every configuration of the study, default configuration first, seeds innermost. Design seed-sources:
-        for each source (in order), the default configuration at the first seed with that source's seed set to
+        the OFAT configurations, each once per source (in order) at the first seed with that source's seed set to
         each of the seeds (the others held: init, order, augment at the first seed; data and numerics off)."""
         base = self.base()
-        if self.design == "seed-sources":
-            return [
-                self.config({**base, "seed": self.seeds[0], f"{src}_seed": s})
-                for src in self.sources or []
-                for s in self.seeds
-            ]
-        if self.design == "ofat":
+        if self.design in ("ofat", "seed-sources"):
             points = [(dict(self.default), ())]
             for axis, values in self.axes.items():
                 points += [({**self.default, axis: v}, (axis,)) for v in values if v != self.default[axis]]
         else:
             names = list(self.axes)
             points = [(dict(zip(names, combo)), tuple(names)) for combo in itertools.product(*self.axes.values())]
+        if self.design == "seed-sources":  # each configuration once per source and seed, the others held
+            return [
+                self.config({**base, **p, "seed": self.seeds[0], f"{src}_seed": s}, varied)
+                for p, varied in points
+                for src in self.sources or []
+                for s in self.seeds
+            ]
         return [self.config({**base, **p, "seed": s}, varied) for p, varied in points for s in self.seeds]
 
     def reference(self) -> RunConfig:
@@ -179,11 +180,6 @@ def _check_keys(raw, source: str) -> None:
     ):
         raise MMTrackError(
             f"{source}: sources must list distinct sources of randomness among {', '.join(SEED_SOURCES)}, got {sources!r}"
-        )
-    if design == "seed-sources" and raw.get("axes"):
-        raise MMTrackError(
-            f"{source}: a seed-sources study varies the sources of randomness around its default configuration; "
-            "leave axes empty ({}) and set the configuration under default: or fixed:"
         )
 
 

@@ -144,7 +144,6 @@ def test_any_choice_is_an_axis_or_fixed_in_a_study():
         ({"fixed": {"width": 0.5}, "default": {"arch": "vgg11_bn"}, "axes": {"arch": ["vgg11_bn"]}}, r"width applies"),
         ({"default": {"arch": "foo"}, "axes": {"arch": ["foo"]}}, r"unknown arch 'foo'"),
         ({"design": "seed-sources", "sources": ["init", "bits"]}, r"sources must list distinct sources of randomness"),
-        ({"design": "seed-sources"}, r"a seed-sources study varies the sources .* leave axes empty"),
         ({"sources": ["init"]}, r"sources apply to design: seed-sources only"),
     ],
 )
@@ -174,6 +173,19 @@ def test_seed_sources_vary_one_source_at_a_time_holding_the_others():
     assert st.to_dict()["seed_param"] == "source_seed" and st.to_dict()["sources"] == ["init", "data"]
     full = parse_study(study(design="seed-sources", axes={}, default={}))
     assert full.sources == list(SEED_SOURCES) and len(full.configs()) == 2 * len(SEED_SOURCES)
+    around = parse_study(study(design="seed-sources", sources=["order"]))  # each OFAT configuration, lr 0.1 and 0.05
+    assert [(c.lr, c.order_seed) for c in around.configs()] == [(0.1, 0), (0.1, 1), (0.05, 0), (0.05, 1)]
+
+
+def test_a_seed_sources_design_has_a_table_per_configuration():
+    from mmtrack.analysis import Design
+
+    st = parse_study(study(design="seed-sources", sources=["init", "data"]))
+    design = Design.from_study(st.to_dict())
+    assert list(design.axes) == ["source", "source · lr=0.05"]
+    assert all(values == ["init", "data"] for values in design.axes.values())
+    assert design.tables["source · lr=0.05"] == {"column": "source", "where": {"lr": 0.05}}
+    assert design.seed_param == "source_seed" and design.seeds == [0, 1] and design.default["seed"] == 0
 
 
 def test_mlproject_has_every_param_with_its_default():
