@@ -1,7 +1,7 @@
 """Augmentation per training step: one torchvision call per group of each model (the reference) against each
 model's draws followed by one call per distinct op for all models (`Augmenter.sample` + `apply`), as ratios
-measured in one process. The two give the same images (tests/integration/test_augment.py). Training uses the
-batched path for stacks (K > 1) and the per-group calls for one model, where they are quicker.
+measured in one process. The two give the same images (tests/integration/test_augment.py); training uses the
+batched path.
 
     .venv/bin/python benchmarks/bench_augment.py                   # K = 1 and 5 models, batch 128, both policies
     .venv/bin/python benchmarks/bench_augment.py --image-size 64 --device cuda:0
@@ -19,6 +19,7 @@ from mmtrack.training.train import Augmenter
 
 
 def timed(fn, repeat: int, device: torch.device) -> float:
+    fn()  # warm-up: first calls allocate and pick kernels
     best = float("inf")
     for _ in range(repeat):
         if device.type == "cuda":

@@ -276,11 +276,7 @@ class StackTrainer:
     def step(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step of every model on its batch: (per-model loss (K), per-model correct (K))."""
         images = [self.x[idx] for idx in batch]
-        if self.augment is not None and self.k == 1:  # one model: one torchvision call per group is quickest
-            torch.set_rng_state(self.streams[0])
-            images = [self.augment(images[0])]
-            self.streams[0] = torch.get_rng_state()
-        elif self.augment is not None:  # each model's draws from its own stream, then every op once for all
+        if self.augment is not None:  # each model's draws from its own stream, then every op once for all
             plans = []
             for j, xb in enumerate(images):
                 torch.set_rng_state(self.streams[j])
