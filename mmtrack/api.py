@@ -34,6 +34,7 @@ class Experiment:
     runs: pd.DataFrame
     study: dict | None
     client: Any = field(repr=False)
+    rashomon: Any = None  # the analysis.rashomon.RashomonSet the runs were restricted to (None: every run)
 
     @property
     def design(self) -> analysis.Design:
@@ -107,8 +108,16 @@ class Experiment:
         return analysis.build_audit(self.runs, self.design, self.name, self.study, preds, groups, **options)
 
 
-def open_experiment(name: str, tracking_uri: str | None = None, refresh: bool = False) -> Experiment:
-    """The experiment `name` of the tracking store (--tracking-uri / $MLFLOW_TRACKING_URI / the local store)."""
+def open_experiment(
+    name: str,
+    tracking_uri: str | None = None,
+    refresh: bool = False,
+    rashomon: float | None = None,
+    rashomon_metric: str = "acc",
+) -> Experiment:
+    """The experiment `name` of the tracking store (--tracking-uri / $MLFLOW_TRACKING_URI / the local store). With
+    `rashomon` ε, only its ε-Rashomon set: the FINISHED runs within ε points of the best `rashomon_metric`
+    (`Experiment.rashomon` says which fell out); every sheet, summary, selection and audit is then of that set."""
     client = tracking.connect(tracking_uri)
     exp_id = tracking.experiment_id(client, name)
     if refresh:
@@ -122,4 +131,10 @@ def open_experiment(name: str, tracking_uri: str | None = None, refresh: bool = 
             f"experiment {name!r} has no finished runs yet; run `mmtrack sweep` or "
             "`mmtrack train --experiment ...` first"
         )
-    return Experiment(name, exp_id, runs, tracking.experiment_study(client, exp_id), client)
+    rs = None
+    if rashomon is not None:
+        from mmtrack.analysis import rashomon as rashomon_mod
+
+        rs = rashomon_mod.rashomon_set(runs, rashomon, rashomon_metric)
+        runs = rashomon_mod.within(runs, rs)
+    return Experiment(name, exp_id, runs, tracking.experiment_study(client, exp_id), client, rs)

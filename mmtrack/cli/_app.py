@@ -71,11 +71,20 @@ def emit_text(text: str, out: Path | None) -> None:
         err.print(f"wrote {esc(str(out))}")
 
 
-def experiment_runs(experiment: str, tracking_uri: str | None, refresh: bool = False):
-    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out."""
+def experiment_runs(
+    experiment: str,
+    tracking_uri: str | None,
+    refresh: bool = False,
+    rashomon: float | None = None,
+    rashomon_metric: str = "acc",
+):
+    """(client, experiment id, study dict or None, runs table) for an experiment; report runs left out; with
+    `rashomon`, only its ε-Rashomon set (which models stayed and which fell out is printed on stderr)."""
     from mmtrack.api import open_experiment
 
-    exp = open_experiment(experiment, tracking_uri, refresh)
+    exp = open_experiment(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
+    if exp.rashomon is not None:
+        err.print(esc(exp.rashomon.note()), highlight=False, soft_wrap=True)
     return exp.client, exp.experiment_id, exp.study, exp.runs
 
 

@@ -110,3 +110,16 @@ DevicesOpt = Annotated[
 WorkersPerDeviceOpt = Annotated[
     int, typer.Option(metavar="INTEGER", help="Workers on each of --devices (stacks trained at once per device).")
 ]
+
+RashomonOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--rashomon",
+        metavar="EPS",
+        help="Only the ε-Rashomon set: the models whose clean accuracy (or --rashomon-metric) is within EPS "
+        "points of the best; sheets, summaries, selections and reports are then of that set.",
+    ),
+]
+RashomonMetricOpt = Annotated[
+    str, typer.Option("--rashomon-metric", metavar="METRIC", help="The metric the Rashomon set is taken on.")
+]

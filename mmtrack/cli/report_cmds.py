@@ -12,7 +12,16 @@ import typer
 from rich.markup import escape as esc
 
 from mmtrack.cli._app import app, console, emit_text, err, experiment_runs, quiet
-from mmtrack.cli._options import DataDir, ExperimentOpt, OutOpt, ReferenceOpt, RefreshOpt, TrackingUri
+from mmtrack.cli._options import (
+    DataDir,
+    ExperimentOpt,
+    OutOpt,
+    RashomonMetricOpt,
+    RashomonOpt,
+    ReferenceOpt,
+    RefreshOpt,
+    TrackingUri,
+)
 from mmtrack.cli.ensemble_cmds import ensemble_findings, ensemble_sheets, print_comparison
 from mmtrack.errors import MMTrackError
 
@@ -91,6 +100,8 @@ def sheet(
         Optional[int],
         typer.Option(metavar="K", help="With --ensembles: the ensembles of K seeds (`mmtrack ensemble --size K`)."),
     ] = None,
+    rashomon: RashomonOpt = None,
+    rashomon_metric: RashomonMetricOpt = "acc",
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -100,7 +111,7 @@ def sheet(
 
     quiet()
     _check_format(fmt)
-    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
     overrides = {}
     for item in default or []:
         key, eq, value = item.partition("=")
@@ -199,6 +210,8 @@ def select_cmd(
         bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")
     ] = True,
     reference: ReferenceOpt = None,
+    rashomon: RashomonOpt = None,
+    rashomon_metric: RashomonMetricOpt = "acc",
     refresh: RefreshOpt = False,
     tracking_uri: TrackingUri = None,
 ):
@@ -217,7 +230,7 @@ def select_cmd(
 
     if rounding not in ("ceil", "floor"):
         raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
-    client, exp_id, _study, runs = experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, _study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
     by_list = [m.strip() for m in by.split(",") if m.strip()]
     unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
     preds, ref = None, reference
@@ -294,6 +307,8 @@ def report_cmd(
     log: Annotated[
         bool, typer.Option("--log", help="Also record the page as a run of experiment <NAME>-reports.")
     ] = False,
+    rashomon: RashomonOpt = None,
+    rashomon_metric: RashomonMetricOpt = "acc",
     refresh: RefreshOpt = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
@@ -306,7 +321,7 @@ def report_cmd(
 
     quiet()
     start = time.perf_counter()
-    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh)
+    client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
     design = analysis.choose_design(runs, study)
     finished = analysis.finished_run_ids(runs)
     if reference is not None and reference not in finished:
