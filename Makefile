@@ -8,7 +8,7 @@ LOCK := constraints.txt
 TORCH_INDEX ?=  # e.g. PyTorch's CPU-only wheel index, for a venv without the CUDA libraries (see README)
 export MMTRACK_TRACKING_DIR ?= $(CURDIR)/tracking
 
-.PHONY: setup lock demo test test-unit lint bench server clean
+.PHONY: setup lock demo test test-fast test-unit lint bench server clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 2; }
@@ -49,10 +49,17 @@ demo: $(STAMP)
 	@echo "Open outputs/report.html (one page: design, summary, sheets, selection, prediction multiplicity);"
 	@echo "browse every run: make server, then the link the sweep printed (the model-training view)"
 
+# Everything (CI): the slow tests too (PostgreSQL stacks, spawned sweeps, kills, installs).
 test: $(STAMP)
 	$(BIN)/pytest -q
 
-# The analysis and report layers alone (no torch, no MLflow needed): seconds.
+# Everything but the tests marked slow: the loop while developing (under 2 minutes on 2 cores).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+# The torch-free suite (no torch, no MLflow needed): analysis and report, study files and configurations,
+# intervention specs, ensemble planning, the work-queue contract (file locks, Optuna on SQLite) and the
+# declared-data layouts; under a minute.
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 

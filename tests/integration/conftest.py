@@ -1,24 +1,74 @@
 """Shared fixtures: one thread for torch, the embedded dataset loaded once, an isolated MLflow store per test,
-one tiny trained model per session, and helpers to call the `mmtrack` command line in-process or as a
-subprocess."""
+one tiny trained model per session, the tiny study, helpers to call the `mmtrack` command line in-process or as a
+subprocess, and the PostgreSQL + MLflow server stack (started once per session, for the tests that need it)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 torch.set_num_threads(1)
 
+REPO = Path(__file__).resolve().parents[2]
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
 # A tiny configuration: trains one epoch of digits-skewed in about a second on one CPU thread.
 TINY = dict(width=0.0625, epochs=1, augment="none", batch_size=256)
+
+
+def tiny_study(**changes) -> dict:
+    """A tiny study of digits-skewed: TINY's recipe (SGD, ResNet-18) held fixed, lr 0.1 and 0.05 x seeds 0 and 1
+    (4 runs of about a second each on one thread), clean accuracy only. `changes` replace whole keys; each call
+    returns a fresh copy."""
+    study = {
+        "name": "tiny",
+        "dataset": "digits-skewed",
+        "design": "ofat",
+        "epochs": TINY["epochs"],
+        "seeds": [0, 1],
+        "fixed": {
+            "width": TINY["width"],
+            "batch_size": TINY["batch_size"],
+            "augment": TINY["augment"],
+            "optimizer": "sgd",
+            "arch": "resnet18",
+        },
+        "default": {"lr": 0.1},
+        "axes": {"lr": [0.1, 0.05]},
+        "interventions": ["acc"],
+    }
+    return copy.deepcopy({**study, **changes})
+
+
+def write_study(folder: Path, **changes) -> Path:
+    """`tiny_study(**changes)` written as folder/<its name>.yaml (keys in their order)."""
+    study = tiny_study(**changes)
+    path = Path(folder) / f"{study['name']}.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def runs_by_hash(client, name: str) -> dict[str, list]:
+    """Every run of experiment `name`, by configuration hash (the tag `mmtrack.config_hash`)."""
+    from mmtrack import tracking
+
+    exp = client.get_experiment_by_name(name)
+    out: dict[str, list] = {}
+    for r in client.search_runs([exp.experiment_id], max_results=1000):
+        out.setdefault(r.data.tags[tracking.HASH_TAG], []).append(r)
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -194,3 +244,69 @@ def scores_experiment(name: str, seeds: int = 2, step: tuple[float, float] = (0.
         for key, value in {"acc": 0.90 + step[0] * i, "acc/ood/x": 0.8 + step[1] * i}.items():
             client.log_metric(rid, key, value)
         client.set_terminated(rid, "FINISHED")
+
+
+# ------------------------------------------------------------------------------------------------ the stack
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The authenticated PostgreSQL + MLflow server stack (tracking/start-stack.sh on free ports), started once per
+    session for every test that asks for it, stopped at the end. Outside CI it skips when PostgreSQL cannot be
+    started here (start-stack.sh exits 3); under CI=true it must start."""
+    root = Path(tempfile.mkdtemp(prefix="mmtrack-pg-"))
+    root.chmod(0o755)  # as root, PostgreSQL runs as `postgres`, which must reach its data directory
+    argv = [
+        "bash",
+        str(REPO / "tracking" / "start-stack.sh"),
+        "--dir",
+        str(root),
+        "--pg-port",
+        str(free_port()),
+        "--port",
+        str(free_port()),
+        "--workers",
+        "2",
+    ]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable}
+        )
+        if proc.returncode != 0:
+            why = f"tracking/start-stack.sh exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+            if proc.returncode == 3 and not CI:
+                pytest.skip(f"PostgreSQL cannot be started on this machine ({why})")  # pytest keeps it: one try
+            pytest.fail(why)
+        env = {}
+        for line in (root / "stack.env").read_text().splitlines():
+            if line.startswith("export "):
+                key, _, value = line[len("export ") :].partition("=")
+                env[key] = value
+        login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        saved = {k: os.environ.get(k) for k in login}
+        os.environ.update(login)  # this process's MLflow clients log in as the worker, like every worker
+        try:
+            yield {
+                "root": root,
+                "tracking_uri": env["MLFLOW_TRACKING_URI"],
+                "storage": env["MMTRACK_STORAGE"],
+                "login": login,
+                "start": argv,  # running it again starts what is not running (a restart after a stop)
+            }
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    finally:
+        subprocess.run(
+            ["bash", str(REPO / "tracking" / "stop-stack.sh"), "--dir", str(root)], capture_output=True, timeout=120
+        )
+        shutil.rmtree(root, ignore_errors=True)

@@ -14,6 +14,7 @@ def _experiment() -> None:
     scores_experiment("api", seeds=3, step=(0.004, -0.01))
 
 
+@pytest.mark.slow
 def test_the_notebook_api_matches_the_commands(capsys, monkeypatch, tracking_dir):
     _experiment()
     exp = mmtrack.open_experiment("api")

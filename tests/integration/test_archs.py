@@ -130,6 +130,7 @@ def test_a_network_that_cannot_be_stacked_exactly_trains_one_seed_at_a_time(smal
             torch.testing.assert_close(side(x)[:, k], m(x))
 
 
+@pytest.mark.slow
 def test_the_sweep_tags_runs_whose_seeds_trained_one_at_a_time(tracking_dir, monkeypatch):
     from mmtrack.execution import launch
     from mmtrack.study import parse_study

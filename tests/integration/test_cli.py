@@ -99,6 +99,7 @@ def test_missing_data_message_keeps_its_brackets_and_creates_no_experiment(capsy
     assert tracking.connect().get_experiment_by_name("utkface") is None
 
 
+@pytest.mark.slow
 def test_console_script_reports_bad_arch(tmp_path):
     """The installed `mmtrack` entry point, as a user runs it."""
     env = subprocess_env(tmp_path / "tracking")
@@ -339,6 +340,7 @@ def _toy_experiment(tracking_dir) -> None:
         client.set_terminated(rid, "FINISHED")
 
 
+@pytest.mark.slow
 def test_piped_output_never_cuts_a_table(tracking_dir, tmp_path):
     _toy_experiment(tracking_dir)
     env = subprocess_env(tracking_dir)
@@ -378,6 +380,7 @@ def test_piped_output_never_cuts_a_table(tracking_dir, tmp_path):
 # ------------------------------------------------------------------------------------------------ mlflow run
 
 
+@pytest.mark.slow
 def test_mlflow_run_logs_where_mmtrack_looks(tmp_path):
     """`mlflow run .` with no configuration: the run lands in mmtrack's default store (tracking/), in an
     experiment named after the dataset, where `mmtrack sheet` (and `mmtrack server`) find it; MLflow's own
@@ -557,6 +560,7 @@ def test_ui_links_open_the_model_training_view():
     assert tracking.ui_base("sqlite:////x/mlflow.db") == tracking.LOCAL_UI
 
 
+@pytest.mark.slow
 def test_server_starts_lean_and_says_when_it_answers(tracking_dir, tmp_path):
     """One uvicorn worker and no job consumers: the whole tree is 3 processes; the URL is printed only once
     /health answers; SIGTERM stops the server it started."""

@@ -7,10 +7,12 @@ import sys
 
 import pandas as pd
 import pytest
-import yaml
-from test_realdata import make_fairface, make_utkface
+from conftest import write_study
+from realdata_files import make_fairface, make_utkface
 
 MMTRACK = [sys.executable, "-m", "mmtrack.cli"]
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -35,19 +37,15 @@ def test_utkface_study_sheet_and_select(tmp_path, env):
     data = tmp_path / "data"
     make_utkface(data)
     make_fairface(data)
-    study = {
-        "name": "utkface",
-        "dataset": "utkface",
-        "design": "ofat",
-        "epochs": 1,
-        "seeds": [0, 1],
-        "fixed": {"width": 0.0625, "image_size": 8},
-        "default": {"lr": 0.1, "batch_size": 8, "augment": "none"},
-        "axes": {"lr": [0.1, 0.05], "batch_size": [8], "augment": ["none"]},
-        "interventions": ["acc", "group:race", "ood"],
-    }
-    path = tmp_path / "utkface.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path = write_study(
+        tmp_path,
+        name="utkface",
+        dataset="utkface",
+        fixed={"width": 0.0625, "image_size": 8},
+        default={"lr": 0.1, "batch_size": 8, "augment": "none"},
+        axes={"lr": [0.1, 0.05], "batch_size": [8], "augment": ["none"]},
+        interventions=["acc", "group:race", "ood"],
+    )
     out = run(["sweep", str(path), "--data-dir", str(data)], env, tmp_path)
     assert "4 finished" in out.stdout, out.stdout
 

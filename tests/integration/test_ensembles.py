@@ -10,8 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, tiny_study, write_study
 from torch import nn
 
 from mmtrack import tracking
@@ -103,18 +102,12 @@ def test_pgd_attacks_the_ensemble_itself(trio, digits):
 
 # ------------------------------------------------------------------------------------------------ the command
 
-STUDY = {
-    "name": "ens",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1, 2],
-    "fixed": {"width": 0.0625, "batch_size": 256, "augment": "none", "optimizer": "sgd", "arch": "resnet18"},
-    "default": {"lr": 0.1},
-    "axes": {"lr": [0.1, 0.05]},
-    "interventions": ["acc", "group", "ood", "pgd_linf:0.01"],
-    "eval": {"pgd_steps": 2, "pgd_max_examples": 48},
-}
+STUDY = tiny_study(
+    name="ens",
+    seeds=[0, 1, 2],
+    interventions=["acc", "group", "ood", "pgd_linf:0.01"],
+    eval={"pgd_steps": 2, "pgd_max_examples": 48},
+)
 
 
 @pytest.fixture(autouse=True)
@@ -122,11 +115,11 @@ def _one_thread(monkeypatch):
     monkeypatch.setenv("MMTRACK_THREADS", "1")
 
 
+@pytest.mark.slow
 def test_ensemble_command_logs_runs_the_sheets_read(capsys, monkeypatch, tracking_dir, tmp_path):
     from mmtrack import api
 
-    path = tmp_path / "ens.yaml"
-    path.write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    path = write_study(tmp_path, **STUDY)
     assert run_cli(capsys, monkeypatch, "sweep", path).code == 0
     r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ens")
     assert r.code == 0, r.err

@@ -10,44 +10,22 @@ import errno
 import re
 
 import pytest
-import yaml
-from conftest import run_cli, start_mmtrack
+from conftest import run_cli, runs_by_hash, start_mmtrack, write_study
 
-from mmtrack import tracking
 from mmtrack.settings import CRASH_POINTS
 from mmtrack.study import load_study
 
-STUDY = {
-    "name": "faults",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1],  # each configuration's seeds trained together as one stack: every seed's run obeys the rules
-    "fixed": {"width": 0.0625, "augment": "none", "batch_size": 256},
-    "default": {"lr": 0.1},
-    "axes": {"lr": [0.1, 0.05]},
-    "interventions": ["acc", "group"],
-}
+pytestmark = pytest.mark.slow
+
+# write_study's tiny study, lr {0.1, 0.05} x seeds {0, 1} (each configuration's seeds trained together as one
+# stack: every seed's run obeys the rules), scored on the groups too
+GROUPS = {"interventions": ["acc", "group"]}
 REQUIRED = ["weights/model.safetensors", "weights/model.json", "predictions/test.parquet", "predictions/group.parquet"]
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(monkeypatch):
     monkeypatch.setenv("MMTRACK_THREADS", "1")
-
-
-def write_study(tmp_path, name: str):
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "name": name}, sort_keys=False))
-    return path
-
-
-def runs_of(client, name: str) -> dict[str, list]:
-    exp = client.get_experiment_by_name(name)
-    out: dict[str, list] = {}
-    for r in client.search_runs([exp.experiment_id], max_results=1000):
-        out.setdefault(r.data.tags[tracking.HASH_TAG], []).append(r)
-    return out
 
 
 def assert_complete(client, run) -> None:
@@ -71,12 +49,12 @@ def test_a_sweep_killed_at_any_stage_then_rerun_has_one_complete_run_each(
     stage, capsys, monkeypatch, tmp_path, tracking_dir, client, digits
 ):
     name = f"killed-{stage}"
-    path = write_study(tmp_path, name)
+    path = write_study(tmp_path, name=name, **GROUPS)
     configs = load_study(path).configs()
     proc = start_mmtrack(["sweep", path], cwd=tmp_path, tracking=tracking_dir, one_cpu=True, MMTRACK_CRASH_AT=stage)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0, out + err  # the worker died in its first run
-    before = runs_of(client, name)
+    before = runs_by_hash(client, name)
     cut_short = [r for rs in before.values() for r in rs]
     assert [r.info.status for r in cut_short] == ["RUNNING"] * 2, (stage, out, err)  # the stack's 2 seeds
     with pytest.raises(AssertionError):
@@ -84,7 +62,7 @@ def test_a_sweep_killed_at_any_stage_then_rerun_has_one_complete_run_each(
 
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 0, res.out + res.err
-    after = runs_of(client, name)
+    after = runs_by_hash(client, name)
     assert set(after) == {c.hash for c in configs}
     for h, rs in after.items():
         finished = [r for r in rs if r.info.status == "FINISHED"]
@@ -102,7 +80,7 @@ def test_an_artifact_upload_that_fails_fails_its_run_and_the_next_round_trains_i
     """The disk of the artifact store is full while the group predictions of the first run are uploaded."""
     from mlflow.tracking import MlflowClient
 
-    path = write_study(tmp_path, "disk-full")
+    path = write_study(tmp_path, name="disk-full", **GROUPS)
     configs = load_study(path).configs()
     upload = MlflowClient.log_artifact
     full = {"left": 1}
@@ -116,7 +94,7 @@ def test_an_artifact_upload_that_fails_fails_its_run_and_the_next_round_trains_i
     monkeypatch.setattr(MlflowClient, "log_artifact", log_artifact)
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 1 and not full["left"]
-    failed = [r for rs in runs_of(client, "disk-full").values() for r in rs if r.info.status == "FAILED"]
+    failed = [r for rs in runs_by_hash(client, "disk-full").values() for r in rs if r.info.status == "FAILED"]
     assert len(failed) == 1
     error = failed[0].data.tags["mmtrack.error"]
     assert "artifact predictions/group.parquet" in error and "No space left on device" in error, error
@@ -126,7 +104,7 @@ def test_an_artifact_upload_that_fails_fails_its_run_and_the_next_round_trains_i
 
     res = run_cli(capsys, monkeypatch, "sweep", path)  # the next round: the disk has space again
     assert res.code == 0, res.out + res.err
-    for rs in runs_of(client, "disk-full").values():
+    for rs in runs_by_hash(client, "disk-full").values():
         finished = [r for r in rs if r.info.status == "FINISHED"]
         assert len(finished) == 1
         assert_complete(client, client.get_run(finished[0].info.run_id))
@@ -140,7 +118,7 @@ def test_a_run_whose_artifact_is_missing_after_upload_is_not_finished(
     run lists its artifacts back before it ends."""
     from mlflow.tracking import MlflowClient
 
-    path = write_study(tmp_path, "lost")
+    path = write_study(tmp_path, name="lost", **GROUPS)
     upload = MlflowClient.log_artifacts
 
     def log_artifacts(self, run_id, local_dir, artifact_path=None):
@@ -151,6 +129,6 @@ def test_a_run_whose_artifact_is_missing_after_upload_is_not_finished(
     monkeypatch.setattr(MlflowClient, "log_artifacts", log_artifacts)
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 1
-    runs = [r for rs in runs_of(client, "lost").values() for r in rs]
+    runs = [r for rs in runs_by_hash(client, "lost").values() for r in rs]
     assert {r.info.status for r in runs} == {"FAILED"}
     assert all("artifact weights/model.safetensors" in r.data.tags["mmtrack.error"] for r in runs)

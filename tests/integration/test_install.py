@@ -18,6 +18,8 @@ from conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow  # builds a wheel and a venv
+
 
 def _snapshot(root: Path) -> dict[str, float]:
     """Every file under `root` (not in hidden folders such as .git and .venv) with its modification time."""

@@ -212,6 +212,7 @@ def test_sweep_dry_run_loads_no_torch(tmp_path):
     assert "torch" not in loaded_after(env_code)
 
 
+@pytest.mark.slow
 def test_the_unit_suite_runs_without_torch_or_mlflow():
     """tests/unit is the analysis and report layers' suite: it must pass where torch and MLflow are not installed
     (here: made unimportable in the subprocess)."""

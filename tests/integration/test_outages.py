@@ -1,6 +1,6 @@
-"""A study survives its tracking server going away (issue 22, item 1), against the real stack of test_postgres.py
-(PostgreSQL + `mlflow server` with basic auth, started once per session; skipped outside CI where PostgreSQL
-cannot start, required under CI=true): the server is stopped while a worker trains and started again, and the
+"""A study survives its tracking server going away (issue 22, item 1), against the real stack (conftest's `stack`:
+PostgreSQL + `mlflow server` with basic auth, started once per session; skipped outside CI where PostgreSQL
+cannot start, required under CI=true; those tests are marked slow): the server is stopped while a worker trains and started again, and the
 run ends complete, its training metrics sent late but in order; a server away longer than `--server-wait` stops
 the worker with one line, its configuration handed back, and a rerun finishes it. Also the waiting itself
 (`tracking.resilience`) and the buffering of training metrics, on a fake clock and a fake client."""
@@ -18,9 +18,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import mmtrack_command
-from test_postgres import stack  # noqa: F401 - the PostgreSQL stack, started once per session
+from conftest import mmtrack_command, tiny_study, write_study
 
 from mmtrack import tracking
 from mmtrack.tracking import resilience
@@ -137,21 +135,16 @@ def test_training_metrics_are_kept_while_the_server_is_away_and_sent_in_order(cl
 
 # ------------------------------------------------------------------------------------- against the real stack
 
-STUDY = {
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "seeds": [0],
-    "fixed": {"width": 0.0625, "augment": "none", "batch_size": 256},
-    "default": {"lr": 0.1},
-    "axes": {"lr": [0.1]},
-    "interventions": ["acc", "group"],
-}
+
+def outage_study(**changes) -> dict:
+    """The tiny study with one configuration and one seed, scored on `acc` and the groups; tests set the epochs."""
+    return tiny_study(**{"seeds": [0], "axes": {"lr": [0.1]}, "interventions": ["acc", "group"], **changes})
 
 
 SERVER_DOWN_S = int(os.environ.get("MMTRACK_TEST_SERVER_DOWN", "15"))  # seconds the server is down (issue: 60)
 
 
-def stop_server(stack) -> None:  # noqa: F811 - the fixture's value
+def stop_server(stack) -> None:
     """Stop the stack's `mlflow server` (SIGTERM, SIGKILL after 20 s) and remove its pid file, so that
     `start_server` starts it again; uvicorn finishes its requests in flight first, which takes a while on a busy
     machine."""
@@ -176,16 +169,15 @@ def stop_server(stack) -> None:  # noqa: F811 - the fixture's value
     pidfile.unlink()
 
 
-def start_server(stack) -> None:  # noqa: F811
+def start_server(stack) -> None:
     out = subprocess.run(
         stack["start"], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable}
     )
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def start_sweep(stack, tmp_path: Path, name: str, epochs: int, *args: str) -> subprocess.Popen:  # noqa: F811
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "name": name, "epochs": epochs}))
+def start_sweep(stack, tmp_path: Path, name: str, epochs: int, *args: str) -> subprocess.Popen:
+    path = write_study(tmp_path, **outage_study(name=name, epochs=epochs))
     env = {**os.environ, **stack["login"], "MMTRACK_THREADS": "1", "MMTRACK_DEVICE": "cpu"}
     env.update(MMTRACK_SPOOL=str(tmp_path / "spool"))
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -216,7 +208,8 @@ def wait_for_epochs(client, name: str, n: int, proc, timeout: float = 240) -> No
     pytest.fail("training did not start in time")
 
 
-def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path):
     client = tracking.connect(stack["tracking_uri"])
     name, epochs = f"outage-{uuid.uuid4().hex[:8]}", 60
     proc = start_sweep(stack, tmp_path, name, epochs, "--server-wait", "300")
@@ -245,8 +238,9 @@ def test_a_tracking_server_restart_mid_training_loses_nothing(stack, tmp_path): 
     assert "acc" in client.get_run(run.info.run_id).data.metrics
 
 
+@pytest.mark.slow
 def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_finishes(
-    stack,  # noqa: F811
+    stack,
     tmp_path,
 ):
     client = tracking.connect(stack["tracking_uri"])
@@ -285,7 +279,7 @@ def test_a_server_away_longer_than_the_server_wait_stops_the_worker_and_a_rerun_
 PG_DOWN_S = int(os.environ.get("MMTRACK_TEST_PG_DOWN", "15"))  # seconds PostgreSQL is down mid-study (issue: 30)
 
 
-def stop_postgres(stack) -> float:  # noqa: F811
+def stop_postgres(stack) -> float:
     """Stop the stack's PostgreSQL (both MLflow's database and the Optuna queue's); returns when it stopped."""
     pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path("pg_ctl")]
     argv = [str(pg_ctl[-1]), "-D", str(Path(stack["root"]) / "pgdata"), "-m", "fast", "-w", "stop"]
@@ -295,7 +289,7 @@ def stop_postgres(stack) -> float:  # noqa: F811
     return time.monotonic()
 
 
-def start_postgres(stack) -> float:  # noqa: F811
+def start_postgres(stack) -> float:
     """Start the stack's PostgreSQL again, as start-stack.sh does but without its other steps (which take
     seconds of their own); returns when it accepts connections."""
     import urllib.parse
@@ -311,19 +305,20 @@ def start_postgres(stack) -> float:  # noqa: F811
     return time.monotonic()
 
 
-def restart_postgres_after(stack, seconds: float) -> None:  # noqa: F811
+def restart_postgres_after(stack, seconds: float) -> None:
     stop_postgres(stack)
     time.sleep(seconds)
     start_server(stack)  # start-stack.sh starts what is not running: here PostgreSQL
 
 
-def tiny_study(name: str, **changes):
+def parsed_study(name: str, **changes):
     from mmtrack.study import parse_study
 
-    return parse_study({**STUDY, "name": name, "epochs": 1, "axes": {"lr": [0.1, 0.05]}, **changes})
+    return parse_study(outage_study(name=name, epochs=1, axes={"lr": [0.1, 0.05]}, **changes))
 
 
-def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack, monkeypatch):  # noqa: F811
+@pytest.mark.slow
+def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack, monkeypatch):
     """A claim asked for while PostgreSQL is down waits for it; a claim whose worker could not beat while it was
     down is not expired in the first `grace` seconds after the restart (a fresh worker that saw no outage knows
     from PostgreSQL's start time), and a claim that stays silent longer still expires."""
@@ -335,7 +330,7 @@ def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack,
 
     monkeypatch.setattr(resilience, "_WAIT", {"seconds": 120.0})
     monkeypatch.setattr(resilience, "BACKOFF_MAX", 1.0)  # the waiting claim is answered within 1 s of the restart
-    study, grace = tiny_study(f"pg-restart-{uuid.uuid4().hex[:8]}"), 15
+    study, grace = parsed_study(f"pg-restart-{uuid.uuid4().hex[:8]}"), 15
     first, second = OptunaQueue(study, stack["storage"], 1, grace), OptunaQueue(study, stack["storage"], 1, grace)
     fresh = None
     try:
@@ -354,7 +349,7 @@ def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack,
         fresh = OptunaQueue(study, stack["storage"], 1, grace)  # saw no outage itself
         assert fresh.claim_group("w3", 1) == []  # nothing WAITING, and a not expired: its worker may be alive
         assert time.monotonic() - beat > grace and time.monotonic() - up < grace  # (what the claim above tested)
-        assert fresh.study.trials[a.number].state == TrialState.RUNNING
+        assert fresh.optuna_study.trials[a.number].state == TrialState.RUNNING
         time.sleep(max(0.0, up + grace + 1 - time.monotonic()))  # PostgreSQL has been up longer than the grace
         retried = fresh.claim_group("w3", 1)  # period, and a is silent still
         assert fresh.optuna_study.get_trials(deepcopy=False)[a.number].state == TrialState.FAIL  # expired at last
@@ -367,9 +362,8 @@ def test_after_a_postgres_restart_claims_wait_and_live_ones_do_not_expire(stack,
                 q.close()
 
 
-def start_workers(stack, tmp_path: Path, name: str, epochs: int, n: int) -> list[subprocess.Popen]:  # noqa: F811
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "name": name, "epochs": epochs, "axes": {"lr": [0.1, 0.05]}}))
+def start_workers(stack, tmp_path: Path, name: str, epochs: int, n: int) -> list[subprocess.Popen]:
+    path = write_study(tmp_path, **outage_study(name=name, epochs=epochs, axes={"lr": [0.1, 0.05]}))
     env = {**os.environ, **stack["login"], "MMTRACK_THREADS": "1", "MMTRACK_DEVICE": "cpu"}
     env.pop("MLFLOW_TRACKING_URI", None)
     argv = [*mmtrack_command(), "worker", str(path), "--storage", stack["storage"]]
@@ -381,7 +375,8 @@ def start_workers(stack, tmp_path: Path, name: str, epochs: int, n: int) -> list
     ]
 
 
-def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(stack, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_postgres_restart_mid_study_loses_nothing_and_trains_nothing_twice(stack, tmp_path):
     client = tracking.connect(stack["tracking_uri"])
     name, epochs = f"pg-down-{uuid.uuid4().hex[:8]}", 40
     workers = start_workers(stack, tmp_path, name, epochs, 2)
@@ -460,8 +455,7 @@ def test_seeds_trained_together_are_all_kept_when_the_server_is_gone_and_logged_
 
     monkeypatch.setenv("MMTRACK_SPOOL", str(tmp_path / "spool"))
     monkeypatch.setenv("MMTRACK_THREADS", "1")
-    path = tmp_path / "kept.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "name": "kept", "epochs": 2, "seeds": [0, 1]}))
+    path = write_study(tmp_path, **outage_study(name="kept", epochs=2, seeds=[0, 1]))
     upload, calls = MlflowClient.log_artifact, []
 
     def gone(self, run_id, local_path, artifact_path=None):

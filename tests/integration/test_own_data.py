@@ -489,6 +489,7 @@ def test_datasets_list_and_show(tmp_path, capsys, monkeypatch):
     assert res.code == 2 and res.err.startswith("error: unknown dataset 'nope'")
 
 
+@pytest.mark.slow
 def test_own_data_study_end_to_end(tmp_path, capsys, monkeypatch, tracking_dir):
     """sweep --workers 2 (spawned workers unpickle the Study), sheet, select, then evaluate in a 'later process'
     on another machine (nothing registered or remembered: the declaration comes from the experiment's study tag)."""

@@ -6,133 +6,43 @@ processes on a 6-configuration study, SIGKILLs one while it trains, and checks t
 configuration once its claim expires: exactly one FINISHED run per configuration, and the sheet reads back
 from the server. Outside CI it skips when PostgreSQL cannot be started here; under CI=true it must run.
 The other tests need no PostgreSQL: the queue on a SQLite storage, and the unreachable-server errors.
-The stack is started once per session and shared with tests/integration/test_queue_contract.py (which imports `stack`).
+The stack (conftest's `stack` fixture) is started once per session and shared with test_outages.py and
+test_queue_contract_postgres.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
+from conftest import REPO, free_port, tiny_study, write_study
 
 from mmtrack.errors import MMTrackError
 from mmtrack.execution import Event, OptunaQueue, check_storage, optuna_queue, runner
 from mmtrack.execution.launch import run_worker, sweep_with_storage
-from mmtrack.study import parse_study
+from mmtrack.study import StudyPlan, parse_study
 
-REPO = Path(__file__).resolve().parents[2]
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytestmark = pytest.mark.slow
 
-# 3 learning rates x 2 seeds = 6 configurations, each a few seconds on one CPU thread.
-TINY = {
-    "name": "pg-tiny",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1],
-    "fixed": {"width": 0.0625},
-    "default": {"lr": 0.1, "augment": "none"},
-    "axes": {"lr": [0.1, 0.05, 0.01], "augment": ["none"]},
-    "interventions": ["acc", "group"],
-}
+# 3 learning rates x 2 seeds = 6 configurations (batch size 128), each a few seconds on one CPU thread.
+PG_STUDY = tiny_study(
+    name="pg-tiny",
+    fixed={"width": 0.0625},
+    default={"lr": 0.1, "augment": "none"},
+    axes={"lr": [0.1, 0.05, 0.01], "augment": ["none"]},
+    interventions=["acc", "group"],
+)
 HEARTBEAT, GRACE = 1, 6  # seconds: a killed worker's claim expires ~6 s after its last heartbeat
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def worker_argv(*args: str) -> list[str]:
     """`mmtrack worker ...`, run as a module of this interpreter."""
     return [sys.executable, "-m", "mmtrack.cli", "worker", *args]
-
-
-def write_study(path: Path, **changes) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({**TINY, **changes}))
-    return path
-
-
-# ------------------------------------------------------------------------------------------------ the stack
-
-
-_STACK: dict = {}  # the running stack (or why it cannot run): every module that imports `stack` shares it
-
-
-@pytest.fixture(scope="session")
-def stack():
-    """The authenticated PostgreSQL + MLflow server stack, started once per session (each module importing this
-    fixture gets its own copy of it from pytest; the first one to run starts the stack, the others reuse it)."""
-    if "skip" in _STACK:
-        pytest.skip(_STACK["skip"])
-    if "env" in _STACK:
-        yield _STACK["env"]
-        return
-    root = Path(tempfile.mkdtemp(prefix="mmtrack-pg-"))
-    root.chmod(0o755)  # as root, PostgreSQL runs as `postgres`, which must reach its data directory
-    argv = [
-        "bash",
-        str(REPO / "tracking" / "start-stack.sh"),
-        "--dir",
-        str(root),
-        "--pg-port",
-        str(free_port()),
-        "--port",
-        str(free_port()),
-        "--workers",
-        "2",
-    ]
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable}
-        )
-        if proc.returncode != 0:
-            why = f"tracking/start-stack.sh exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
-            if proc.returncode == 3 and not CI:
-                _STACK["skip"] = f"PostgreSQL cannot be started on this machine ({why})"
-                pytest.skip(_STACK["skip"])
-            pytest.fail(why)
-        env = {}
-        for line in (root / "stack.env").read_text().splitlines():
-            if line.startswith("export "):
-                key, _, value = line[len("export ") :].partition("=")
-                env[key] = value
-        login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
-        saved = {k: os.environ.get(k) for k in login}
-        os.environ.update(login)  # this process's MLflow clients log in as the worker, like every worker
-        try:
-            _STACK["env"] = {
-                "root": root,
-                "tracking_uri": env["MLFLOW_TRACKING_URI"],
-                "storage": env["MMTRACK_STORAGE"],
-                "login": login,
-                "start": argv,  # running it again starts what is not running (a restart after a stop)
-            }
-            yield _STACK["env"]
-        finally:
-            _STACK.pop("env", None)
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    finally:
-        subprocess.run(
-            ["bash", str(REPO / "tracking" / "stop-stack.sh"), "--dir", str(root)], capture_output=True, timeout=120
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _status(url: str, user: str | None = None, password: str | None = None, body: dict | None = None) -> int:
@@ -195,8 +105,8 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     from mlflow.tracking import MlflowClient
 
     root, uri, storage = stack["root"], stack["tracking_uri"], stack["storage"]
-    study_file = write_study(root / "pg-tiny.yaml")
-    study = parse_study(TINY)
+    study_file = write_study(root, **PG_STUDY)
+    study = parse_study(PG_STUDY)
     configs = {c.hash: c for c in study.configs()}
     env = {
         **os.environ,
@@ -266,7 +176,8 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
     # In the queue: the killed claim expired (FAIL) and a retry of the same configuration COMPLETEd.
     import optuna
 
-    q = optuna.load_study(study_name=optuna_queue.queue_name(study), storage=optuna_queue.driver_url(storage))
+    name = optuna_queue.queue_name(StudyPlan.of(study))
+    q = optuna.load_study(study_name=name, storage=optuna_queue.driver_url(storage))
     index = list(configs).index(killed_hash)
     mine = [t for t in q.trials if t.params.get("config") == index]
     assert [t.state.name for t in mine] == ["FAIL", "COMPLETE"]
@@ -308,7 +219,7 @@ def test_workers_share_a_study_and_retry_a_killed_one(stack):
 
 # ------------------------------------------------------------------------------------------------ no PostgreSQL
 
-SMALL = {**TINY, "name": "queue-small"}
+SMALL = {**PG_STUDY, "name": "queue-small"}
 
 
 def fake_execute(calls: list[str]):
@@ -368,11 +279,13 @@ def test_unreachable_storage_and_tracking_server_name_the_url(tmp_path):
         run_worker(study, f"sqlite:///{tmp_path}/optuna.db", f"http://127.0.0.1:{port}")
     assert info.value.message.startswith(f"tracking server http://127.0.0.1:{port} is unreachable")
 
-    with pytest.raises(MMTrackError, match="--storage must be a postgresql://"):
+    with pytest.raises(
+        MMTrackError, match=r"--storage must be sqlite:///\.\.\. or postgresql://\.\.\. .*got mysql://u:\*\*\*@h/db"
+    ):
         check_storage("mysql://u:p@h/db")
 
     # The command prints that one line (no traceback) and exits 2.
-    study_file = write_study(tmp_path / "s.yaml", name="queue-small")
+    study_file = write_study(tmp_path, **SMALL)
     out = subprocess.run(
         worker_argv(str(study_file), "--storage", url, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"),
         capture_output=True,

@@ -10,23 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
-from conftest import run_cli
+from conftest import run_cli, tiny_study, write_study
 
 from mmtrack import tracking
 
-STUDY = {
-    "name": "populations",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1],
-    "fixed": {"width": 0.0625, "batch_size": 256, "augment": "none", "optimizer": "sgd", "arch": "resnet18"},
-    "default": {"lr": 0.1},
-    "axes": {"lr": [0.1]},
-    "interventions": ["acc", "group", "ood", "output_noise:0,2", "input_noise:0.5", "pgd_linf:0,0.01"],
-    "eval": {"intervention_predictions": True, "noise_draws": 2, "pgd_max_examples": 48, "pgd_steps": 2},
-}
+STUDY = tiny_study(
+    name="populations",
+    axes={"lr": [0.1]},
+    interventions=["acc", "group", "ood", "output_noise:0,2", "input_noise:0.5", "pgd_linf:0,0.01"],
+    eval={"intervention_predictions": True, "noise_draws": 2, "pgd_max_examples": 48, "pgd_steps": 2},
+)
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +47,9 @@ def recompute(df: pd.DataFrame, group: str | None) -> tuple[int, int]:
     return correct, len(df) * len(preds)
 
 
+@pytest.mark.slow
 def test_every_logged_accuracy_recomputes_from_stored_predictions(capsys, monkeypatch, tracking_dir, tmp_path):
-    path = tmp_path / "populations.yaml"
-    path.write_text(yaml.safe_dump(STUDY, sort_keys=False))
+    path = write_study(tmp_path, **STUDY)
     r = run_cli(capsys, monkeypatch, "sweep", path)
     assert r.code == 0, r.err
     client = tracking.connect()
@@ -87,12 +80,11 @@ def test_every_logged_accuracy_recomputes_from_stored_predictions(capsys, monkey
         np.testing.assert_array_equal(pgd["label"], frames["test"]["label"].to_numpy()[pgd["index"]])
 
 
+@pytest.mark.slow
 def test_evaluate_adds_predictions_to_runs_logged_without_them(capsys, monkeypatch, tracking_dir, tmp_path, digits):
     from mmtrack import api
 
-    study = {**STUDY, "name": "old-runs", "interventions": ["acc"], "eval": {}}
-    path = tmp_path / "old.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    path = write_study(tmp_path, **{**STUDY, "name": "old-runs", "interventions": ["acc"], "eval": {}})
     assert run_cli(capsys, monkeypatch, "sweep", path).code == 0
     client = tracking.connect()
     ids = [r.info.run_id for r in client.search_runs([client.get_experiment_by_name("old-runs").experiment_id])]

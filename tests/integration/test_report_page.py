@@ -9,23 +9,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import module_store, run_cli, scores_experiment
+from conftest import module_store, run_cli, scores_experiment, tiny_study, write_study
 
 from mmtrack import tracking
 
-STUDY = {
-    "name": "page",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1, 2],
-    "fixed": {"width": 0.0625, "batch_size": 256, "augment": "none", "optimizer": "sgd", "arch": "resnet18"},
-    "default": {"lr": 0.1},
-    "axes": {"lr": [0.1, 0.02]},
-    "interventions": ["acc", "group:skew", "ood"],
-    "selection": {"by": ["acc/ood/digits-warped"], "top": [50], "unseen": ["acc/group/skew/gs-minority"]},
-}
+STUDY = tiny_study(
+    name="page",
+    seeds=[0, 1, 2],
+    axes={"lr": [0.1, 0.02]},
+    interventions=["acc", "group:skew", "ood"],
+    selection={"by": ["acc/ood/digits-warped"], "top": [50], "unseen": ["acc/group/skew/gs-minority"]},
+)
 
 
 class Page(HTMLParser):
@@ -64,8 +58,7 @@ def study_store(tmp_path_factory, _empty_store):
     """The study swept once into a store of its own (6 tiny runs, one thread); yields the tracking folder."""
     with module_store(tmp_path_factory, _empty_store, "page") as (d, _client), pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMTRACK_THREADS", "1")
-        path = d / "page.yaml"
-        path.write_text(yaml.safe_dump(STUDY, sort_keys=False))
+        path = write_study(d, **STUDY)
         from mmtrack.cli import app
 
         try:
@@ -75,6 +68,7 @@ def study_store(tmp_path_factory, _empty_store):
         yield d
 
 
+@pytest.mark.slow
 def test_report_page_numbers_equal_sheet_and_select_json(study_store, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(study_store))
     res = run_cli(capsys, monkeypatch, "report", "--experiment", "page", "--out", str(tmp_path))
@@ -141,6 +135,7 @@ def test_report_page_numbers_equal_sheet_and_select_json(study_store, capsys, mo
     assert f"wrote {tmp_path / 'report.html'}" in res.out
 
 
+@pytest.mark.slow
 def test_report_logs_to_the_reports_experiment(study_store, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(study_store))
     res = run_cli(

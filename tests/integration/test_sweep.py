@@ -1,5 +1,6 @@
-"""Studies and `mmtrack sweep`: study-file validation, the ofat/grid expansion, --dry-run, a failing
-configuration, resuming, `kill -9` mid-way, and two sweeps of one study at once."""
+"""`mmtrack sweep`: a bad study file, --dry-run, a failing configuration, resuming, and (marked slow: spawned
+processes) `kill -9` mid-way, two sweeps of one study at once and two worker processes sharing a round. The study
+files themselves (validation, expansion, presets) are tests/unit/test_study_parsing.py."""
 
 from __future__ import annotations
 
@@ -8,30 +9,21 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 
 import pytest
-import yaml
-from conftest import run_cli, start_mmtrack
+from conftest import run_cli, runs_by_hash, start_mmtrack, write_study
 
 from mmtrack import tracking
-from mmtrack.errors import MMTrackError
-from mmtrack.study import load_study, parse_study
+from mmtrack.study import load_study
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
-
-# 4 tiny configurations: lr {0.1, 0.05} x seeds {0, 1}; about 2 s each on one core.
-TINY_STUDY = {
-    "name": "tiny-sweep",
-    "dataset": "digits-skewed",
-    "design": "ofat",
-    "epochs": 1,
-    "seeds": [0, 1],
-    "fixed": {"width": 0.0625},
-    "default": {"lr": 0.1, "batch_size": 256, "augment": "none", "optimizer": "sgd", "arch": "resnet18"},
-    "axes": {"lr": [0.1, 0.05], "batch_size": [256], "augment": ["none"], "optimizer": ["sgd"], "arch": ["resnet18"]},
-    "interventions": ["acc"],
-}
+# write_study's tiny study: 4 configurations, lr {0.1, 0.05} x seeds {0, 1}; about 2 s each on one core.
+# The default (lr 0.1), then lr 1e6 (diverges), then adam: a failure in the middle of the sweep.
+FAILING = dict(
+    seeds=[0],
+    fixed={"width": 0.0625, "batch_size": 256, "augment": "none", "arch": "resnet18"},
+    default={"lr": 0.1, "optimizer": "sgd"},
+    axes={"lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]},
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,21 +32,6 @@ def _one_thread(monkeypatch):
     2-core machine one thread per sweep keeps these tests fast and steady (subprocesses get the same via
     start_mmtrack(one_cpu=True))."""
     monkeypatch.setenv("MMTRACK_THREADS", "1")
-
-
-def write_study(tmp_path: Path, **changes) -> Path:
-    study = {**TINY_STUDY, **changes}
-    path = tmp_path / f"{study['name']}.yaml"
-    path.write_text(yaml.safe_dump(study, sort_keys=False))
-    return path
-
-
-def runs_by_hash(client, name: str) -> dict[str, list]:
-    exp = client.get_experiment_by_name(name)
-    out: dict[str, list] = {}
-    for r in client.search_runs([exp.experiment_id], max_results=1000):
-        out.setdefault(r.data.tags[tracking.HASH_TAG], []).append(r)
-    return out
 
 
 def summary_counts(text: str) -> tuple[int, int, int]:
@@ -66,79 +43,9 @@ def summary_counts(text: str) -> tuple[int, int, int]:
 # ------------------------------------------------------------------------------------------------ study files
 
 
-def base(**changes) -> dict:
-    return {**json.loads(json.dumps(TINY_STUDY)), **changes}
-
-
-@pytest.mark.parametrize(
-    "raw, message",
-    [
-        (base(epoch=3), r"study: unknown key\(s\) epoch; allowed: name, dataset, design, epochs"),
-        (base(epochs="ten"), r"study: epochs must be an integer, got 'ten'"),
-        (base(epochs=True), r"study: epochs must be an integer, got True"),
-        (base(seeds="0,1"), r"study: seeds must be a list, got '0,1'"),
-        (base(axes=["lr"]), r"study: axes must be a mapping"),
-        (base(seeds=[0, 0]), r"study: seeds must be a non-empty list of distinct non-negative integers"),
-        (base(seeds=[-1]), r"study: seeds must be a non-empty list of distinct non-negative integers"),
-        (base(design="random"), r"study: design must be ofat or grid, got 'random'"),
-        ({k: v for k, v in TINY_STUDY.items() if k != "seeds"}, r"study: missing key\(s\) seeds"),
-        (
-            base(default={**TINY_STUDY["default"], "lr": 0.2}),
-            r"study: default lr=0.2 is not among axes.lr \[0.1, 0.05\]",
-        ),
-        (
-            base(axes={**TINY_STUDY["axes"], "momentum": [0.9]}),
-            r"study: unknown axis 'momentum'; axes are: lr, batch_size, augment, optimizer, arch, width",
-        ),
-        (base(axes={**TINY_STUDY["axes"], "lr": []}), r"study: axes.lr must be a non-empty list of values"),
-        (base(axes={**TINY_STUDY["axes"], "lr": [0.1, 0.1]}), r"study: axes.lr lists a value twice"),
-        (base(axes={**TINY_STUDY["axes"], "lr": [0.1, "fast"]}), r"study: axes.lr"),
-        (base(axes={**TINY_STUDY["axes"], "lr": [0.1, -1.0]}), r"study: axes.lr: lr must be a positive number"),
-        (
-            base(axes={**TINY_STUDY["axes"], "arch": ["resnet18", "vgg"]}),
-            r"study: axes.arch: unknown arch 'vgg'; choose one of: resnet18, resnet50, wide_resnet50_2",
-        ),
-        (
-            base(default={k: v for k, v in TINY_STUDY["default"].items() if k != "lr"}),
-            r"study: default has no value for axis 'lr'",
-        ),
-        (base(default={**TINY_STUDY["default"], "width": 0.5}), r"study: default sets width which are not axes"),
-        (base(fixed={"lr": 0.1}), r"study: fixed may set arch, width, lr, .* \(not an axis\), got lr"),
-        (base(fixed={"momentum": 0.8}), r"study: fixed may set .*, got momentum"),
-        (base(eval={"pgd_steps": 0}), r"study: eval setting pgd_steps must be a positive integer, got 0"),
-        (
-            base(eval={"input_noise_dist": "uniform"}),
-            r"study: eval setting input_noise_dist must be one of laplace, "
-            r"gaussian, got 'uniform'",
-        ),
-        (base(eval={"pgd_random_start": "yes"}), r"study: eval setting pgd_random_start must be true or false"),
-        (base(dataset="mnist"), r"unknown dataset 'mnist'"),
-        (base(interventions=["acc", "pgd_linf:-1"]), r"study: interventions: pgd_linf value must be a non-negative"),
-        (base(eval={"pgd_stepz": 3}), r"study: unknown eval setting\(s\) pgd_stepz; allowed: "),
-        (["a", "list"], r"study: expected a mapping of keys"),
-    ],
-)
-def test_study_validation_errors(raw, message):
-    with pytest.raises(MMTrackError, match=message):
-        parse_study(raw, "study")
-
-
-def test_study_file_errors(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(MMTrackError, match=r"study file nope.yaml not found"):
-        load_study("nope.yaml")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: [unclosed\n")
-    with pytest.raises(MMTrackError, match=r"bad.yaml: not valid YAML"):
-        load_study(bad)
-    wrong = write_study(tmp_path, name="wrong", epochs="ten")
-    with pytest.raises(MMTrackError, match=r"wrong.yaml: epochs must be an integer"):
-        load_study(wrong)
-
-
 def test_sweep_cli_reports_a_bad_study_file(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(tmp_path / "tracking"))
-    path = write_study(tmp_path, name="bad-default", default={**TINY_STUDY["default"], "lr": 0.3})
+    path = write_study(tmp_path, name="bad-default", default={"lr": 0.3})
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 2
     (line,) = [x for x in res.err.splitlines() if x.strip()]
@@ -146,56 +53,14 @@ def test_sweep_cli_reports_a_bad_study_file(capsys, monkeypatch, tmp_path):
     assert not (tmp_path / "tracking").exists()
 
 
-@pytest.mark.parametrize(
-    "name, n_configs, n_points", [("digits-skewed", 45, 9), ("utkface", 45, 9), ("cifar10-skewed", 35, 7)]
-)
-def test_preset_studies(name, n_configs, n_points):
-    study = load_study(STUDIES / f"{name}.yaml")
-    configs = study.configs()
-    assert len(configs) == n_configs
-    assert len({c.hash for c in configs}) == n_configs
-    assert len({c.replace(seed=0).hash for c in configs}) == n_points
-    assert configs[0].lr == 0.1 and configs[0].batch_size == 128 and configs[0].augment == "randaugment"
-
-
-def test_ofat_and_grid_expansion():
-    raw = base(
-        seeds=[0, 1],
-        axes={
-            "lr": [0.1, 0.05],
-            "batch_size": [256, 128],
-            "augment": ["none", "randaugment"],
-            "optimizer": ["sgd"],
-            "arch": ["resnet18"],
-        },
-    )
-    ofat = parse_study(raw).configs()
-    assert len(ofat) == (1 + 3) * 2 == 8
-    default = {"lr": 0.1, "batch_size": 256, "augment": "none"}
-    assert [(c.lr, c.batch_size, c.augment, c.seed) for c in ofat[:2]] == [(0.1, 256, "none", 0), (0.1, 256, "none", 1)]
-    for c in ofat:
-        changed = [k for k, v in default.items() if getattr(c, k) != v]
-        assert len(changed) <= 1
-        assert (c.width, c.epochs, c.dataset) == (0.0625, 1, "digits-skewed")
-    assert len({c.hash for c in ofat}) == 8
-    grid = parse_study({**raw, "design": "grid"}).configs()
-    assert len(grid) == 2 * 2 * 2 * 2 == 16
-    assert len({c.hash for c in grid}) == 16
-    assert {c.hash for c in ofat} <= {c.hash for c in grid}
-
-
 def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("MMTRACK_TRACKING_DIR", str(tmp_path / "tracking"))
     path = write_study(
         tmp_path,
         name="dry",
-        axes={
-            "lr": [0.1, 0.05],
-            "batch_size": [256, 128],
-            "augment": ["none", "randaugment"],
-            "optimizer": ["sgd"],
-            "arch": ["resnet18"],
-        },
+        fixed={"width": 0.0625, "optimizer": "sgd", "arch": "resnet18"},
+        default={"lr": 0.1, "batch_size": 256, "augment": "none"},
+        axes={"lr": [0.1, 0.05], "batch_size": [256, 128], "augment": ["none", "randaugment"]},
     )
     res = run_cli(capsys, monkeypatch, "sweep", path, "--dry-run")
     assert res.code == 0, res.err
@@ -206,6 +71,7 @@ def test_dry_run_lists_configurations_without_training(capsys, monkeypatch, tmp_
     assert not (tmp_path / "tracking").exists()  # a dry run creates no store
 
 
+@pytest.mark.slow
 def test_dry_run_with_storage_checks_the_queue_against_mlflow(capsys, monkeypatch, tmp_path, tracking_dir, client):
     path = write_study(tmp_path, name="agree", seeds=[0])
     storage = f"sqlite:///{tmp_path}/optuna.db"
@@ -232,10 +98,7 @@ def test_dry_run_with_storage_checks_the_queue_against_mlflow(capsys, monkeypatc
 def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(
     capsys, monkeypatch, tmp_path, client, digits
 ):
-    # default (lr 0.1), then lr 1e6 (diverges), then adam: the failure is in the middle
-    path = write_study(
-        tmp_path, name="fails", seeds=[0], axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]}
-    )
+    path = write_study(tmp_path, name="fails", **FAILING)
     study = load_study(path)
     good, bad, adam = study.configs()
     assert bad.lr == 1e6 and adam.optimizer == "adam"
@@ -255,7 +118,7 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(
     assert {h: [r.info.run_name for r in rs] for h, rs in runs.items()} == {
         good.hash: ["default · s0"],
         bad.hash: ["lr=1e+06 · s0"],
-        adam.hash: ["optimizer=adam · s0"],
+        adam.hash: ["opt=adam · s0"],
     }
     exp = client.get_experiment_by_name("fails")
     assert tracking.experiment_study(client, exp.experiment_id) == study.to_dict()
@@ -283,7 +146,7 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on_and_resumes(
 
 
 def test_resume_skips_finished_configurations(capsys, monkeypatch, tmp_path, client, digits):
-    one_lr = {**TINY_STUDY["axes"], "lr": [0.1]}
+    one_lr = {"lr": [0.1]}
     path = write_study(tmp_path, name="resume", seeds=[0], axes=one_lr)
     res = run_cli(capsys, monkeypatch, "sweep", path)
     assert res.code == 0, res.err
@@ -321,6 +184,7 @@ def _wait_for_finished(client, name: str, proc, timeout: float = 240) -> int:
     pytest.fail("no run finished in time")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_then_rerun_finishes_the_rest(capsys, monkeypatch, tmp_path, tracking_dir, client, digits):
     path = write_study(tmp_path, name="killed")
     configs = load_study(path).configs()
@@ -357,6 +221,7 @@ def test_kill_9_mid_sweep_then_rerun_finishes_the_rest(capsys, monkeypatch, tmp_
         assert run.data.tags["mmtrack.error"].startswith("interrupted")
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_train_each_configuration_once(tmp_path, digits):
     """Two sweeps of one study started at once on a fresh store (both create the database): every
     configuration is trained exactly once in total."""
@@ -389,24 +254,11 @@ def test_two_concurrent_sweeps_train_each_configuration_once(tmp_path, digits):
         assert rs[0].data.tags["mmtrack.data_fingerprint"] == digits.fingerprint  # the same data in every process
 
 
-def test_fixed_holds_any_training_parameter_that_is_not_an_axis():
-    raw = base(
-        axes={"lr": [0.1, 0.05]}, default={"lr": 0.1}, fixed={"width": 0.0625, "optimizer": "adam", "augment": "none"}
-    )
-    study = parse_study(raw)
-    assert {(c.optimizer, c.augment, c.width) for c in study.configs()} == {("adam", "none", 0.0625)}
-    assert [c.short_name(study.reference()) for c in study.configs()][:2] == ["default · s0", "default · s1"]
-
-
+@pytest.mark.slow
 def test_two_worker_processes_share_one_round(capsys, monkeypatch, tmp_path, tracking_dir, client, digits):
     """`--workers 2`: spawned workers join the sweep's round of the file-lock queue; each configuration is tried
     once (the diverging one fails once, not once per worker) and its outcome is written in its lock file."""
-    path = write_study(
-        tmp_path,
-        name="two-workers",
-        seeds=[0],
-        axes={**TINY_STUDY["axes"], "lr": [0.1, 1e6], "optimizer": ["sgd", "adam"]},
-    )
+    path = write_study(tmp_path, name="two-workers", **FAILING)
     configs = load_study(path).configs()
     res = run_cli(capsys, monkeypatch, "sweep", path, "--workers", "2")
     assert res.code == 1

@@ -1,5 +1,6 @@
-"""Models, configuration validation, deterministic training, and one configuration logged as one MLflow run
-(params, metrics, tags, predictions, the reloadable model, FAILED on an exception)."""
+"""Models, the learning-rate schedule, deterministic training, and one configuration logged as one MLflow run
+(params, metrics, tags, predictions, the reloadable model, FAILED on an exception). RunConfig's validation and
+hash are tests/unit/test_run_config.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from mmtrack.interventions import EvalSettings, parse
 from mmtrack.jobs import train_run as run_mod
 from mmtrack.jobs.train_run import run_config
 from mmtrack.models import ARCHS, Classifier, Normalize, build_model, channel_stats, predict_logits
-from mmtrack.training.config import RECIPE, RunConfig
+from mmtrack.training.config import RunConfig
 from mmtrack.training.train import train_model
 
 CPU = torch.device("cpu")
@@ -110,57 +111,7 @@ def test_unknown_arch_in_build_model():
         build_model("vgg", 10, 8)
 
 
-# ------------------------------------------------------------------------------------------------ config
-
-
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"arch": "foo"}, r"unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2"),
-        ({"dataset": "foo"}, r"unknown dataset 'foo'; choose one of: .*digits-skewed"),
-        ({"augment": "mixup"}, r"unknown augment 'mixup'; choose one of: randaugment, trivialaugment, none"),
-        ({"optimizer": "rmsprop"}, r"unknown optimizer 'rmsprop'; choose one of: sgd, adam"),
-        ({"lr": 0}, r"lr must be a positive number, got 0"),
-        ({"lr": -0.1}, r"lr must be a positive number"),
-        ({"lr": float("nan")}, r"lr must be a positive number"),
-        ({"width": 0.0}, r"width must be a positive number"),
-        ({"batch_size": 0}, r"batch_size must be a positive integer, got 0"),
-        ({"batch_size": -8}, r"batch_size must be a positive integer"),
-        ({"batch_size": 12.5}, r"batch_size must be a positive integer"),
-        ({"epochs": 0}, r"epochs must be a positive integer, got 0"),
-        ({"seed": -1}, r"seed must be a non-negative integer"),
-        ({"image_size": 4}, r"image_size must be an integer >= 8"),
-    ],
-)
-def test_bad_config_raises_before_training(changes, message, monkeypatch):
-    monkeypatch.setattr(run_mod, "train_model", lambda *a, **k: pytest.fail("trained despite a bad config"))
-    with pytest.raises(MMTrackError, match=message):
-        RunConfig(**{**TINY, **changes})
-    with pytest.raises(MMTrackError, match=message):
-        RunConfig(**TINY).replace(**changes)
-
-
-def test_config_hash_name_and_params():
-    cfg = RunConfig(**TINY)
-    assert cfg.hash == RunConfig(**TINY).hash  # stable
-    assert cfg.hash != cfg.replace(seed=1).hash  # the hash includes the seed
-    assert cfg.hash != cfg.replace(lr=0.05).hash
-    assert RunConfig(width=1).hash == RunConfig(width=1.0).hash  # numbers are normalised
-    assert RunConfig(lr=1).hash == RunConfig(lr=1.0).hash
-    # pinned: a change would orphan every logged run (sweeps resume by this hash); the recipe is part of it
-    assert RunConfig().hash == "fa87f2a18d456e49"
-    assert cfg.run_name == "resnet18-w0.0625-lr0.1-bs256-none-sgd-e1-s0"
-    assert RunConfig(width=1.0, arch="resnet50", seed=3).run_name == "resnet50-lr0.1-bs128-randaugment-sgd-e20-s3"
-    # short run names lead with what differs from the reference, then the seed
-    assert RunConfig().short_name() == "default · s0"
-    assert RunConfig(lr=0.05, seed=1).short_name() == "lr=0.05 · s1"
-    assert RunConfig(arch="resnet50", optimizer="adam", seed=2).short_name() == "arch=resnet50 optimizer=adam · s2"
-    assert RunConfig(dataset="utkface", seed=4).short_name() == "default · s4"  # the dataset is the experiment
-    assert RunConfig(lr=0.05).short_name(reference=RunConfig(lr=0.05, seed=3)) == "default · s0"
-    params = cfg.params()
-    assert params["lr"] == 0.1 and params["batch_size"] == 256 and params["image_size"] == "default"
-    for key, value in RECIPE.items():
-        assert params[key] == value
+# ------------------------------------------------------------------------------------------------ schedule
 
 
 def test_learning_rate_warms_up_then_anneals_per_step():
@@ -460,6 +411,7 @@ def test_dataset_input_survives_a_concurrent_first_log(client):
             logger.log_dataset("toy", "abc123", "a toy", {"train": 1})
 
 
+@pytest.mark.slow
 def test_small_strided_1x1_convolutions_train_in_nchw():
     """oneDNN#6035 (torch 2.14): the weight gradient of a strided 1x1 convolution with a channels-last source of
     fewer than 8 (AVX2) / 16 (AVX-512) channels writes past its buffer; a few training steps of ResNet-18 at the

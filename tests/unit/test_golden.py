@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rich.console import Console
-from test_selection import POOL
-from test_selection import make_runs as selection_runs
-from test_sheet import STUDY, make_runs, row
+from toy_runs import POOL, STUDY, make_runs, metric_runs, row
 
 from mmtrack.analysis import Design, analyse, build_sheet, summary
 from mmtrack.report import render, render_sheets, rich_summary, rich_table, rich_tables
@@ -43,7 +41,7 @@ def rich_text(renderable) -> str:
 
 
 def full_sheet():
-    """The hand-checked sheet of test_sheet: 2 axes x 3 seeds, every cell present."""
+    """The hand-checked sheet of test_sheet (toy_runs): 2 axes x 3 seeds, every cell present."""
     return build_sheet(make_runs(), "acc", Design.from_study(STUDY), "toy")
 
 
@@ -102,7 +100,7 @@ def pool_report():
 
 def excluded_report():
     """A run lacking a selection metric, a non-accuracy unseen metric and floor rounding."""
-    runs = selection_runs(
+    runs = metric_runs(
         {
             "acc/a": [0.9, 0.8, 0.7, 0.6],
             "acc/b": [0.5, float("nan"), 0.7, 0.8],

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from toy_runs import POOL, sheet_of
 
 from mmtrack.errors import MMTrackError
 from mmtrack.report import FORMATS, render, render_sheets
@@ -32,8 +33,6 @@ def test_analysis_loads_no_plotting_or_terminal_library():
 
 
 def test_unknown_format_and_object_are_one_line_errors():
-    from test_sheet import sheet_of
-
     assert FORMATS == ("csv", "markdown", "latex", "html", "json")
     with pytest.raises(MMTrackError, match=r"unknown format 'xlsx'; choose one of: csv, markdown, latex, html, json"):
         render(sheet_of(), "xlsx")
@@ -48,9 +47,6 @@ def test_unknown_format_and_object_are_one_line_errors():
 def test_every_format_follows_one_convention():
     """One rule style in LaTeX (booktabs, said in a comment), a standalone page in HTML, UTF-8 text kept in JSON,
     for sheets, the summary and selections alike."""
-    from test_selection import POOL
-    from test_sheet import sheet_of
-
     from mmtrack.analysis import analyse, summary
 
     sheet = sheet_of()

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
 from rich.console import Console
+from toy_runs import NAN, POOL, metric_runs
 
 from mmtrack.analysis.selection import (
     RangeStats,
@@ -24,28 +25,8 @@ from mmtrack.analysis.selection import (
 from mmtrack.errors import MMTrackError
 from mmtrack.report import render, rich_table, save_figure, selection_figure, selection_log
 
-NAN = float("nan")
-
-
-def make_runs(metrics: dict[str, list[float]], status: list[str] | None = None) -> pd.DataFrame:
-    """A runs table in mlflow.search_runs format with runs r0, r1, ... and the given metric columns."""
-    n = len(next(iter(metrics.values())))
-    table = pd.DataFrame(
-        {
-            "run_id": [f"r{i}" for i in range(n)],
-            "run_name": [f"name-{i}" for i in range(n)],
-            "status": status or ["FINISHED"] * n,
-            "start_time": pd.to_datetime([1_700_000_000 + i for i in range(n)], unit="s", utc=True),
-            "params.seed": [str(i) for i in range(n)],
-        }
-    )
-    for name, values in metrics.items():
-        table[f"metrics.{name}"] = np.asarray(values, dtype=float)
-    return table
-
-
 # a descends, b ascends over r0..r9: top-8 on a = r0..r7, top-8 on b = r2..r9.
-TEN = make_runs(
+TEN = metric_runs(
     {
         "a": [0.90, 0.89, 0.88, 0.87, 0.86, 0.85, 0.84, 0.83, 0.82, 0.81],
         "b": [0.81, 0.82, 0.83, 0.84, 0.85, 0.86, 0.87, 0.88, 0.89, 0.90],
@@ -78,14 +59,14 @@ def test_top_k_ceil_rule_is_intersection_of_per_metric_sets():
 
 
 def test_top_k_keeps_ties_at_the_cut():
-    runs = make_runs({"a": [0.9, 0.8, 0.8, 0.7]})
+    runs = metric_runs({"a": [0.9, 0.8, 0.8, 0.7]})
     assert select_top(runs, ["a"], 50).run_ids == ids(0, 1, 2)  # cut = 2, r2 ties with r1
     assert select_top(runs, ["a"], 25).run_ids == ids(0)
 
 
 def test_run_missing_a_by_metric_is_excluded_and_reported():
     # n(a) = 5 -> ceil(2.5) = 3: r4, r0, r1. n(b) = 4 (r4 lacks b) -> 2: r0, r1.
-    runs = make_runs({"a": [0.9, 0.8, 0.7, 0.6, 0.95], "b": [0.9, 0.8, 0.7, 0.6, NAN]})
+    runs = metric_runs({"a": [0.9, 0.8, 0.7, 0.6, 0.95], "b": [0.9, 0.8, 0.7, 0.6, NAN]})
     sel = select_top(runs, ["a", "b"], 50)
     assert sel.run_ids == ids(0, 1)
     assert sel.excluded == {"r4": ["b"]}
@@ -97,7 +78,7 @@ def test_run_missing_a_by_metric_is_excluded_and_reported():
 
 def test_only_finished_runs_are_ranked():
     status = ["FAILED", "FINISHED", "FINISHED", "RUNNING", "FINISHED"]
-    runs = make_runs({"a": [0.99, 0.9, 0.8, 0.7, 0.6]}, status=status)
+    runs = metric_runs({"a": [0.99, 0.9, 0.8, 0.7, 0.6]}, status=status)
     # FINISHED: r1, r2, r4 -> n = 3, top 50% -> ceil(1.5) = 2.
     assert select_top(runs, ["a"], 50).run_ids == ids(1, 2)
 
@@ -115,7 +96,7 @@ def test_bad_k_and_unknown_metric():
 
 
 def test_within_eps_percentage_points():
-    runs = make_runs({"acc/a": [0.930, 0.925, 0.920, 0.910], "acc/b": [0.80, 0.85, 0.84, 0.86]})
+    runs = metric_runs({"acc/a": [0.930, 0.925, 0.920, 0.910], "acc/b": [0.80, 0.85, 0.84, 0.86]})
     # eps=1: a >= 92 -> r0, r1, r2 (92.0 on the boundary); b >= 85 -> r1 (boundary), r3.
     sel = select_within(runs, ["acc/a", "acc/b"], 1.0)
     assert (sel.rule, sel.eps, sel.k, sel.run_ids) == ("within", 1.0, None, ids(1))
@@ -123,7 +104,7 @@ def test_within_eps_percentage_points():
     assert select_within(runs, ["acc/a", "acc/b"], 2.0).run_ids == ids(1, 2, 3)
     assert select_within(runs, ["acc/a"], 0.0).run_ids == ids(0)
     # 0.29 * 100 == 28.999999999999996 in floats: the tolerance keeps it within 1 pp of 30.
-    assert select_within(make_runs({"acc/a": [0.30, 0.29, 0.28]}), ["acc/a"], 1.0).run_ids == ids(0, 1)
+    assert select_within(metric_runs({"acc/a": [0.30, 0.29, 0.28]}), ["acc/a"], 1.0).run_ids == ids(0, 1)
     with pytest.raises(MMTrackError, match="eps"):
         select_within(runs, ["acc/a"], -1)
 
@@ -132,7 +113,7 @@ def test_within_eps_percentage_points():
 
 
 def test_pareto_two_metrics_with_duplicate_and_tie():
-    runs = make_runs(
+    runs = metric_runs(
         {
             "a": [0.9, 0.8, 0.8, 0.5, 0.7, 0.9, 0.99],
             "b": [0.5, 0.8, 0.8, 0.9, 0.7, 0.4, NAN],
@@ -147,7 +128,7 @@ def test_pareto_two_metrics_with_duplicate_and_tie():
 
 
 def test_pareto_three_metrics_and_single_metric():
-    runs = make_runs(
+    runs = metric_runs(
         {
             "a": [1.0, 0.0, 0.0, 0.5, 0.4, 1.0],
             "b": [0.0, 1.0, 0.0, 0.5, 0.4, 0.0],
@@ -166,20 +147,8 @@ def test_pareto_restores_optuna_verbosity():
 
 # ----------------------------------------------------------------------------------------------- analyse
 
-# r4 is FAILED and must be ignored everywhere. r1 lacks acc/v.
-POOL = make_runs(
-    {
-        "acc/a": [0.90, 0.85, 0.80, 0.70, 0.99],
-        "acc/b": [0.80, 0.85, 0.90, 0.70, 0.99],
-        "acc/u": [0.70, 0.75, 0.60, 0.90, 0.10],
-        "acc/v": [0.50, NAN, 0.55, 0.40, 0.10],
-        "train_loss": [0.1, 0.2, 0.3, 0.4, 0.5],
-        "seconds/train": [10.0, 20.0, 30.0, 40.0, 50.0],
-    },
-    status=["FINISHED"] * 4 + ["FAILED"],
-)
 
-
+# POOL (toy_runs): r4 is FAILED and must be ignored everywhere; r1 lacks acc/v.
 @pytest.fixture(scope="module")
 def report():
     # top 75 (3 of 4): a -> r0 r1 r2, b -> r2 r1 r0. top 50 (2): a -> r0 r1, b -> r2 r1 -> r1.
@@ -313,7 +282,7 @@ def test_selection_log_names_files_and_metrics(report):
 def test_non_accuracies_are_never_unseen_by_default_and_keep_their_unit():
     """`epoch_seconds` is not an accuracy: left out of the default unseen set, and on request reported in
     seconds (not x100 as if it were a percentage)."""
-    runs = make_runs(
+    runs = metric_runs(
         {
             "acc": [0.90, 0.80, 0.85],
             "acc/g": [0.5, 0.6, 0.7],

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 from scipy.stats import studentized_range
+from toy_runs import ACC, RUN_ID, STUDY, make_runs, row, sheet_of
 
 from mmtrack.analysis.sheet import (
     Design,
@@ -24,34 +25,7 @@ from mmtrack.analysis.sheet import (
 from mmtrack.errors import MMTrackError
 from mmtrack.report import render, rich_summary, rich_tables, save_figure, sheet_figure, sheet_log
 
-T0 = pd.Timestamp("2024-01-01", tz="UTC")
-
-# OFAT design, 2 axes x 3 seeds. (lr, batch_size, seed) -> acc. Params are written in varied string forms.
-ACC = {
-    ("0.1", "128", "0"): 0.9300,
-    ("0.10", "128", "1"): 0.9250,
-    ("0.1", "128.0", "2"): 0.9310,  # default
-    ("0.05", "128", "0"): 0.9200,
-    ("0.05", "128", "1"): 0.9280,
-    ("0.05", "128", "2"): 0.9150,
-    ("0.01", "128", "0"): 0.9100,
-    ("1e-2", "128", "1"): 0.9220,
-    ("0.01", "128", "2"): 0.9260,
-    ("0.1", "256", "0"): 0.9350,
-    ("0.1", "256", "1"): 0.9180,
-    ("0.1", "256", "2"): 0.9240,
-}
-RUN_ID = {k: f"r-{float(k[0]):g}-{float(k[1]):g}-{k[2]}" for k in ACC}  # e.g. r-0.05-128-1
-STUDY = {
-    "name": "toy",
-    "design": "ofat",
-    "seed_param": "seed",
-    "default": {"lr": 0.1, "batch_size": 128},
-    "axes": {"lr": [0.1, 0.05, 0.01], "batch_size": [128, 256]},
-    "seeds": [0, 1, 2],
-}
-
-# Hand-computed (percentage points).
+# Hand-computed from toy_runs.ACC (percentage points).
 LR_SCORES = [[93.00, 92.00, 91.00], [92.50, 92.80, 92.20], [93.10, 91.50, 92.60]]
 LR_DPS = [2.00, 0.60, 1.60]
 LR_DPV = [0.60, 1.30, 1.60]
@@ -59,38 +33,6 @@ BS_SCORES = [[93.00, 93.50], [92.50, 91.80], [93.10, 92.40]]
 BS_DPS = [0.50, 0.70, 0.70]
 BS_DPV = [0.60, 1.70]
 DELTA_ALL = 93.50 - 91.00
-
-
-def row(run_id, lr, bs, seed, acc, status="FINISHED", end=0, eval_n='{"acc": 5000, "acc/group/g": 500}', **extra):
-    r = {
-        "run_id": run_id,
-        "run_name": run_id,
-        "status": status,
-        "start_time": T0,
-        "end_time": T0 + pd.Timedelta(minutes=end),
-        "params.lr": lr,
-        "params.batch_size": bs,
-        "params.seed": seed,
-        "params.epochs": "10",
-        "params.momentum": "0.9",
-        "metrics.acc": acc,
-        "metrics.acc/group/g": 2 * acc - 1,
-        "metrics.train_loss": 0.1,
-        "tags.mmtrack.eval_n": eval_n,
-    }
-    r.update(extra)
-    return r
-
-
-def make_runs(extra_rows=(), drop=()):
-    rows = [row(RUN_ID[k], *k, acc, end=i) for i, (k, acc) in enumerate(ACC.items()) if RUN_ID[k] not in drop]
-    # A FAILED run that would change every number if it were counted.
-    rows.append(row("failed", "0.05", "128", "0", 0.99, status="FAILED", end=100))
-    return pd.DataFrame(rows + list(extra_rows))
-
-
-def sheet_of(runs=None, **kw):
-    return build_sheet(make_runs() if runs is None else runs, "acc", Design.from_study(STUDY), "toy", **kw)
 
 
 def test_every_number_of_the_sheet():
