@@ -80,7 +80,8 @@ def plan_seed_ensembles(runs: pd.DataFrame, size: int | None = None, draws: int 
         if len(combos) > draws:
             combos = [combos[i] for i in sorted(rng.choice(len(combos), draws, replace=False))]
         first = group.iloc[0]
-        label = str(first.get(column(RUN_NAME_TAG)) or first["run_id"]).split(" · ")[0]
+        name = first.get(column(RUN_NAME_TAG))
+        label = str(name if isinstance(name, str) and name else first["run_id"]).split(" · ")[0]
         params = {c[len("params.") :]: str(first[c]) for c in keys if pd.notna(first[c])}
         for d, combo in enumerate(combos):
             name = f"{label} · ens{k}" + (f" #{d}" if len(combos) > 1 else "")

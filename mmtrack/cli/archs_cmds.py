@@ -40,7 +40,7 @@ def archs_command(
         return
     from mmtrack.data import load_dataset
     from mmtrack.models import build_model
-    from mmtrack.models.archs import check_fits
+    from mmtrack.models.fit import check_fits
     from mmtrack.models.stacking import arch_reason
     from mmtrack.training.config import RunConfig
 

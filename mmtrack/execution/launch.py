@@ -155,7 +155,7 @@ def decode_once(plan: StudyPlan, data_dir: str | None, keep: bool = False) -> No
     cannot take the dataset's images (one forward pass each), fails here, in one line, before anything trains.
     Unless `keep` (the worker runs in this process), nothing stays in memory: the workers load the decoded cache."""
     from mmtrack.data import load_dataset
-    from mmtrack.models.archs import check_fits
+    from mmtrack.models.fit import check_fits
 
     for size in {cfg.image_size for cfg in plan.configs}:
         data = load_dataset(plan.dataset, data_dir, size)

@@ -51,6 +51,7 @@ from mmtrack.errors import MMTrackError
 from mmtrack.execution.events import Event
 from mmtrack.execution.queue import Claim, WorkQueue, by_cost
 from mmtrack.execution.storage import check_storage, driver_url, patiently
+from mmtrack.execution.storage import scheme as _scheme
 from mmtrack.study import Study, StudyPlan
 from mmtrack.tags import STUDY_TAG
 
@@ -68,16 +69,11 @@ QUEUED_ATTRS = ("round", "hash", "run_name")  # the user attributes of a WAITING
 log = logging.getLogger("mmtrack")
 
 
-def queue_name(plan: StudyPlan) -> str:
+def queue_name(study: Study | StudyPlan) -> str:
     """The Optuna study behind a mmtrack study: its name plus a digest of its configurations."""
+    plan = StudyPlan.of(study)
     digest = hashlib.sha256(" ".join(c.hash for c in plan.configs).encode()).hexdigest()[:8]
     return f"{plan.name}:{digest}"
-
-
-def _scheme(url: str):
-    from mmtrack.tracking.schemes import scheme_of
-
-    return scheme_of(url)
 
 
 class _Lock:
@@ -427,7 +423,7 @@ def queue_states(study: Study | StudyPlan, storage_url: str) -> dict[str, str] |
 
     def read() -> list | None:
         try:
-            queue = optuna.load_study(study_name=queue_name(StudyPlan.of(study)), storage=driver_url(storage_url))
+            queue = optuna.load_study(study_name=queue_name(study), storage=driver_url(storage_url))
         except KeyError:  # no such study in the storage
             return None
         return queue.get_trials(deepcopy=False)

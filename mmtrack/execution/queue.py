@@ -46,14 +46,18 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from mmtrack.execution.events import Event
+from mmtrack.models.catalog import has_width
 from mmtrack.training.config import RunConfig
 
 ARCH_COST = {"resnet18": 1.0, "resnet50": 2.0, "wide_resnet50_2": 3.0}  # measured, relative, on CPU
 
 
 def relative_cost(cfg: RunConfig) -> float:
-    """A rough training cost, for ordering work longest-first (a stable sort keeps the study's order otherwise)."""
-    return ARCH_COST.get(cfg.arch, 1.0) * cfg.width**2 * cfg.epochs
+    """A rough training cost, for ordering work longest-first (a stable sort keeps the study's order otherwise):
+    mmtrack's ResNets by their measured cost and width², any other architecture as a full-width ResNet-18 (its
+    `--estimate` times it for real)."""
+    width = cfg.width**2 if has_width(cfg.arch) else 1.0
+    return ARCH_COST.get(cfg.arch, 1.0) * width * cfg.epochs
 
 
 def by_cost(configs: list[RunConfig]) -> list[tuple[int, RunConfig]]:

@@ -9,6 +9,13 @@ from pathlib import Path
 from mmtrack.errors import MMTrackError
 
 
+def scheme(url: str):
+    """The row of `tracking.schemes.SCHEMES` that `url` belongs to (imported lazily: `mmtrack --help` stays light)."""
+    from mmtrack.tracking.schemes import scheme_of
+
+    return scheme_of(url)
+
+
 def driver_url(url: str) -> str:
     """The URL SQLAlchemy opens (`tracking.schemes.driver_url`: `postgresql://` means psycopg 3)."""
     from mmtrack.tracking.schemes import driver_url as _driver_url

@@ -27,7 +27,7 @@ from mmtrack.jobs.record import (
     run_tags,
 )
 from mmtrack.models import SPEC_FILE, WEIGHTS_FILE, model_spec
-from mmtrack.models.archs import check_fits
+from mmtrack.models.fit import check_fits
 from mmtrack.training.config import RunConfig
 from mmtrack.training.device import use_device
 from mmtrack.training.train import EpochStats, alone_reason, train_model, train_models

@@ -136,7 +136,9 @@ PARAMS: tuple[Param, ...] = (
     # unless set (the whole training split; no perturbation)
     Param("init_seed", "seed", None, "Seed of the weight initialisation alone (default: seed).", "init", optional=True),
     Param("order_seed", "seed", None, "Seed of the batch order alone (default: seed).", "order", optional=True),
-    Param("augment_seed", "seed", None, "Seed of the augmentation draws alone (default: seed).", "aug", optional=True),
+    Param(
+        "augment_seed", "seed", None, "Seed of the augmentation draws alone (default: seed).", "augseed", optional=True
+    ),
     Param(
         "data_seed",
         "seed",

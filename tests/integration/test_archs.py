@@ -16,7 +16,7 @@ from mmtrack import tracking
 from mmtrack.data import Split
 from mmtrack.errors import MMTrackError
 from mmtrack.models import build_model, catalog, load_weights, model_spec, save_weights, stacking
-from mmtrack.models.archs import check_fits
+from mmtrack.models.fit import check_fits
 from mmtrack.training.config import RunConfig
 from mmtrack.training.train import alone_reason, train_model, train_models
 

@@ -113,7 +113,10 @@ def test_console_script_reports_bad_arch(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2"
+    assert (
+        proc.stderr.strip()
+        == "error: unknown arch 'foo'; choose one of: resnet18, resnet50, wide_resnet50_2, or any classification builder of torchvision.models (`mmtrack archs` lists them)"
+    )
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "tracking").exists()
 
@@ -141,7 +144,7 @@ def test_train_logs_one_run(capsys, monkeypatch, tracking_dir, digits):
     assert f"run {run.info.run_id} FINISHED" in res.out
     assert run.data.params["lr"] == "0.05" and run.data.params["seed"] == "3"
     cfg = RunConfig(**{**TINY, "lr": 0.05, "seed": 3})
-    assert run.info.run_name == cfg.short_name() == "width=0.0625 lr=0.05 batch_size=256 augment=none epochs=1 · s3"
+    assert run.info.run_name == cfg.short_name() == "w=0.0625 lr=0.05 bs=256 aug=none ep=1 · s3"
     assert run.data.tags[tracking.CONFIG_NAME_TAG] == cfg.run_name
     assert run.data.tags[tracking.HASH_TAG] == cfg.hash
     assert {k for k in run.data.metrics if k.startswith(("acc", "mia"))} == {"acc", "acc/group/skew/gs-minority"}

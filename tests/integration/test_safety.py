@@ -103,7 +103,7 @@ def test_runs_with_safe_weights_load_them_and_ignore_the_pickle(capsys, monkeypa
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ({"arch": "os.system"}, "arch is not one of resnet18, resnet50, wide_resnet50_2"),
+        ({"arch": "os.system"}, "arch is not an architecture of this machine's catalogue"),
         ({"num_classes": "10; rm -rf /"}, "num_classes is not an integer"),
         ({"format": "pickle"}, "format is not mmtrack-weights/1"),
         ({"width": 0.5}, "weights model.safetensors do not fit the described resnet18"),

@@ -352,7 +352,7 @@ def test_retraining_reproduces_the_logged_run(logged, digits):
 
 def test_unknown_run_model_errors(logged):
     tracking.connect(logged.uri)
-    with pytest.raises(MMTrackError, match="could not load the model of run"):
+    with pytest.raises(MMTrackError, match="unknown run id '0{32}'"):
         tracking.load_model(logged.client, "0" * 32)
 
 
