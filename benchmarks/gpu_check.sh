@@ -14,6 +14,8 @@
 #               same step on CPU and on DEVICE; bf16 autocast really trains in bf16 and stacks correctly;
 #               shared evaluation and stacked ART PGD equal per-model ones; ART keeps the model on its device;
 #               determinism of two identical trainings (and with torch's deterministic algorithms)
+#   c  pytest   tests/integration/test_stacking.py, test_interventions.py and test_device.py (the tests marked cuda
+#               included) with MMTRACK_TEST_DEVICE set to the device
 #   e  sweep    `mmtrack sweep` on the embedded study cut to 1 epoch: --devices cuda:0 (fp32, in-process),
 #               then --devices cuda:0 --workers-per-device 2 (bf16, spawned workers); then every MLflow run
 #               is checked: FINISHED, every intervention's metrics, no failed interventions, device/precision tags
@@ -523,7 +525,7 @@ def art_second_gpu():
     """ART's PyTorchClassifier picks cuda:<current device> (0 unless torch.cuda.set_device was called) and moves
     the model there: a worker on cuda:1 (--devices cuda:0,cuda:1) has its model moved under its feet."""
     if not CUDA or torch.cuda.device_count() < 2:
-        return "SKIP", "needs 2 GPUs (the known issue: ART moves a cuda:1 model to cuda:0, see ../shared/design/gpu-review-4da6121.md)"
+        return "SKIP", "needs 2 GPUs (checks that ART, built under the model's device, keeps a cuda:1 model on cuda:1)"
     model = train_model(configs()[0], small, torch.device("cuda:1"))
     ev = Evaluator(model, digits, EvalSettings(pgd_max_examples=64, pgd_steps=2))
     try:
@@ -566,6 +568,14 @@ PY
 
 if wanted c && gate c; then
   step c.correct 150 "$PY" "$WORK/c_correct.py"
+fi
+
+# The project's own tests on the device: the stacking contract, the evaluator and the tests marked cuda (a sweep of
+# two workers on the GPU), through MMTRACK_TEST_DEVICE.
+if wanted c && gate c; then
+  case "$DEVICE" in cuda*) MARKS="not slow or cuda" ;; *) MARKS="not slow" ;; esac
+  step c.pytest 200 env MMTRACK_TEST_DEVICE="${DEVICE%%:*}" "$PY" -m pytest -q -p no:cacheprovider -m "$MARKS" \
+    tests/integration/test_stacking.py tests/integration/test_interventions.py tests/integration/test_device.py
 fi
 
 # ------------------------------------------------------------------------------------------------ e: sweeps

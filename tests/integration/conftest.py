@@ -21,6 +21,26 @@ import yaml
 
 torch.set_num_threads(1)
 
+# The device the suite trains and evaluates on: the CPU, unless MMTRACK_TEST_DEVICE names another (e.g. cuda, on a
+# machine with a GPU: benchmarks/gpu_check.sh runs the stacking contract, the evaluator and a sweep there). Tests
+# marked `cuda` need it to be a CUDA device and are skipped otherwise.
+TEST_DEVICE = os.environ.get("MMTRACK_TEST_DEVICE", "cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not TEST_DEVICE.startswith("cuda"):
+        skip = pytest.mark.skip(reason="needs a GPU: MMTRACK_TEST_DEVICE=cuda")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    """The device under test ($MMTRACK_TEST_DEVICE, default cpu)."""
+    return torch.device(TEST_DEVICE)
+
+
 REPO = Path(__file__).resolve().parents[2]
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -81,12 +101,13 @@ def digits():
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, _per_user):
-    """No test talks to a real tracking server, a `mlflow run` parent run, or a GPU (determinism, speed)."""
+    """No test talks to a real tracking server or a `mlflow run` parent run, and none uses a GPU unless
+    MMTRACK_TEST_DEVICE asks for one (determinism, speed)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    monkeypatch.setenv("MMTRACK_DEVICE", "cpu")
+    monkeypatch.setenv("MMTRACK_DEVICE", TEST_DEVICE)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # the per-user store of an installed mmtrack (platformdirs): never the real one, whatever a test forgets
     monkeypatch.setenv("XDG_DATA_HOME", str(_per_user))
@@ -144,7 +165,7 @@ def tiny_model(digits):
     from mmtrack.training.train import train_model
 
     cfg = RunConfig(**{**TINY, "epochs": 2})
-    return train_model(cfg, digits, torch.device("cpu"))
+    return train_model(cfg, digits, torch.device(TEST_DEVICE))
 
 
 # ------------------------------------------------------------------------------------------------ the CLI
@@ -189,7 +210,7 @@ def subprocess_env(tracking: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(
         MMTRACK_TRACKING_DIR=str(tracking),
-        MMTRACK_DEVICE="cpu",
+        MMTRACK_DEVICE=TEST_DEVICE,
         OMP_NUM_THREADS="1",
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
         PYTHONWARNINGS="ignore",
@@ -224,7 +245,7 @@ def module_store(tmp_path_factory, empty_store: Path, name: str):
     shutil.copy(empty_store, d / "mlflow.db")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MMTRACK_TRACKING_DIR", str(d))
-        mp.setenv("MMTRACK_DEVICE", "cpu")
+        mp.setenv("MMTRACK_DEVICE", TEST_DEVICE)
         mp.delenv("MLFLOW_RUN_ID", raising=False)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         yield d, tracking.connect()

@@ -143,3 +143,24 @@ def test_the_estimate_times_the_devices_it_is_given(monkeypatch, tracking_dir, c
     assert res.code == 0, res.err
     assert seen == ["cpu"] and "on cpu" in res.out and "--workers 2" in res.out
     assert real is not spy
+
+
+@pytest.mark.cuda
+@pytest.mark.slow
+def test_a_one_epoch_sweep_on_the_device_under_test(capsys, monkeypatch, tracking_dir, tmp_path, test_device):
+    """MMTRACK_TEST_DEVICE=cuda: two workers on the GPU train a tiny study; every run FINISHED there, with every
+    intervention (PGD included: ART on the worker's own device) and the precision it computed in."""
+    from conftest import run_cli, write_study
+
+    from mmtrack import tracking
+
+    path = write_study(tmp_path, name="on-device", interventions=["acc", "group", "pgd_linf:0.005"])
+    res = run_cli(capsys, monkeypatch, "sweep", path, "--devices", str(test_device), "--workers-per-device", "2")
+    assert res.code == 0, res.err
+    client = tracking.connect()
+    runs = client.search_runs([client.get_experiment_by_name("on-device").experiment_id])
+    assert runs and all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        assert r.data.tags[tracking.DEVICE_TAG].startswith("cuda") and "acc/pgd_linf/0.005" in r.data.metrics
+        assert r.data.tags[tracking.PRECISION_TAG] in ("fp32", "tf32", "bf16")
+        assert tracking.FAILED_INTERVENTIONS_TAG not in r.data.tags

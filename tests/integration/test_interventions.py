@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TEST_DEVICE, TINY
 from mlflow.utils.validation import _validate_metric_name
 from torch import nn
 
@@ -23,7 +23,7 @@ from mmtrack.models import Classifier, Normalize, predict_logits
 from mmtrack.training.config import RunConfig
 from mmtrack.training.train import train_model
 
-CPU = torch.device("cpu")
+CPU = torch.device(TEST_DEVICE)  # the device under test: the CPU unless MMTRACK_TEST_DEVICE says otherwise
 
 
 class ConstantNet(nn.Module):

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import TEST_DEVICE
 
 from mmtrack.data import Split
 from mmtrack.interventions import Intervention
@@ -16,7 +17,7 @@ from mmtrack.models import ARCHS, build_model, predict_logits, stacking
 from mmtrack.training.config import RunConfig
 from mmtrack.training.train import train_model, train_models
 
-CPU = torch.device("cpu")
+CPU = torch.device(TEST_DEVICE)  # the device under test: the CPU unless MMTRACK_TEST_DEVICE says otherwise
 SEEDS = (0, 1, 2)
 
 
