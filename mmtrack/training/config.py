@@ -270,11 +270,30 @@ class RunConfig:
         return RunConfig(**{**asdict(self), **changes})
 
 
+# torchvision's architecture families in run names (`arch=shfv2_x0_5 · s0` keeps its seed within ~22 characters)
+ARCH_FAMILIES = (
+    ("shufflenet_v2_", "shfv2_"),
+    ("mobilenet_v", "mbv"),
+    ("efficientnet_", "effnet_"),
+    ("wide_resnet", "wrn"),
+    ("squeezenet", "sqz"),
+    ("densenet", "dn"),
+    ("convnext_", "cnx_"),
+    ("regnet_", "reg"),
+    ("resnext", "rnx"),
+    ("inception_v3", "incv3"),
+    ("googlenet", "goog"),
+    ("mnasnet", "mnas"),
+)
+
+
 def short(param: Param, value) -> str:
-    """A param's value as a run name shows it: `lr=0.05`, `aug=ta`, `nesterov`, `init=3`."""
+    """A param's value as a run name shows it: `lr=0.05`, `aug=ta`, `nesterov`, `init=3`, `arch=mbv3_small`."""
     if param.kind == "flag":
         return param.short if value else f"no-{param.short}"
     shown = dict(param.abbrev).get(value, value)
+    if param.name == "arch" and shown == value:
+        shown = next((new + value[len(old) :] for old, new in ARCH_FAMILIES if value.startswith(old)), value)
     shown = f"{shown:g}" if isinstance(shown, float) else str(shown)
     return f"{param.short}={shown}"
 

@@ -207,3 +207,12 @@ def test_the_train_command_has_an_option_per_param():
     out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
     for p in PARAMS:
         assert f"--{p.name.replace('_', '-')}" in out, p.name
+
+
+def test_every_architectures_run_name_keeps_its_seed_visible():
+    from mmtrack.models.catalog import TORCHVISION
+
+    for arch in TORCHVISION:
+        name = RunConfig(arch=arch, seed=4).short_name()
+        assert len(name) <= 22 and name.endswith(" · s4"), name
+    assert RunConfig(arch="shufflenet_v2_x0_5").short_name() == "arch=shfv2_x0_5 · s0"
