@@ -188,3 +188,27 @@ def test_a_claim_settled_twice_is_an_error_also_under_python_O(tmp_path):
     with pytest.raises(RuntimeError, match="called twice"):
         queue.finish(claim, ev, 1.0)
     queue.close()
+
+
+@pytest.mark.parametrize("damage", ["version", "state", "weights"])
+def test_a_spooled_model_of_another_mmtrack_or_damaged_is_dropped_not_fatal(
+    damage, digits, tiny_model, tmp_path, monkeypatch
+):
+    """The spool's mismatch and damaged-file branches, without any server: the model is ignored, its folder
+    removed, and the rerun trains it again."""
+    from mmtrack.jobs import spool
+    from mmtrack.training.config import RunConfig
+    from mmtrack.training.train import EpochStats
+
+    monkeypatch.setenv("MMTRACK_SPOOL", str(tmp_path / "spool"))
+    cfg = RunConfig(**{**TINY, "epochs": 2})
+    path = spool.keep(cfg, digits, tiny_model, [EpochStats(0, 2.0, 0.3, 1.0)], {"seconds/train": 1.0})
+    state = json.loads((path / spool.STATE).read_text())
+    if damage == "version":
+        (path / spool.STATE).write_text(json.dumps({**state, "mmtrack": "0.0.0"}))
+    elif damage == "state":
+        (path / spool.STATE).write_text('{"config": ')  # cut short
+    else:
+        (path / "weights" / "model.safetensors").write_bytes(b"not safetensors")
+    assert spool.take(cfg, digits) is None
+    assert not path.exists()
