@@ -156,8 +156,9 @@ def test_presets_are_listed_and_found_from_anywhere(capsys, monkeypatch, tmp_pat
     r = run_cli(capsys, monkeypatch, "sweep", "digits-skewd", "--dry-run")
     assert r.code == 2
     assert r.err.strip() == (
-        "error: study file digits-skewd not found; presets: cifar10-skewed, digits-skewed, own-data-example, "
-        "utkface (`mmtrack study list`), or write your own with `mmtrack study init NAME`"
+        "error: study file digits-skewd not found; presets: cifar10-skewed, digits-recipe-arch, digits-seed-sources, "
+        "digits-skewed, own-data-example, utkface (`mmtrack study list`), or write your own with "
+        "`mmtrack study init NAME`"
     )
 
 
