@@ -52,6 +52,10 @@ class Audit:
     contested: list[dict] = field(default_factory=list)  # contested_examples(), plus "groups" {attribute: value}
     notes: list[str] = field(default_factory=list)
     ensembles: EnsembleFindings | None = None  # "Does ensembling help?", when the experiment has ensembles
+    # with --rashomon: the set the page is of (analysis.rashomon.RashomonSet) and each metric's Δmax^all against ε
+    # over every model (analysis.rashomon.spread_by_epsilon)
+    rashomon: object | None = None
+    rashomon_curve: pd.DataFrame | None = None
 
     def to_dict(self) -> dict:
         from mmtrack.analysis.run_table import jsonable

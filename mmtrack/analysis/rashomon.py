@@ -84,18 +84,16 @@ def within(runs: pd.DataFrame, rs: RashomonSet) -> pd.DataFrame:
     return runs[keep.to_numpy()]
 
 
-def spread_by_epsilon(
-    runs: pd.DataFrame, metrics: Sequence[str], rashomon_metric: str = "acc", steps: int = 8
-) -> pd.DataFrame:
-    """Δmax^all (max − min over the models of the set, in the metric's unit) of each of `metrics` against ε, from
-    0 to the full spread of `rashomon_metric` in `steps` steps: how much of the spread survives among near-equal
-    models. Columns: epsilon, models, metric, delta_max_all."""
+def spread_by_epsilon(runs: pd.DataFrame, metrics: Sequence[str], rashomon_metric: str = "acc") -> pd.DataFrame:
+    """Δmax^all (max − min over the models of the set, in the metric's unit) of each of `metrics` against ε, at
+    every ε where a model joins the set (0: the best model alone; the last: every model): how much of the spread
+    survives among near-equal models. Columns: epsilon, models, metric, delta_max_all."""
     fin = runs[finished_mask(runs)]
     col = metric_column(runs, rashomon_metric)
-    base = pd.to_numeric(fin[col], errors="coerce") * scale(col.removeprefix("metrics."))
-    span = float(base.max() - base.min()) if base.notna().any() else 0.0
+    base = (pd.to_numeric(fin[col], errors="coerce") * scale(col.removeprefix("metrics."))).dropna()
+    gaps = np.unique(np.round(float(base.max()) - base.to_numpy(), 10)) if len(base) else np.array([0.0])
     rows = []
-    for eps in np.linspace(0.0, span, max(2, steps)):
+    for eps in gaps:
         rs = rashomon_set(runs, float(eps), rashomon_metric)
         kept = fin[fin["run_id"].astype(str).isin(rs.kept)]
         for m in metrics:

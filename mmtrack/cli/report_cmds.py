@@ -322,6 +322,13 @@ def report_cmd(
     quiet()
     start = time.perf_counter()
     client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
+    curve = rashomon_set = None
+    if rashomon is not None:  # the spread against ε over every model, beside the page of the set
+        from mmtrack.analysis import rashomon as rashomon_mod
+
+        everything = experiment_runs(experiment, tracking_uri)[3]
+        rashomon_set = rashomon_mod.rashomon_set(everything, rashomon, rashomon_metric)
+        curve = rashomon_mod.spread_by_epsilon(everything, analysis.sheet_metrics(everything, metric), rashomon_metric)
     design = analysis.choose_design(runs, study)
     finished = analysis.finished_run_ids(runs)
     if reference is not None and reference not in finished:
@@ -346,6 +353,7 @@ def report_cmd(
         metrics=metric,
     )
     audit.ensembles = ensemble_findings(experiment, audit, runs, preds or {}, group_preds or {}, tracking_uri, refresh)
+    audit.rashomon, audit.rashomon_curve = rashomon_set, curve
     images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
     ui = tracking.ui_base(client.tracking_uri)
     page = report.render_audit(audit, images, classes, note, ui_url=ui, experiment_id=exp_id)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from mmtrack.analysis.audit import Audit
 from mmtrack.analysis.cells import format_value
@@ -323,6 +324,33 @@ def _ensembles(f: EnsembleFindings) -> str:
     return "\n".join(out) + "\n</section>\n"
 
 
+def rashomon_figure(curve: pd.DataFrame, epsilon: float, metric: str):
+    """Δmax^all of each metric against ε (the models within ε of the best `metric`), the page's ε marked."""
+    fig = new_figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for name, rows in curve.groupby("metric", sort=False):
+        ax.plot(rows["epsilon"], rows["delta_max_all"], marker="o", markersize=3, linewidth=1.2, label=name)
+    ax.axvline(epsilon, color="0.4", linestyle="--", linewidth=0.8)
+    ax.set_xlabel(f"ε: models within ε points of the best {metric}")
+    ax.set_ylabel("Δmax^all (pp)")
+    ax.legend(fontsize=6, ncol=2, frameon=False)
+    return fig
+
+
+def _rashomon(audit: Audit) -> str:
+    rs, curve = audit.rashomon, audit.rashomon_curve
+    models = curve.drop_duplicates("epsilon")[["epsilon", "models"]]
+    counts = ", ".join(f"{int(n)} at ε {e:.2f}" for e, n in zip(models["epsilon"], models["models"]))
+    return (
+        '<section id="rashomon"><h2>Among near-equal models (the ε-Rashomon set)</h2>\n'
+        f"<p>{esc(rs.note(shown=12))}. Every section below is of this set.</p>\n"
+        + _png(rashomon_figure(curve, rs.epsilon, rs.metric))
+        + f'<p class="note">How much of each metric\'s spread survives among the models within ε of the best: '
+        f"Δmax^all over the set, from ε = 0 (the best model alone) to the full spread (every model). Models: "
+        f"{esc(counts)}.</p>\n</section>\n"
+    )
+
+
 def render_audit(
     audit: Audit,
     images: np.ndarray | None = None,
@@ -333,13 +361,20 @@ def render_audit(
 ) -> str:
     """The report page. `images` (N, C, H, W uint8) are the test images the predictions index, for the contested
     examples figure; without them (`images_note` says why) the examples are listed as a table only."""
-    sections = [*SECTIONS[:5], *(["ensembles"] if audit.ensembles is not None else []), *SECTIONS[5:]]
+    sections = [
+        *SECTIONS[:2],
+        *(["rashomon"] if audit.rashomon_curve is not None else []),
+        *SECTIONS[2:5],
+        *(["ensembles"] if audit.ensembles is not None else []),
+        *SECTIONS[5:],
+    ]
     nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in sections)
     other = [n for n in audit.notes if not n.startswith(("selection:", "prediction multiplicity"))]
     body = (
         f"<nav>{nav}</nav>\n"
         + _design(audit)
         + _summary(audit)
+        + (_rashomon(audit) if audit.rashomon_curve is not None else "")
         + _sheets(audit, ui_url, experiment_id)
         + _selection(audit)
         + _multiplicity(audit)

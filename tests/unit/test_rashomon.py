@@ -74,9 +74,9 @@ def test_sheets_on_the_set_measure_only_near_equal_models():
 
 
 def test_the_spread_against_eps_runs_from_the_best_model_to_every_model():
-    curve = spread_by_epsilon(runs(), ["acc/group/x"], steps=4)
-    assert list(curve["epsilon"]) == pytest.approx([0.0, 2.5 / 3, 5.0 / 3, 2.5])
-    assert list(curve["models"]) == [1, 3, 4, 6]
+    curve = spread_by_epsilon(runs(), ["acc/group/x"])  # at every ε where a model joins
+    assert list(curve["epsilon"]) == pytest.approx([0.0, 0.5, 0.8, 1.5, 2.0, 2.5])
+    assert list(curve["models"]) == [1, 2, 3, 4, 5, 6]
     assert math.isnan(curve["delta_max_all"].iloc[0]) and curve["delta_max_all"].iloc[-1] == pytest.approx(21.0)
 
 
