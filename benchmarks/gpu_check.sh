@@ -21,7 +21,7 @@
 #               is checked: FINISHED, every intervention's metrics, no failed interventions, device/precision tags
 #   d  speed    training images/s at 64 px, width 1 (studies/utkface.yaml's design: batch 128, RandAugment,
 #               SGD) through mmtrack.training.train.StackTrainer: resnet18 / resnet50 / wide_resnet50_2, K=1 vs K=5,
-#               fp32 vs bf16; then variants (no augmentation, cudnn.benchmark, NCHW)
+#               fp32 vs tf32 vs bf16; then variants (no augmentation, cudnn.benchmark, NCHW)
 #   f  eval     stacked evaluation (SharedForward forward pass, ART PGD on the stack) vs model by model, K=5
 # Every result is one line, "RESULT <step>.<name>: PASS|FAIL|INFO|SKIP <details>", printed as it comes and
 # appended to $OUT/gpu_check.txt; the summary at the end repeats the FAIL and SKIP lines and the counts.
@@ -699,7 +699,7 @@ import gc
 import torch
 
 from mmtrack.training.config import RunConfig
-from mmtrack.training.device import precision_context
+from mmtrack.training.device import precision_context, use_device
 from mmtrack.training.train import StackTrainer
 
 dev = torch.device(DEVICE)
@@ -707,14 +707,14 @@ CUDA = dev.type == "cuda"
 SIZE, WIDTH, BATCH, N_TRAIN = (32, 0.125, 32, 256) if QUICK else (64, 1.0, 128, 2048)
 ARCHS = ["resnet18"] if QUICK else ["resnet18", "resnet50", "wide_resnet50_2"]
 KS = [1, 2] if QUICK else [1, 5]
-PRECISIONS = ["fp32", "bf16"] if CUDA else ["fp32"]  # CPU always trains in fp32
+PRECISIONS = ["fp32", "tf32", "bf16"] if CUDA else ["fp32"]  # CPU always trains in fp32
 WARM, MIN_STEPS, MAX_STEPS, SECONDS = (2, 3, 10, 0.3) if QUICK else (3, 5, 60, 1.0)
 data = synthetic(SIZE, N_TRAIN, 256)
 result(
     "setup", "INFO",
     f"{SIZE} px, width {WIDTH}, batch {BATCH} per model, RandAugment, SGD, channels_last, {dev}"
-    + (f" ({torch.cuda.get_device_name(dev)}); fp32 = PyTorch's default (convolutions in TF32: "
-       f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32})" if CUDA else f", {torch.get_num_threads()} threads"),
+    + (f" ({torch.cuda.get_device_name(dev)}); fp32 = true fp32 (TF32 off), tf32 = TF32 allowed, bf16 = autocast "
+       "(MMTRACK_PRECISION, applied by training.device.use_device)" if CUDA else f", {torch.get_num_threads()} threads"),
 )
 
 
@@ -733,6 +733,7 @@ def trainer(arch, k, augment="randaugment", layout="channels_last"):
 def timed(tr, prec):
     """images/s (all K models), ms per step, peak GiB: WARM steps, then steps until SECONDS have passed."""
     os.environ["MMTRACK_PRECISION"] = prec
+    use_device(dev)  # the TF32 flags of this precision, as a worker sets them
     tr.autocast = precision_context(dev)  # the trainer's autocast, as StackTrainer.__init__ sets it
     batches = [b for b in tr.batches() if len(b[0]) == BATCH]
     if CUDA:
