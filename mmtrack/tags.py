@@ -29,10 +29,13 @@ SPOOLED_TAG = (
 )
 TRUSTED_PICKLE_TAG = "mmtrack.trusted_pickle"  # evaluate loaded the run's pickled model (--trust-pickle)
 # on ensemble runs (`mmtrack ensemble`)
-KIND_TAG = "mmtrack.kind"  # "ensemble" on an ensemble run
+KIND_TAG = "mmtrack.kind"  # "ensemble" on an ensemble run, "imported" on a run of `mmtrack import`
 MEMBERS_TAG = "mmtrack.ensemble.members"  # JSON list of the members' run ids
 MEMBER_SEEDS_TAG = "mmtrack.ensemble.seeds"  # the members' seeds, e.g. "0,1,2,3,4"
 OF_TAG = "mmtrack.ensemble.of"  # the experiment the members come from
+# on imported runs (`mmtrack import`; KIND_TAG is "imported")
+IMPORTED_FROM_TAG = "mmtrack.import.source"  # the weights file the run's model was read from
+WEIGHTS_SHA256_TAG = "mmtrack.import.sha256"  # sha256 of that file (a rerun skips a model already imported)
 # on report runs and experiments
 REPORT_TAG = "mmtrack.report"  # runs that hold a sheet or selection report, not a model
 REPORTS_FOR_TAG = "mmtrack.reports_for"  # on a report run and its experiment: the experiment it reports on
@@ -47,6 +50,14 @@ LAUNCHED_TAG = "mmtrack.launched_run"  # where the training run was logged
 RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # on a run's dataset input: "training"
+# on registered model versions (mmtrack select --register)
+SELECTION_RULE_TAG = "mmtrack.selection.rule"  # the rule that chose the model, e.g. "top 50% on acc/ood/x"; with
+#                                                the source run, a version's identity (a rerun reuses the version)
+SELECTION_EXPERIMENT_TAG = "mmtrack.selection.experiment"  # the experiment the model was selected from
+SELECTION_BY_TAG = "mmtrack.selection.by"  # the metrics it was chosen on (--by), comma-separated
+SELECTION_SPREAD_TAG = "mmtrack.selection.spread"  # JSON: unseen metric -> Δmax (pp) left among the selected runs
+SELECTION_SIZE_TAG = "mmtrack.selection.n_selected"  # how many runs the rule kept
+SELECTION_SCORE_TAG = "mmtrack.selection.score"  # the model's mean of the --by metrics, as logged
 
 
 def column(tag: str) -> str:

@@ -13,6 +13,7 @@ from mmtrack.cli._app import app, console, err, make_console, run_main
 # isort: off
 from mmtrack.cli import train_cmds  # noqa: F401, E402  (train)
 from mmtrack.cli import evaluate_cmds  # noqa: F401, E402  (evaluate)
+from mmtrack.cli import import_cmds  # noqa: F401, E402  (import)
 from mmtrack.cli import sweep_cmds  # noqa: F401, E402  (sweep, worker)
 from mmtrack.cli import report_cmds  # noqa: F401, E402  (sheet, select, report)
 from mmtrack.cli import ensemble_cmds  # noqa: F401, E402  (ensemble)
