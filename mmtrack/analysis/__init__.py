@@ -8,6 +8,7 @@ used and tested without a training stack or a tracking server."""
 
 from mmtrack.analysis.audit import Audit, build_audit
 from mmtrack.analysis.cells import Cells, Design, assign_cells, choose_design, infer_design, sheet_metrics
+from mmtrack.analysis.champion import Champion, champion
 from mmtrack.analysis.effects import AxisEffect, axis_effect, top_axis
 from mmtrack.analysis.ensembles import EnsembleFindings, ensemble_comparison, ensemble_findings
 from mmtrack.analysis.multiplicity import Multiplicity, contested_examples, multiplicity, vote_shares
@@ -32,6 +33,8 @@ __all__ = [
     "build_audit",
     "finished_run_ids",
     "AxisEffect",
+    "Champion",
+    "champion",
     "Multiplicity",
     "axis_effect",
     "contested_examples",

@@ -1,4 +1,5 @@
-"""`mmtrack sheet` and `mmtrack select`: multiplicity sheets and model selection over an experiment's runs."""
+"""`mmtrack sheet` and `mmtrack report`: multiplicity sheets and the one-page report of an experiment's runs; the
+output formats and figure folders `mmtrack select` (`select_cmds`) shares."""
 
 from __future__ import annotations
 
@@ -31,31 +32,14 @@ FormatOpt = Annotated[
 ]
 
 
-def _predicted_labels(client, run_ids: list[str]):
-    """{run id: predicted labels} of the runs that stored predictions (read once, then from the local cache)."""
-    from mmtrack import tracking
-
-    return {rid: df["pred"].to_numpy() for rid, df in tracking.load_predictions(client, run_ids).items()}
-
-
-def _default_reference(runs, study: dict | None, experiment: str) -> str | None:
-    """The default configuration's first seed, when the experiment's design can be worked out."""
-    from mmtrack import analysis
-
-    try:
-        return analysis.assign_cells(runs, analysis.choose_design(runs, study), experiment).reference_run()
-    except MMTrackError:  # no design (e.g. runs logged by other tools): reference-free numbers only
-        return None
-
-
-def _check_format(fmt: str) -> None:
+def check_output_format(fmt: str) -> None:
     from mmtrack.report import check_format
 
     check_format(fmt, FORMATS)
 
 
 @contextlib.contextmanager
-def _figure_dir(figure: Path | None) -> Iterator[Path]:
+def figure_dir(figure: Path | None) -> Iterator[Path]:
     """The user's --figure folder, or a temporary one removed once the figures are logged."""
     if figure is not None:
         yield figure
@@ -110,7 +94,7 @@ def sheet(
     from mmtrack import analysis, report, tracking
 
     quiet()
-    _check_format(fmt)
+    check_output_format(fmt)
     client, exp_id, study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
     overrides = {}
     for item in default or []:
@@ -160,7 +144,7 @@ def _figures_and_log(sheets, figure: Path | None, log: bool, client, experiment:
 
     if figure is None and not log:
         return
-    with _figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone
+    with figure_dir(figure) as fig_dir:  # a temporary folder only when the figures go to MLflow alone
         written: list[Path] = []
         for s in sheets:
             written += report.save_figure(report.sheet_figure(s), fig_dir / f"sheet-{report.slug(s.metric)}")
@@ -172,105 +156,6 @@ def _figures_and_log(sheets, figure: Path | None, log: bool, client, experiment:
             err.print(
                 f"logged {len(sheets)} sheet(s) as run {rid} in experiment {esc(experiment)}-reports: "
                 f"{tracking.ui_url(ui, rep_exp, rid)}"
-            )
-
-
-@app.command("select")
-def select_cmd(
-    experiment: ExperimentOpt,
-    by: Annotated[str, typer.Option(metavar="METRICS", help="Selection metrics, comma-separated (higher is better).")],
-    top: Annotated[str, typer.Option(metavar="PERCENTS", help="Top-k% rules, comma-separated percentages.")] = "75,50",
-    unseen: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="METRICS",
-            help="Unseen metrics, comma-separated (default: every other "
-            "accuracy, acc/...; others are shown in their own unit).",
-        ),
-    ] = None,
-    within: Annotated[
-        Optional[str],
-        typer.Option(
-            metavar="EPS",
-            help="Rashomon rules: keep runs within EPS points of the best on "
-            "every --by metric (comma-separated EPS values).",
-        ),
-    ] = None,
-    pareto: Annotated[bool, typer.Option("--pareto", help="Also keep the Pareto front over the --by metrics.")] = False,
-    rounding: Annotated[
-        str, typer.Option(metavar="ceil|floor", help="ceil (default) or floor for ⌈k·n/100⌉.")
-    ] = "ceil",
-    fmt: FormatOpt = "rich",
-    out: OutOpt = None,
-    figure: Annotated[
-        Optional[Path], typer.Option(metavar="DIR", help="Folder for the figure: DIR/selection.png and .svg.")
-    ] = None,
-    log: Annotated[bool, typer.Option("--log", help="Record table, JSON and figure as a run in MLflow.")] = False,
-    predictions: Annotated[
-        bool, typer.Option(help="Prediction multiplicity of each set from stored predictions.")
-    ] = True,
-    reference: ReferenceOpt = None,
-    rashomon: RashomonOpt = None,
-    rashomon_metric: RashomonMetricOpt = "acc",
-    refresh: RefreshOpt = False,
-    tracking_uri: TrackingUri = None,
-):
-    """Model selection: keep the runs good on several metrics at once; how much do unseen metrics still vary?"""
-
-    from mmtrack import analysis, report, tracking
-
-    quiet()
-    _check_format(fmt)
-
-    def numbers(text: str | None, what: str) -> list[float]:
-        try:
-            return [float(x) for x in (text or "").split(",") if x.strip()]
-        except ValueError:
-            raise MMTrackError(f"{what} takes comma-separated numbers, got {text!r}") from None
-
-    if rounding not in ("ceil", "floor"):
-        raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
-    client, exp_id, _study, runs = experiment_runs(experiment, tracking_uri, refresh, rashomon, rashomon_metric)
-    by_list = [m.strip() for m in by.split(",") if m.strip()]
-    unseen_list = [m.strip() for m in unseen.split(",") if m.strip()] if unseen else None
-    preds, ref = None, reference
-    if predictions:
-        finished = analysis.finished_run_ids(runs)
-        if ref is None:
-            ref = _default_reference(runs, _study, experiment)
-        elif ref not in finished:
-            raise MMTrackError(f"--reference {ref} is not a FINISHED run of experiment {experiment!r}")
-        preds = _predicted_labels(client, finished) or None
-    rep = analysis.analyse(
-        runs,
-        by_list,
-        unseen_list,
-        tops=numbers(top, "--top"),
-        within=numbers(within, "--within"),
-        pareto=pareto,
-        experiment=experiment,
-        rounding=rounding,
-        predictions=preds,
-        reference=ref,
-    )
-    if fmt == "rich" and out is None:
-        console.print(report.rich_table(rep))
-        for line in rep.warnings:
-            err.print(f"[yellow]warning:[/] {esc(line)}")
-    else:
-        emit_text(report.render(rep, "markdown" if fmt == "rich" else fmt), out)
-    if figure is None and not log:
-        return
-    with _figure_dir(figure) as fig_dir:
-        figs = report.save_figure(report.selection_figure(rep), fig_dir / "selection")
-        if figure is not None:
-            err.print(f"wrote {len(figs)} figure files to {esc(str(fig_dir))}")
-        if log:
-            files, metrics = report.selection_log(rep)
-            rep_exp, rid = tracking.log_report(client, experiment, "select", files, figs, metrics)
-            err.print(
-                f"logged selection as run {rid} in experiment {esc(experiment)}-reports: "
-                f"{tracking.ui_url(tracking.ui_base(client.tracking_uri), rep_exp, rid)}"
             )
 
 

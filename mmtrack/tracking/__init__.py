@@ -4,11 +4,13 @@ functions that need it).
 - `stores`: where the store is and whether it answers (URIs, local SQLite, servers and their login, databases),
   and the MLflow UI address derived from the tracking URI.
 - `runs`: experiments, `RunLogger`, paged run searches, the runs-table cache, models, predictions, report runs.
+- `model_registry`: a run's model registered as a version of a registered model, with an alias (`select --register`).
 - Tag names (`mmtrack.tags`) are re-exported here.
 """
 
 from mmtrack.tags import *  # noqa: F403 - tag names are part of the tracking layer's API
 from mmtrack.tracking.artifacts import PREDICTIONS, load_model, load_predictions, predictions_path, stored_populations
+from mmtrack.tracking.model_registry import Registration, check_registry_names, register_model, version_url
 from mmtrack.tracking.resilience import (
     TrackingUnavailable,
     patient_worker,
@@ -76,6 +78,10 @@ __all__ = [
     "UI_VIEW",
     "WEIGHTS",
     "RunLogger",
+    "Registration",
+    "check_registry_names",
+    "register_model",
+    "version_url",
     "failed_run",
     "TrackingUnavailable",
     "patient_worker",
