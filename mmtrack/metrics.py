@@ -1,15 +1,19 @@
 """What a metric name means for display: the namespace decides what is an accuracy.
 
-Only `acc` and `acc/...` (accuracy under intervention) are fractions shown in percentage points; every other
+Only `acc` and `acc/...` (accuracy under intervention; a selective ensemble's `answered_acc/...` and `abstain/...`)
+are fractions shown in percentage points; every other
 metric (`train_loss`, `epoch_seconds`, `seconds/...`, `mia/...`) is shown in its own unit, never scaled."""
 
 from __future__ import annotations
 
+FRACTIONS = ("acc", "answered_acc", "abstain")  # a selective ensemble's too: accuracy where it answers, abstentions
+
 
 def is_accuracy(name: str) -> bool:
-    """`acc` or `acc/<intervention>/...`: an accuracy under intervention, a fraction in [0, 1]."""
+    """`acc` or `acc/<intervention>/...`: an accuracy under intervention, a fraction in [0, 1]; so are a selective
+    ensemble's `answered_acc[/...]` and `abstain[/...]` (the rate of abstentions)."""
     name = name.removeprefix("metrics.")
-    return name == "acc" or name.startswith("acc/")
+    return any(name == f or name.startswith(f + "/") for f in FRACTIONS)
 
 
 def scale(name: str) -> float:

@@ -56,6 +56,10 @@ class Audit:
     # over every model (analysis.rashomon.spread_by_epsilon)
     rashomon: object | None = None
     rashomon_curve: pd.DataFrame | None = None
+    # with --selective: "Which model do I ship?", single models beside ensembles and selective ensembles per group
+    # (analysis.shipping.ship_table), and the selective ensembles' level
+    shipping: pd.DataFrame | None = None
+    selective_alpha: float | None = None
 
     def to_dict(self) -> dict:
         from mmtrack.analysis.run_table import jsonable
@@ -79,6 +83,7 @@ class Audit:
                 },
                 "contested": self.contested,
                 "ensembles": None if self.ensembles is None else self.ensembles.to_dict(),
+                **({} if self.shipping is None else {"shipping": self.shipping.to_dict(orient="records")}),
                 "notes": self.notes,
             }
         )

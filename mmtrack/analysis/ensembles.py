@@ -39,14 +39,17 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
 SUFFIX = "-ensembles"  # the ensembles of experiment X live in experiment X-ensembles
 
 
-def experiment_name(experiment: str, size: int | None = None, selected: bool | str = False) -> str:
+def experiment_name(
+    experiment: str, size: int | None = None, selected: bool | str = False, alpha: float | None = None
+) -> str:
     """Where ensembles of `experiment` go: `-ensembles` (each configuration's seeds, all of them), `-ensembles-k<K>`
     (K of them, several draws), `-ensembles-configs` (every configuration, one per seed), `-ensembles-selected`
-    (of a selection, or of given runs). One kind and size per experiment, so its sheets have one cell per
-    configuration and draw."""
+    (of a selection, or of given runs); selective ensembles of level `alpha` add `-selective<alpha>`. One kind and
+    size per experiment, so its sheets have one cell per configuration and draw."""
+    tail = "" if alpha is None else f"-selective{alpha:g}"
     if selected:
-        return f"{experiment}{SUFFIX}-{selected if isinstance(selected, str) else 'selected'}"
-    return f"{experiment}{SUFFIX}" + (f"-k{size}" if size else "")
+        return f"{experiment}{SUFFIX}-{selected if isinstance(selected, str) else 'selected'}{tail}"
+    return f"{experiment}{SUFFIX}" + (f"-k{size}" if size else "") + tail
 
 
 @dataclass

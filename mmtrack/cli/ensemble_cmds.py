@@ -42,6 +42,16 @@ def ensemble(
         Optional[str], typer.Option(metavar="METRIC,...", help="--of selection: metrics to select on.")
     ] = None,
     top: Annotated[float, typer.Option(metavar="PCT", help="--of selection: keep the top PCT % on every --by.")] = 50,
+    selective: Annotated[
+        Optional[float],
+        typer.Option(
+            metavar="ALPHA",
+            help="Selective ensembles (Black et al. 2022): answer the members' most voted class only where a "
+            "binomial test of its votes against the runner-up's rejects at level ALPHA, else abstain; logs "
+            "abstain/... and answered_acc/... beside every accuracy (which counts abstentions as errors), into "
+            "<ensembles experiment>-selective<ALPHA>. Two-sided: K members answer at all only when 2·0.5^K <= ALPHA.",
+        ),
+    ] = None,
     intervention: InterventionOpt = None,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
@@ -60,6 +70,8 @@ def ensemble(
         raise MMTrackError(f"--of must be one of {', '.join(OF)}, got {of!r}")
     if size is not None and size < 1 or draws < 1:
         raise MMTrackError("--size and --draws must be positive")
+    if selective is not None and not 0 < selective < 1:
+        raise MMTrackError(f"--selective takes a significance level ALPHA in (0, 1), e.g. 0.05; got {selective:g}")
     exp = open_experiment(experiment, tracking_uri)
     client, study = exp.client, exp.study
     if runs:
@@ -87,7 +99,7 @@ def ensemble(
     )
     settings = EvalSettings(**(study or {}).get("eval", {}))
     kind = "selected" if runs or of == "selection" else ("configs" if of == "configs" else False)
-    name = planning.experiment_name(experiment, None if kind else size, kind)
+    name = planning.experiment_name(experiment, None if kind else size, kind, selective)
     ens_study = _ensembles_study(study, name, max(p.draw for p in planned) + 1) if of == "seeds" and not runs else None
     exp_tags = {tracking.STUDY_TAG: ens_study} if ens_study else None
     exp_id = tracking.experiment_id(client, name, create=True, tags=exp_tags)
@@ -98,7 +110,7 @@ def ensemble(
     for p in todo:
         err.print(f"  evaluating {esc(p.name)} ({len(p.members)} members)")
         results[p.name] = ensemble_run.log_ensemble(
-            client, exp_id, p, "runs" if runs else of, experiment, data, ivs, settings
+            client, exp_id, p, "runs" if runs else of, experiment, data, ivs, settings, alpha=selective
         )
     tracking.mark_changed(client, exp_id)
     _print(results, len(planned) - len(todo), name)
@@ -169,6 +181,35 @@ def ensemble_findings(experiment, audit, runs, preds, group_preds, tracking_uri,
         )
     ens_test = tracking.load_predictions(client, ids) if preds else {}
     return analysis.ensemble_findings(audit.sheets, runs, preds, ens_sheets, ens_runs, ens_test, "test", refs)
+
+
+def ship_findings(experiment: str, alpha: float, single: dict, population: str, tracking_uri, refresh):
+    """The report's "Which model do I ship?": the single models' predictions on `population` beside those of the
+    experiment's ensembles (when built) and of its selective ensembles of level `alpha` (required)."""
+    from mmtrack import analysis, tracking
+    from mmtrack.analysis.ensembles import experiment_name
+    from mmtrack.analysis.shipping import ship_table
+
+    if not single:
+        raise MMTrackError(f"experiment {experiment!r} has no stored predictions to compare models on")
+    selective = f"selective ensembles (α={alpha:g})"
+    kinds = {"single models": single}
+    for label, name in (
+        ("ensembles", experiment_name(experiment)),
+        (selective, experiment_name(experiment, alpha=alpha)),
+    ):
+        try:
+            client, _, _, runs = experiment_runs(name, tracking_uri, refresh)
+        except MMTrackError:
+            if label != selective:
+                continue  # no plain ensembles: the comparison goes without them
+            raise MMTrackError(
+                f"experiment {experiment!r} has no selective ensembles of level {alpha:g} ({name!r}); build them: "
+                f"mmtrack ensemble --experiment {experiment} --selective {alpha:g}"
+            ) from None
+        kinds[label] = tracking.load_predictions(client, analysis.finished_run_ids(runs), population=population)
+    classes = max(int(df["label"].max()) for df in single.values()) + 1  # the abstain class follows the labels
+    return ship_table(kinds, {selective: classes})
 
 
 def print_comparison(single, ens_sheets, runs, fmt: str, out) -> None:

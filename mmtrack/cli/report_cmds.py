@@ -23,7 +23,7 @@ from mmtrack.cli._options import (
     RefreshOpt,
     TrackingUri,
 )
-from mmtrack.cli.ensemble_cmds import ensemble_findings, ensemble_sheets, print_comparison
+from mmtrack.cli.ensemble_cmds import ensemble_findings, ensemble_sheets, print_comparison, ship_findings
 from mmtrack.errors import MMTrackError
 
 FORMATS = ("rich", "csv", "markdown", "latex", "html", "json")  # rich, then every format of mmtrack.report
@@ -194,6 +194,14 @@ def report_cmd(
     ] = False,
     rashomon: RashomonOpt = None,
     rashomon_metric: RashomonMetricOpt = "acc",
+    selective: Annotated[
+        Optional[float],
+        typer.Option(
+            metavar="ALPHA",
+            help="Add \"Which model do I ship?\": single models, ensembles and the selective ensembles of level "
+            "ALPHA (`mmtrack ensemble --selective ALPHA`) per group: accuracy, abstention, remaining ambiguity.",
+        ),
+    ] = None,
     refresh: RefreshOpt = False,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
@@ -238,6 +246,10 @@ def report_cmd(
         metrics=metric,
     )
     audit.ensembles = ensemble_findings(experiment, audit, runs, preds or {}, group_preds or {}, tracking_uri, refresh)
+    if selective is not None:
+        population, single = ("group", group_preds) if group_preds else ("test", preds or {})
+        audit.shipping = ship_findings(experiment, selective, single, population, tracking_uri, refresh)
+        audit.selective_alpha = selective
     audit.rashomon, audit.rashomon_curve = rashomon_set, curve
     images, classes, note = _test_images(study, runs, data_dir, preds) if audit.contested else (None, None, None)
     ui = tracking.ui_base(client.tracking_uri)

@@ -160,7 +160,8 @@ class Evaluator:
         c, h, w = self.data.test.images.shape[1:]
         with art_device(self.device):  # ART moves the model to cuda:<current device>: make it the model's
             return PyTorchClassifier(
-                model=model if model is not None else self.model,
+                # a model whose decisions have no gradient (a selective ensemble) names what attacks follow
+                model=model if model is not None else getattr(self.model, "attacked", self.model),
                 loss=nn.CrossEntropyLoss() if model is None else SumOfLosses(),
                 input_shape=(c * k, h, w),
                 nb_classes=self.data.num_classes,

@@ -16,10 +16,27 @@ def output_noise(ev: Evaluator, lam: float):
         ev._record(name[4:], logits.argmax(1))
         return {name: _accuracy(logits.argmax(1), labels)}, {name: len(labels)}
     g = torch.Generator().manual_seed(ev.s.noise_seed)
+    vote = getattr(ev.model, "vote", None)
+    if vote is not None:  # a voting ensemble: every member's released logits get the noise, then it votes
+        members = ev.shared.cached(("member_logits", "test"), lambda: _member_logits(ev))
+        noisy = (
+            members + torch.empty(members.shape).exponential_(1.0 / lam, generator=g) for _ in range(ev.s.noise_draws)
+        )
+        with torch.no_grad():
+            pred = torch.stack([vote(m.to(ev.device)).argmax(-1).cpu() for m in noisy])  # (draws, N)
+        ev._record(name[4:], pred)
+        return {name: float((pred == labels).float().mean())}, {name: len(labels)}
     noise = torch.empty((ev.s.noise_draws, *logits.shape)).exponential_(1.0 / lam, generator=g)
     pred = (logits.unsqueeze(0) + noise).argmax(-1)  # (draws, N)
     ev._record(name[4:], pred)
     return {name: float((pred == labels).float().mean())}, {name: len(labels)}
+
+
+@torch.no_grad()
+def _member_logits(ev: Evaluator) -> torch.Tensor:
+    """Every member's logits (N, K, classes) on the test images."""
+    chunks = ev.data.test.images.split(ev.s.batch_size)
+    return torch.cat([ev.model.member_logits(c.to(ev.device).float().div(255)).float().cpu() for c in chunks])
 
 
 def input_noise(ev: Evaluator, lam: float):

@@ -10,9 +10,11 @@ run ids as a tag, the same metrics and predictions as a training run, and `ensem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
+import numpy as np
 import torch
 
 from mmtrack import tracking
@@ -28,12 +30,57 @@ from mmtrack.jobs.record import (
     populations,
     run_env_tags,
 )
-from mmtrack.models.ensemble import Ensemble
+from mmtrack.models.ensemble import Ensemble, SelectiveEnsemble
 from mmtrack.study import register_study_dataset
 from mmtrack.tags import KIND_TAG, MEMBER_SEEDS_TAG, MEMBERS_TAG, OF_TAG
 from mmtrack.training.device import use_device
 
 RULE = "mean_softmax"
+SELECTIVE = "selective_vote"  # `SelectiveEnsemble`: a binomial test on the members' votes, abstaining below it
+
+
+def selective_metrics(evaluator: Evaluator, metrics: dict[str, float]) -> dict[str, float]:
+    """For each accuracy `acc[/X]` of a selective ensemble: `abstain[/X]`, the fraction of examples it abstains
+    on, and `answered_acc[/X]`, its accuracy on those it answers (absent when it answers none). Under output and
+    input noise and PGD (whose predictions are recorded), also per group of the test split:
+    `abstain/X/group/<attr>/<value>` and `answered_acc/X/group/<attr>/<value>`."""
+    data, abstained = evaluator.data, evaluator.data.num_classes  # the abstain class: never a label
+    out: dict[str, float] = {}
+
+    def add(suffix: str, pred, labels) -> None:
+        pred, labels = np.asarray(pred), np.broadcast_to(np.asarray(labels), np.shape(pred))
+        if pred.size == 0:
+            return
+        answered = pred != abstained
+        out[f"abstain{suffix}"] = float(1 - answered.mean())
+        if answered.any():
+            out[f"answered_acc{suffix}"] = float((pred == labels)[answered].mean())
+
+    for name in metrics:
+        if name != "acc" and not name.startswith("acc/"):
+            continue
+        suffix = name[3:]
+        kind, _, rest = suffix[1:].partition("/")
+        if name == "acc":
+            logits, split = evaluator.population("test")
+            add("", logits.argmax(1).numpy(), split.labels.numpy())
+        elif kind == "group":
+            attr, _, value = rest.partition("/")
+            logits, split = evaluator.population("group")
+            mask = split.group_mask(attr, value).numpy()
+            add(suffix, logits.argmax(1).numpy()[mask], split.labels.numpy()[mask])
+        elif kind == "ood":
+            logits, split = evaluator.population(f"ood/{rest}")
+            add(suffix, logits.argmax(1).numpy(), split.labels.numpy())
+        elif suffix[1:] in evaluator.recorded:
+            index, pred = evaluator.recorded[suffix[1:]]
+            index = np.arange(pred.shape[-1]) if index is None else index
+            add(suffix, pred, data.test.labels.numpy()[index])
+            for attr, values in data.test.group_values.items():
+                for value in values:
+                    mask = data.test.group_mask(attr, value).numpy()[index]
+                    add(f"{suffix}/group/{attr}/{value}", pred[..., mask], data.test.labels.numpy()[index][mask])
+    return out
 
 
 def explicit(client, run_ids: list[str]) -> Planned:
@@ -81,12 +128,17 @@ def log_ensemble(
     interventions: list[Intervention],
     settings: EvalSettings,
     device: torch.device | None = None,
+    alpha: float | None = None,
 ) -> RunResult:
-    """Build, evaluate and log one ensemble as a run of `exp_id` (FINISHED; FAILED with the error recorded)."""
+    """Build, evaluate and log one ensemble as a run of `exp_id` (FINISHED; FAILED with the error recorded). With
+    `alpha`, a selective ensemble (`SelectiveEnsemble`): its accuracies count abstentions as errors, and it also
+    logs `abstain/...` and `answered_acc/...` beside each (`selective_metrics`)."""
     device = use_device(device)
     start = time.perf_counter()
     models = load_members(client, planned.members, data, device)
-    ensemble = Ensemble(models).to(device).eval()
+    ensemble = (Ensemble(models) if alpha is None else SelectiveEnsemble(models, alpha)).to(device).eval()
+    if alpha is not None:  # per-intervention abstentions are read from the predictions under each
+        settings = dataclasses.replace(settings, intervention_predictions=True)
     tags = {
         KIND_TAG: "ensemble",
         MEMBERS_TAG: json.dumps(planned.members),
@@ -102,7 +154,8 @@ def log_ensemble(
                 **planned.params,
                 "seed": planned.draw,
                 "ensemble.size": len(planned.members),
-                "ensemble.rule": RULE,
+                "ensemble.rule": RULE if alpha is None else SELECTIVE,
+                **({} if alpha is None else {"ensemble.alpha": alpha}),
                 "ensemble.of": of,
                 **settings.params(),
                 "eval.interventions": ";".join(map(str, interventions)),
@@ -113,6 +166,10 @@ def log_ensemble(
         evaluator = Evaluator(ensemble, data, settings)
         log_interventions(logger, evaluator, interventions, result, {})
         result.stored_predictions = log_populations(logger, evaluator, populations(interventions, data))
+        if alpha is not None:
+            selective = selective_metrics(evaluator, result.metrics)
+            logger.log_metrics(selective, to_model=True)
+            result.metrics.update(selective)
         # what shipping it costs: K forward passes per prediction
         logger.log_metrics({**result.seconds, "ensemble.inference_cost": float(len(planned.members))})
     return result

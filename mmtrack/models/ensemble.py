@@ -58,3 +58,60 @@ class Ensemble(nn.Module):
 def mean_softmax(logits: torch.Tensor) -> torch.Tensor:
     """The combination rule by hand: the mean over members (dim 1) of their softmax, (N, classes)."""
     return torch.softmax(logits.float(), dim=-1).mean(dim=1)
+
+
+class SelectiveEnsemble(Ensemble):
+    """A selective ensemble (Black, Leino & Fredrikson, ICLR 2022; Black, Raghavan & Barocas, FAccT 2022): the
+    members vote (each its argmax); with n_A votes for the most voted class A and n_B for the runner-up, it
+    answers A when a two-sided binomial test of n_A against n_A + n_B fair coin flips rejects at level `alpha`
+    (`scipy.stats.binomtest`), and abstains otherwise. With K members the smallest p-value is 2·0.5^K: at
+    alpha 0.05 it answers nothing with fewer than 6 members.
+
+    Output (N, classes + 1), decisions as scores: A's column (answered) or the last column (abstained) holds
+    `MARGIN` more than any other, so `argmax` is the decision and the abstain class is never a label: an accuracy
+    counts abstentions as errors. Votes have no gradient: PGD attacks the mean-softmax ensemble (`attacked`) and
+    this one decides on the perturbed images; output noise perturbs each member's logits before it votes
+    (`vote`)."""
+
+    MARGIN = 1000.0
+
+    def __init__(self, members: list[nn.Module], alpha: float, stack: bool = True):
+        from scipy.stats import binomtest
+
+        super().__init__(members, stack)
+        self.alpha = float(alpha)
+        k = self.k
+        answers = torch.zeros(k + 1, k + 1, dtype=torch.bool)  # [n_A, n_B] -> answer?
+        for n_a in range(1, k + 1):
+            for n_b in range(min(n_a, k - n_a) + 1):
+                answers[n_a, n_b] = bool(binomtest(n_a, n_a + n_b, 0.5).pvalue <= self.alpha)
+        self.register_buffer("answers", answers)
+
+    @property
+    def attacked(self) -> nn.Module:
+        """What an attack's gradients come from: the same members, combined by their mean softmax."""
+        return _MeanSoftmax(self)
+
+    def vote(self, member_logits: torch.Tensor) -> torch.Tensor:
+        """Decision scores (N, classes + 1) from the members' logits (N, K, classes)."""
+        n_classes = member_logits.shape[-1]
+        votes = nn.functional.one_hot(member_logits.argmax(-1), n_classes).sum(1)  # (N, classes)
+        top = votes.topk(min(2, n_classes), dim=1)
+        n_b = top.values[:, 1] if n_classes > 1 else torch.zeros_like(top.values[:, 0])
+        answer = self.answers[top.values[:, 0], n_b]
+        choice = torch.where(answer, top.indices[:, 0], torch.full_like(answer, n_classes, dtype=torch.long))
+        return nn.functional.one_hot(choice, n_classes + 1).float() * self.MARGIN
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vote(self.member_logits(x).float())
+
+
+class _MeanSoftmax(nn.Module):
+    """A selective ensemble's members as the plain (mean-softmax) ensemble, sharing its modules."""
+
+    def __init__(self, ensemble: Ensemble):
+        super().__init__()
+        object.__setattr__(self, "ensemble", ensemble)  # not a submodule: no second copy in the module tree
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Ensemble.forward(self.ensemble, x)

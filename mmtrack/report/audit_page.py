@@ -267,6 +267,58 @@ def _contested(
     return "\n".join(out) + "\n</section>\n"
 
 
+def _ship(audit: Audit) -> str:
+    """Which model do I ship? Single models, ensembles and selective ensembles per group (`analysis.shipping`)."""
+    df = audit.shipping
+
+    def pct(x) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+    head = "".join(f"<th>{h}</th>" for h in SHIP_HEADERS)
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{c}</td>"
+            for c in (
+                esc(r.kind),
+                esc(r.group),
+                r.models,
+                pct(r.acc),
+                pct(r.abstain),
+                pct(r.answered_acc),
+                pct(r.ambiguity),
+            )
+        )
+        + "</tr>"
+        for r in df.itertuples()
+    )
+    overall = df[df["group"] == "all"].set_index("kind")
+    said = [
+        f"{esc(kind)}: {pct(r.acc)}% accuracy over all examples, abstaining on {pct(r.abstain)}%, "
+        f"{pct(r.answered_acc)}% where it answers; "
+        + (
+            f"{pct(r.ambiguity)}% of examples still get different answers from two of its {r.models} models."
+            if r.models > 1
+            else "one model, so no ambiguity to measure."
+        )
+        for kind, r in overall.iterrows()
+    ]
+    return (
+        '<section id="ship"><h2>Which model do I ship?</h2>'
+        f"<p>One model, the mean-softmax ensemble of its seeds, or the selective ensemble (α = "
+        f"{audit.selective_alpha:g}: it answers the members' vote only where a binomial test rejects a tie, and "
+        "abstains elsewhere), on the population the group accuracies are measured on. Accuracy counts an abstention "
+        "as an error; ambiguity = examples on which two models of the kind give different answers (abstentions are "
+        "no answer).</p><ul>"
+        + "".join(f"<li>{s}</li>" for s in said)
+        + f'</ul><table class="ship">{head}{rows}</table></section>'
+    )
+
+
+SHIP_HEADERS = ("kind", "group", "models", "accuracy (%)", "abstains (%)", "accuracy where it answers (%)")
+SHIP_HEADERS += ("ambiguity (%)",)
+
+
 def _ensembles(f: EnsembleFindings) -> str:
     """Does ensembling help? One sentence per metric, the comparison table, prediction multiplicity, the price."""
     from mmtrack.report.ensemble_report import HEADERS, NOTE, _cells, ensemble_sentences
@@ -366,6 +418,7 @@ def render_audit(
         *(["rashomon"] if audit.rashomon_curve is not None else []),
         *SECTIONS[2:5],
         *(["ensembles"] if audit.ensembles is not None else []),
+        *(["ship"] if audit.shipping is not None else []),
         *SECTIONS[5:],
     ]
     nav = " · ".join(f'<a href="#{s}">{s}</a>' for s in sections)
@@ -379,6 +432,7 @@ def render_audit(
         + _selection(audit)
         + _multiplicity(audit)
         + (_ensembles(audit.ensembles) if audit.ensembles is not None else "")
+        + (_ship(audit) if audit.shipping is not None else "")
         + _contested(audit, images, class_names, images_note)
         + "".join(f'<p class="note">{esc(n)}</p>' for n in other)
     )

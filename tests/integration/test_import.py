@@ -166,3 +166,29 @@ def test_a_study_experiment_takes_no_imports(capsys, monkeypatch, client, plain)
     tracking.experiment_id(client, "swept", create=True, tags={tracking.STUDY_TAG: '{"axes": {"lr": [0.1]}}'})
     res = _import(capsys, monkeypatch, folder / "models.csv", "swept")
     assert res.code != 0 and "holds the runs of a study" in res.err
+
+
+def test_imported_models_ensemble_selectively_and_the_report_says_which_to_ship(
+    capsys, monkeypatch, client, plain, tmp_path
+):
+    folder, _ = plain
+    assert _import(capsys, monkeypatch, folder / "models.csv", "ship").code == 0
+    for extra in ((), ("--selective", "0.5")):  # two members: they answer where both agree (p = 0.5)
+        r = run_cli(capsys, monkeypatch, "ensemble", "--experiment", "ship", "-i", "acc;group", *extra)
+        assert r.code == 0, r.err
+    (run,) = _runs(client, "ship-ensembles-selective0.5")
+    m = run.data.metrics
+    assert run.data.params["ensemble.rule"] == "selective_vote" and run.data.params["ensemble.alpha"] == "0.5"
+    assert m["acc"] == pytest.approx((1 - m["abstain"]) * m["answered_acc"], abs=1e-6)
+    assert "abstain/group/skew/majority" in m and "answered_acc/group/skew/majority" in m
+    r = run_cli(capsys, monkeypatch, "report", "--experiment", "ship", "--selective", "0.5", "--out", tmp_path)
+    assert r.code == 0, r.err
+    page = (tmp_path / "report.html").read_text()
+    assert '<section id="ship"><h2>Which model do I ship?</h2>' in page and 'href="#ship"' in page
+    for kind in ("single models", "ensembles", "selective ensembles (α=0.5)"):
+        assert f"<li>{kind}: " in page
+    assert "<td>skew=gs-minority</td>" in page
+    plain_page = run_cli(capsys, monkeypatch, "report", "--experiment", "ship", "--out", tmp_path / "p")
+    assert plain_page.code == 0 and 'id="ship"' not in (tmp_path / "p" / "report.html").read_text()
+    missing = run_cli(capsys, monkeypatch, "report", "--experiment", "ship", "--selective", "0.1", "--out", tmp_path)
+    assert missing.code != 0 and "mmtrack ensemble --experiment ship --selective 0.1" in missing.err
