@@ -86,6 +86,14 @@ def select_cmd(
             "same rule, the version of that run is reused (only the alias is set again).",
         ),
     ] = None,
+    register_ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--register-ensemble",
+            help="With --register: register the ensemble (mean softmax) of every run the last rule keeps instead "
+            "of its best model; logged with its model in <experiment>-ensembles-selected (reused when there).",
+        ),
+    ] = False,
     alias: Annotated[
         Optional[str],
         typer.Option(
@@ -117,6 +125,8 @@ def select_cmd(
 
     if rounding not in ("ceil", "floor"):
         raise MMTrackError(f"--rounding must be ceil or floor, got {rounding!r}")
+    if register_ensemble and register is None:
+        raise MMTrackError("--register-ensemble registers the selection's ensemble: give --register NAME too")
     if alias is not None and register is None:
         raise MMTrackError("--alias names the alias of a registered version: give --register NAME too")
     if register is not None:
@@ -165,6 +175,8 @@ def select_cmd(
     if register is not None:
         pool = f"the ε-Rashomon set (within {rashomon:g} points on {rashomon_metric})" if rashomon is not None else None
         choice = analysis.champion(runs, rep, rounding, pool)
+        if register_ensemble:
+            choice = _ensemble_of(client, experiment, choice)
         _ship(client, choice, register, alias or DEFAULT_ALIAS)
 
 
@@ -179,6 +191,26 @@ def _list_after(anchor: str, command: str) -> None:
 
 
 _list_after("sheet", "select")
+
+
+def _ensemble_of(client, experiment: str, choice):
+    """`choice` turned into the ensemble of its selection: the ensemble's run (logged with its model when needed),
+    its own mean of the --by metrics, and the rule prefixed "ensemble of"."""
+    import dataclasses
+
+    from mmtrack import tracking
+    from mmtrack.jobs.ensemble_run import shipped_ensemble
+
+    members = sorted(choice.outcome.selection.run_ids)
+    if len(members) < 2:
+        raise MMTrackError(f"{choice.rule} keeps {len(members)} run: an ensemble needs 2; loosen the last rule")
+    err.print(f"ensemble of the {len(members)} selected runs ...")
+    run_id, logged = shipped_ensemble(client, experiment, members)
+    metrics = tracking.get_run(client, run_id).data.metrics
+    scores = [metrics[m] for m in choice.by if m in metrics]
+    score = sum(scores) / len(scores) if len(scores) == len(choice.by) else float("nan")
+    err.print(f"{'logged' if logged else 'found'} the ensemble as run {run_id}")
+    return dataclasses.replace(choice, run_id=run_id, score=score, rule=f"ensemble of {choice.rule}")
 
 
 def _ship(client, choice, name: str, alias: str) -> None:

@@ -129,10 +129,12 @@ def log_ensemble(
     settings: EvalSettings,
     device: torch.device | None = None,
     alpha: float | None = None,
+    with_model: bool = False,
 ) -> RunResult:
     """Build, evaluate and log one ensemble as a run of `exp_id` (FINISHED; FAILED with the error recorded). With
     `alpha`, a selective ensemble (`SelectiveEnsemble`): its accuracies count abstentions as errors, and it also
-    logs `abstain/...` and `answered_acc/...` beside each (`selective_metrics`)."""
+    logs `abstain/...` and `answered_acc/...` beside each (`selective_metrics`). With `with_model`, the ensemble
+    is also logged as the run's MLflow model `model` (what the Model Registry registers)."""
     device = use_device(device)
     start = time.perf_counter()
     models = load_members(client, planned.members, data, device)
@@ -163,6 +165,9 @@ def log_ensemble(
         )
         logger.log_dataset(data.name, data.fingerprint, data.description, dataset_profile(data))
         result.seconds["seconds/load_members"] = time.perf_counter() - start
+        if with_model:  # before the metrics, so that MLflow links them to the model
+            logger.log_model(ensemble.cpu(), data.test.images[:2].float().div(255).numpy())
+            ensemble.to(device)
         evaluator = Evaluator(ensemble, data, settings)
         log_interventions(logger, evaluator, interventions, result, {})
         result.stored_predictions = log_populations(logger, evaluator, populations(interventions, data))
@@ -179,3 +184,31 @@ def existing(client, exp_id: str) -> set[tuple[str, ...]]:
     """The member sets of the FINISHED ensembles already logged in `exp_id`."""
     runs = tracking.search_all_runs(client, exp_id, "attributes.status = 'FINISHED'")
     return {tuple(json.loads(r.data.tags[MEMBERS_TAG])) for r in runs if MEMBERS_TAG in r.data.tags}
+
+
+def shipped_ensemble(client, experiment: str, members: list[str], data_dir: str | None = None) -> tuple[str, bool]:
+    """(run id, logged now?) of the mean-softmax ensemble of `members` with its MLflow model, in
+    `<experiment>-ensembles-selected` (`mmtrack select --register-ensemble`): a FINISHED run of exactly these
+    members that has its model, else a new one, evaluated like any ensemble: the study's interventions, else
+    those its first member was evaluated with."""
+    from mmtrack.analysis.ensembles import experiment_name
+    from mmtrack.interventions import DEFAULT_SPECS, parse
+    from mmtrack.tracking.model_registry import model_source
+
+    study = tracking.experiment_study(client, tracking.experiment_id(client, experiment)) or {}
+    exp_id = tracking.experiment_id(client, experiment_name(experiment, selected=True), create=True)
+    for run in tracking.search_all_runs(client, exp_id, "attributes.status = 'FINISHED'"):
+        if json.loads(run.data.tags.get(MEMBERS_TAG, "[]")) == members:
+            try:
+                model_source(client, run.info.run_id)
+            except MMTrackError:
+                continue  # logged by `mmtrack ensemble`, without a model to register
+            return run.info.run_id, False
+    planned = explicit(client, members)
+    data = members_data(client, members, data_dir)
+    own = tracking.get_run(client, members[0]).data.params.get("eval.interventions")
+    specs = study.get("interventions") or (own.split(";") if own else DEFAULT_SPECS)
+    ivs, settings = parse(specs), EvalSettings(**study.get("eval", {}))
+    result = log_ensemble(client, exp_id, planned, "selection", experiment, data, ivs, settings, with_model=True)
+    tracking.mark_changed(client, exp_id)
+    return result.run_id, True

@@ -147,3 +147,30 @@ def test_register_errors_are_one_line(capsys, monkeypatch, tracking_dir):
     for r in (empty, no_model, lonely, reserved, bad_name, none):
         assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1, r.err
     assert tracking.connect().search_registered_models() == []
+
+
+def test_register_ensemble_ships_the_selections_ensemble_once(capsys, monkeypatch, store, digits):
+    import mlflow.pytorch
+
+    from mmtrack.models.ensemble import Ensemble
+
+    client = store
+    args = ("--by", "acc", "--top", "100", "--register", "ens", "--register-ensemble", "--no-predictions")
+    res = select(capsys, monkeypatch, *args)
+    assert res.code == 0, res.err
+    (version,) = versions(client, "ens")
+    run = client.get_run(version.run_id)
+    members = json.loads(run.data.tags[tracking.MEMBERS_TAG])
+    assert len(members) == 3 and run.data.params["ensemble.rule"] == "mean_softmax"
+    assert client.get_experiment(run.info.experiment_id).name == f"{EXPERIMENT}-ensembles-selected"
+    assert version.tags[tracking.SELECTION_RULE_TAG] == "ensemble of top 100% on acc"
+    assert float(version.tags[tracking.SELECTION_SCORE_TAG]) == pytest.approx(run.data.metrics["acc"], abs=1e-6)
+    x = digits.test.images[:64].float().div(255)
+    with torch.no_grad():
+        registered = mlflow.pytorch.load_model("models:/ens@champion", map_location="cpu").eval()(x)
+        by_hand = Ensemble([tracking.load_model(client, m).eval() for m in members]).eval()(x)
+    torch.testing.assert_close(registered, by_hand, atol=1e-5, rtol=1e-5)
+    again = select(capsys, monkeypatch, *args)
+    assert again.code == 0 and "no new version" in again.err and len(versions(client, "ens")) == 1
+    one = select(capsys, monkeypatch, "--by", "acc", "--top", "1", "--register", "ens", "--register-ensemble")
+    assert one.code != 0 and "an ensemble needs 2" in one.err
