@@ -198,7 +198,7 @@ def report_cmd(
         Optional[float],
         typer.Option(
             metavar="ALPHA",
-            help="Add \"Which model do I ship?\": single models, ensembles and the selective ensembles of level "
+            help='Add "Which model do I ship?": single models, ensembles and the selective ensembles of level '
             "ALPHA (`mmtrack ensemble --selective ALPHA`) per group: accuracy, abstention, remaining ambiguity.",
         ),
     ] = None,
