@@ -169,14 +169,13 @@ def import_models(
     todo = [m for m in models if m.label not in found]
     if todo:
         check_models(todo, seed_param, runs)
-    loaded = {}
-    for m in todo:  # every model loads before any run is created
+    for m in todo:  # every model loads before any run is created (then it is let go: one in memory at a time)
         model = build_imported(m, data, mean_v, std_v, read_state(m.path))
         with torch.no_grad():
             out = model(data.test.images[:2].float().div(255))
         if tuple(out.shape) != (2, data.num_classes):
             raise MMTrackError(f"model {m.label} gives outputs of shape {tuple(out.shape)[1:]}, not {data.num_classes}")
-        loaded[m.label] = model
+        del model
     exp_id = exp_id or tracking.experiment_id(client, experiment, create=True)
     dev = use_device(device)
     out: list[Imported] = []
@@ -184,7 +183,8 @@ def import_models(
         if m.label in found:
             result = Imported(m, found[m.label][0], found[m.label][1], skipped=True)
         else:
-            run = _log_one(client, exp_id, m, loaded.pop(m.label).to(dev), data, dataset, image_size, mean_v, std_v)
+            model = build_imported(m, data, mean_v, std_v, read_state(m.path)).to(dev)
+            run = _log_one(client, exp_id, m, model, data, dataset, image_size, mean_v, std_v)
             result = Imported(m, run.run_id, run.metrics.get("acc"))
         out.append(result)
         if on_model is not None:

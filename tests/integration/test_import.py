@@ -5,6 +5,7 @@ then work on them; every bad listing fails with one line and logs nothing."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -102,6 +103,12 @@ def test_imported_models_score_exactly_as_trained(capsys, monkeypatch, client, d
     sheet = run_cli(capsys, monkeypatch, "sheet", "--experiment", "ext", "--metric", "acc/group/skew/majority")
     assert sheet.code == 0, sheet.err
     assert "default: lr=0.05" in sheet.out and "over 3 models" in sheet.out
+    sel = run_cli(
+        capsys, monkeypatch, "select", "--experiment", "ext", "--by", "acc", "--top", "50", "--format", "json"
+    )
+    assert sel.code == 0, sel.err
+    best = max(runs.values(), key=lambda r: r.data.metrics["acc"]).info.run_id
+    assert best in json.loads(sel.out)["selections"][-1]["run_ids"]
 
 
 def test_a_folder_lists_params_in_its_paths(capsys, monkeypatch, client, plain, tmp_path):
